@@ -1,0 +1,1 @@
+"""The shared runtime every Marque service is built on."""

@@ -1,0 +1,107 @@
+"""Process configuration from the environment, with the embedded defaults of DESIGN.md §10.
+
+Every setting has a default that works on a laptop with nothing set; production sets the
+same names through a ConfigMap and Secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mesh.catalog import ServiceEntry, entry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def var_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where local state lives (SQLite files, the dev signing key): `MARQUE_VAR_DIR` or ./var."""
+    env = os.environ if env is None else env
+    return Path(env.get("MARQUE_VAR_DIR") or ROOT / "var")
+
+
+def database_url(service: str, env: Mapping[str, str] | None = None) -> str:
+    """`MARQUE_<SERVICE>_DATABASE_URL`, else `MARQUE_DATABASE_URL`, else a SQLite file in var/."""
+    env = os.environ if env is None else env
+    prefix = entry(service).env_prefix
+    url = env.get(f"{prefix}_DATABASE_URL") or env.get("MARQUE_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite+aiosqlite:///{var_dir(env) / (service.replace('-', '_') + '.db')}"
+
+
+def service_address(service: str, env: Mapping[str, str] | None = None) -> str:
+    """Where to reach a service: `MARQUE_<SERVICE>_ADDR` (e.g. `dns:///lead:50051`), else
+    the local port table on loopback."""
+    env = os.environ if env is None else env
+    e = entry(service)
+    return env.get(f"{e.env_prefix}_ADDR") or f"127.0.0.1:{e.grpc_port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one service process needs to know to serve."""
+
+    service: str
+    host: str = "127.0.0.1"
+    grpc_port: int = 0
+    metrics_port: int = 0
+    database_url: str = ""
+    var_dir: Path = field(default_factory=lambda: ROOT / "var")
+    # In-flight calls above this are shed with RESOURCE_EXHAUSTED.
+    max_concurrency: int = 512
+    # Seconds in-flight calls get to finish after SIGTERM.
+    shutdown_grace: float = 10.0
+    # Access logs: "all" calls, "sampled" (traced calls, errors and slow calls) or "errors".
+    access_log: str = "sampled"
+    slow_call_seconds: float = 1.0
+    log_level: str = "INFO"
+    # Servers close connections after this age so dns:/// round_robin clients rebalance.
+    max_connection_age_ms: int = 300_000
+    max_connection_age_grace_ms: int = 30_000
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings of `service` from the environment; unknown services are a KeyError."""
+        env = os.environ if env is None else env
+        e: ServiceEntry = entry(service)
+        access_log = env.get("MARQUE_ACCESS_LOG", "sampled")
+        if access_log not in ("all", "sampled", "errors"):
+            raise ValueError("MARQUE_ACCESS_LOG must be all, sampled or errors")
+        return cls(
+            service=service,
+            host=env.get("MARQUE_BIND_HOST", "127.0.0.1"),
+            grpc_port=_int(env, "MARQUE_GRPC_PORT", e.grpc_port),
+            metrics_port=_int(env, "MARQUE_METRICS_PORT", e.metrics_port),
+            database_url=database_url(service, env),
+            var_dir=var_dir(env),
+            max_concurrency=_int(env, "MARQUE_MAX_CONCURRENCY", 512),
+            shutdown_grace=_float(env, "MARQUE_SHUTDOWN_GRACE", 10.0),
+            access_log=access_log,
+            slow_call_seconds=_float(env, "MARQUE_SLOW_CALL_SECONDS", 1.0),
+            log_level=env.get("MARQUE_LOG_LEVEL", "INFO").upper(),
+            max_connection_age_ms=_int(env, "MARQUE_MAX_CONNECTION_AGE_MS", 300_000),
+            max_connection_age_grace_ms=_int(env, "MARQUE_MAX_CONNECTION_AGE_GRACE_MS", 30_000),
+        )
