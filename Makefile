@@ -47,6 +47,12 @@ AGAINST ?= HEAD~1
 breaking: $(GENERATED)
 	$(PY) tools/breaking.py --against $(AGAINST)
 
+# Offline deployment checks: generated manifests up to date, kustomize render + strict schema
+# validation, per-service shape, dashboards, alert rules (promtool), Dockerfile. Also part of
+# `make test` (tests/deploy). Missing kubectl/promtool is reported as SKIP with the reason.
+k8s-check: $(INSTALLED)
+	$(PY) tools/k8s_check.py
+
 bench: $(GENERATED)
 	$(PY) -m bench
 

@@ -11,8 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
-from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf import descriptor_pb2, duration_pb2, field_mask_pb2, timestamp_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +42,12 @@ def run_protoc(args: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--image", type=Path, default=BUILD / "image.binpb",
-                        help="where to write the buf image (descriptor set with imports)")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=BUILD / "image.binpb",
+        help="where to write the buf image (descriptor set with imports)",
+    )
     parser.add_argument("--protos", type=Path, default=PROTOS, help="proto root to compile")
     parser.add_argument("--image-only", action="store_true", help="write only the image")
     ns = parser.parse_args()
@@ -56,13 +59,21 @@ def main() -> None:
         sys.exit(f"no .proto files under {ns.protos}")
     common = [f"--descriptor_set_in={validate_set}", f"-I{ns.protos}"]
     ns.image.parent.mkdir(parents=True, exist_ok=True)
-    run_protoc([*common, "--include_imports", "--include_source_info",
-                f"--descriptor_set_out={ns.image}", *sources])
+    run_protoc(
+        [
+            *common,
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={ns.image}",
+            *sources,
+        ]
+    )
     if ns.image_only:
         return
     OUT.mkdir(parents=True, exist_ok=True)
-    run_protoc([*common, f"--python_out={OUT}", f"--pyi_out={OUT}",
-                f"--grpc_python_out={OUT}", *sources])
+    run_protoc(
+        [*common, f"--python_out={OUT}", f"--pyi_out={OUT}", f"--grpc_python_out={OUT}", *sources]
+    )
     run_protoc([*common, f"--python_out={OUT}", f"--pyi_out={OUT}", VALIDATE_PROTO])
     for pkg_dir in {p.parent for p in OUT.rglob("*_pb2.py")}:
         d = pkg_dir
