@@ -1,0 +1,1 @@
+"""Lead service (线索中台): omni-channel intake, cleansing, dedup, rating, routing."""

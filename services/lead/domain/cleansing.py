@@ -1,0 +1,273 @@
+"""Cleansing: a raw submission becomes a CleanLead, or is rejected with field and reason.
+
+Every problem found is reported at once, as one `InvalidArgument` with one field violation
+per bad field (path as in the request, e.g. "lead.customer.mobile"; ADF leads report on
+"raw_adf" with the inner path in the description), so the servicer lets it propagate
+and an import turns it into row rejections (`model.rejections_of`).
+
+Mobile numbers (the dedup key) go to E.164 with libphonenumber. A number without a
+country code takes `LeadConfig.default_region` (CN), or for ADF the address's country,
+else `adf_default_region` (US); "+86", "0086", "86-", spaces, dashes, dots, brackets and
+full-width digits are accepted. A Chinese number must be a mobile by libphonenumber's
+metadata, which is stricter than 1[3-9]\\d{9} (e.g. 140..., 12x... are refused); other
+countries accept MOBILE or FIXED_LINE_OR_MOBILE (North America cannot tell them apart).
+Numbers whose digits are all the same or a plain run (12345678901, 9876543210) are junk.
+
+ADF is the one lenient path: an ADF lead needs a usable phone OR a usable email, the
+first usable of its phones wins, an unusable email is dropped with a note instead of
+refusing the lead, and a North American number that is well formed (NXX-NXX-XXXX) is
+accepted even when libphonenumber does not know its area code (the ADF specification's
+own example uses 393). The name is optional for ADF (the contact is what matters) and
+required everywhere else.
+
+Region: city and province are tidied as given; when the customer gave neither, a Chinese
+mobile's home area can fill them in (`LeadConfig.infer_area_from_mobile`, off by default
+for its memory cost), so the lead routes to a nearby dealer rather than the OEM pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+
+from mesh.errors import FieldViolation, InvalidArgument
+from services.lead.domain.config import LeadConfig
+from services.lead.domain.model import CleanLead, LeadInput, unique
+
+MAX_NAME = 100
+MAX_PLACE = 64
+MAX_VEHICLE = 64
+MAX_EMAIL = 254
+MAX_ID = 128
+
+_JUNK_NAMES = frozenset(
+    {
+        "test", "tester", "testing", "测试", "测试测试", "asdf", "asdfgh", "asdfghjkl",
+        "qwer", "qwerty", "abc", "abcd", "xxx", "na", "n/a", "none", "null", "nil",
+        "unknown", "匿名", "无", "noname", "no name", "demo", "sample", "fake", "dummy",
+        "客户", "用户",
+    }
+)  # fmt: skip
+_JUNK_NAME_PATTERN = re.compile(r"^(test|测试|asdf|demo|fake|dummy)[\s\d_.\-]*$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"^[^@\s]{{1,64}}@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
+_PHONE_NOISE = re.compile(r"[\s\-.()/\u00a0]")
+_NANP_REGIONS = frozenset(phonenumbers.region_codes_for_country_code(1))
+_NANP_FORMAT = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+
+
+def tidy(text: str) -> str:
+    """NFKC-normalised (full-width letters and digits become ASCII), control characters
+    removed, whitespace trimmed and collapsed."""
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    if not text.isprintable():
+        text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\t\n")
+    return " ".join(text.split())
+
+
+def name_problem(name: str) -> str | None:
+    """Why a tidied, non-empty name is junk, or None if it looks like a person's name."""
+    key = name.casefold()
+    if key in _JUNK_NAMES or _JUNK_NAME_PATTERN.match(key):
+        return "looks like a test or placeholder name"
+    if not any(ch.isalpha() for ch in key):
+        return "contains no letters"
+    compact = key.replace(" ", "")
+    if len(set(compact)) == 1 and (len(compact) >= 3 or compact.isascii()):
+        return "is one repeated character"
+    tokens = key.split()
+    if len(tokens) > 1 and all(t in _JUNK_NAMES or _JUNK_NAME_PATTERN.match(t) for t in tokens):
+        return "looks like a test or placeholder name"
+    return None
+
+
+def is_junk_digits(national: str) -> bool:
+    """All digits the same, or a plain ascending/descending run (wrapping 9 -> 0)."""
+    if len(national) < 6:
+        return False
+    if len(set(national)) == 1:
+        return True
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(national)}
+    return steps in ({1}, {9})
+
+
+@dataclass(frozen=True, slots=True)
+class MobileCheck:
+    """The E.164 form of a usable number, or None and why not."""
+
+    e164: str | None
+    problem: str = ""
+
+
+def check_mobile(raw: str, region: str, *, lenient_nanp: bool = False) -> MobileCheck:
+    """Normalise `raw` to E.164 if it can be a mobile; `region` is used when `raw` has no
+    country code. `lenient_nanp` (ADF) accepts well-formed North American numbers that
+    libphonenumber does not (yet) consider valid."""
+    text = _PHONE_NOISE.sub("", tidy(raw))
+    if not text:
+        return MobileCheck(None, "missing")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    elif region.upper() == "CN" and re.fullmatch(r"861\d{10}", text):
+        text = "+" + text
+    if not re.fullmatch(r"\+?\d{5,17}", text):
+        return MobileCheck(None, "is not a phone number")
+    try:
+        number = phonenumbers.parse(text, region.upper())
+    except NumberParseException:
+        return MobileCheck(None, "is not a phone number")
+    national = str(number.national_number)
+    if is_junk_digits(national):
+        return MobileCheck(None, "is a junk number (repeated or sequential digits)")
+    if not phonenumbers.is_possible_number(number):
+        return MobileCheck(None, "has the wrong number of digits")
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    if not phonenumbers.is_valid_number(number):
+        home = phonenumbers.region_code_for_country_code(number.country_code or 0)
+        if lenient_nanp and home in _NANP_REGIONS and _NANP_FORMAT.match(national):
+            return MobileCheck(e164)
+        return MobileCheck(None, "is not a valid number")
+    kind = phonenumbers.number_type(number)
+    if phonenumbers.region_code_for_number(number) == "CN":
+        if kind != PhoneNumberType.MOBILE:
+            return MobileCheck(None, "is not a mobile number (Chinese landline or service)")
+    elif kind not in _MOBILE_TYPES:
+        return MobileCheck(None, "is not a mobile number")
+    return MobileCheck(e164)
+
+
+def mobile_home_area(e164: str) -> tuple[str, str] | None:
+    """(city, province) of a Chinese mobile's home area (号码归属地), in English as the
+    demo dealers are written, e.g. ("Chengdu", "Sichuan"); municipalities give
+    ("Beijing", "Beijing"). None for other countries or unknown prefixes. The home area
+    is where the number was issued, not where the customer is, so it is only a fallback."""
+    try:
+        number = phonenumbers.parse(e164)
+    except NumberParseException:
+        return None
+    if phonenumbers.region_code_for_number(number) != "CN":
+        return None
+    # Imported here: the geocoder's data costs ~100 MB, paid only if the option is on.
+    from phonenumbers import geocoder
+
+    description = geocoder.description_for_number(number, "en")
+    if not description:
+        return None
+    city, _, province = (part.strip() for part in description.partition(","))
+    return city, province or city
+
+
+def clean_email(raw: str) -> str | None:
+    """The address lower-cased if it is one (simple shape check, no DNS), else None."""
+    text = raw.strip().strip("<>").strip()
+    if not text or len(text) > MAX_EMAIL or not _EMAIL.match(text):
+        return None
+    return text.lower()
+
+
+def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
+    """The cleansed lead, or InvalidArgument listing every bad field."""
+    violations: list[FieldViolation] = []
+    notes: list[str] = []
+
+    def bad(sub: str, problem: str) -> None:
+        description = f"{sub}: {problem}" if data.from_adf else problem
+        violations.append(FieldViolation(data.path(sub), description))
+
+    def text(sub: str, value: str, limit: int) -> str:
+        value = tidy(value)
+        if len(value) > limit:
+            bad(sub, f"longer than {limit} characters")
+        return value
+
+    name = text("customer.name", data.name, MAX_NAME)
+    if not name:
+        if not data.from_adf:
+            bad("customer.name", "required")
+    elif problem := name_problem(name):
+        bad("customer.name", problem)
+
+    region = (data.phone_region or (config.adf_default_region if data.from_adf else "")).upper()
+    region = region or config.default_region
+    mobile: str | None = None
+    phone_problems: list[str] = []
+    for raw in unique([p for p in (data.mobile, *data.alt_phones) if p.strip()]):
+        check = check_mobile(raw, region, lenient_nanp=data.from_adf)
+        if check.e164:
+            mobile = check.e164
+            break
+        phone_problems.append(check.problem)
+
+    email: str | None = None
+    if data.email.strip():
+        email = clean_email(data.email)
+        if email is None:
+            if data.from_adf:
+                notes.append("email dropped: not an address")
+            else:
+                bad("customer.email", "is not an email address")
+
+    if data.from_adf:
+        if mobile is None and email is None:
+            why = "; ".join(f"phone {p}" for p in phone_problems) or "no phone"
+            bad("customer.contact", f"no usable contact (no valid phone or email): {why}")
+        elif phone_problems and mobile is None:
+            notes.append("phone dropped: " + "; ".join(phone_problems))
+    elif mobile is None:
+        bad("customer.mobile", phone_problems[0] if phone_problems else "required")
+
+    city = text("customer.city", data.city, MAX_PLACE)
+    province = text("customer.province", data.province, MAX_PLACE)
+    if mobile and not city and not province and config.infer_area_from_mobile:
+        area = mobile_home_area(mobile)
+        if area is not None:
+            city, province = area
+            notes.append("city and province from the mobile's home area")
+    brand = text("vehicle.brand", data.brand, MAX_VEHICLE)
+    if not brand and not data.from_adf:
+        bad("vehicle.brand", "required")
+    series = text("vehicle.series", data.series, MAX_VEHICLE)
+    model = text("vehicle.model", data.model, MAX_VEHICLE)
+    trim = text("vehicle.trim", data.trim, MAX_VEHICLE)
+    preferred = data.preferred_dealer_id.strip()
+    if len(preferred) > 32:
+        bad("preferred_dealer_id", "longer than 32 characters")
+
+    if violations:
+        if len(violations) == 1:
+            field = violations[0].field.rsplit(".", 1)[-1].upper()
+            reason = "INVALID_LEAD" if data.from_adf else f"INVALID_{field}"
+        else:
+            reason = "INVALID_LEAD"
+        raise InvalidArgument(
+            "; ".join(f"{v.field}: {v.description}" for v in violations),
+            reason=reason,
+            field_violations=violations,
+        )
+    return CleanLead(
+        channel=data.channel,
+        name=name,
+        mobile_e164=mobile,
+        email=email,
+        city=city,
+        province=province,
+        brand=brand,
+        series=series,
+        model=model,
+        trim=trim,
+        time_frame=data.time_frame,
+        preferred_dealer_id=preferred or None,
+        consents=data.consents,
+        test_drive_requested=data.test_drive_requested,
+        channel_lead_id=data.channel_lead_id.strip()[:MAX_ID],
+        request_id=data.request_id.strip()[:MAX_ID],
+        request_time=data.request_time,
+        notes=tuple(notes),
+    )
