@@ -1,0 +1,657 @@
+"""Channels to other services: `stub = LeadServiceStub(channel("lead"))`.
+
+What gRPC does itself is configured, not re-implemented (DESIGN.md §4):
+- a service config: retries on UNAVAILABLE with exponential backoff (4 attempts, with retry
+  throttling so an outage does not multiply load), round_robin load balancing (effective
+  for `dns:///` targets such as Kubernetes headless services), per-method timeouts;
+- keepalive, so a dead peer behind a silent network is noticed.
+
+What grpcio lacks is added by four small client interceptors, one per call kind:
+- deadline propagation: the outgoing timeout is min(own timeout, time left on the call being
+  served, from `mesh.chain.current_deadline()`); a call served without a deadline passes on
+  only its own timeout, never the "infinite" remainder; an already expired call fails fast
+  with DEADLINE_EXCEEDED without touching the network;
+- identity: `authorization: Bearer <service token>` of this process's service (minted with
+  `mesh.keys`, cached, renewed before expiry) and `x-marque-on-behalf-of: <caller.ref>` of
+  the original caller;
+- tracing: when the current span is sampled (or there is none, so the sampler decides on a
+  new root), opentelemetry-instrumentation-grpc's own aio interceptor makes the standard
+  client span; when it is not sampled only the W3C `traceparent` is injected, so the
+  many unsampled calls cost a header and not a span (client streams always take the
+  header-only path: the instrumentation would deadlock their `call.write()` API);
+- metrics: `grpc_client_started_total`, `grpc_client_handled_total`,
+  `grpc_client_handling_seconds` from `mesh.metrics` (go-grpc-prometheus names).
+
+Unary calls (and client streams) get a default timeout (`MARQUE_CLIENT_TIMEOUT`, 10 s) when
+neither the call nor a per-method override sets one; server and bidi streams get none by
+default, since they are long-lived watches (they still inherit the served call's deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import json
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc.aio import ClientCallDetails, Metadata
+from opentelemetry import propagate, trace
+
+from mesh import config as mesh_config
+from mesh.catalog import BY_NAME
+from mesh.identity import Caller, Kind, current_caller
+from mesh.keys import TokenError, mint_token
+
+log = logging.getLogger(__name__)
+
+ON_BEHALF_OF = "x-marque-on-behalf-of"
+DEFAULT_TIMEOUT = 10.0
+# A served deadline further away than this is treated as "no deadline" (defence in depth
+# against a huge `time_remaining()` leaking through).
+MAX_PROPAGATED_SECONDS = 24 * 3600.0
+SERVICE_TOKEN_TTL = 3600
+# Renew the service token when less than this is left, so no call carries a token that
+# expires in flight.
+SERVICE_TOKEN_RENEW_BEFORE = 300
+
+RETRY_POLICY: dict[str, Any] = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+# gRPC's retry token bucket: a failure costs 1 token, a success earns 0.1, and retries pause
+# while fewer than half the tokens are left, so a dead backend does not get 4x the load.
+RETRY_THROTTLING: dict[str, Any] = {"maxTokens": 10, "tokenRatio": 0.1}
+
+UNARY, CLIENT_STREAM, SERVER_STREAM, BIDI_STREAM = (
+    "unary",
+    "client_stream",
+    "server_stream",
+    "bidi_stream",
+)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def service_config(timeouts: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The gRPC service config: round_robin, retry on UNAVAILABLE, per-method timeouts.
+
+    `timeouts` maps `package.Service/Method` (or `package.Service` for all its methods) to
+    seconds. A method config does not inherit from the default one, so every entry repeats
+    the retry policy.
+    """
+    method_config: list[dict[str, Any]] = []
+    for name, seconds in (timeouts or {}).items():
+        service, _, method = name.lstrip("/").partition("/")
+        selector = {"service": service, "method": method} if method else {"service": service}
+        method_config.append(
+            {"name": [selector], "retryPolicy": RETRY_POLICY, "timeout": _duration(seconds)}
+        )
+    method_config.append({"name": [{}], "retryPolicy": RETRY_POLICY})
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": method_config,
+        "retryThrottling": RETRY_THROTTLING,
+    }
+
+
+def channel_options(
+    timeouts: Mapping[str, float] | None = None, *, user_agent: str = "marque-mesh"
+) -> list[tuple[str, Any]]:
+    """Channel arguments: the service config plus keepalive.
+
+    Keepalive pings every `MARQUE_CLIENT_KEEPALIVE_MS` (default 5 min, the interval a grpc
+    server accepts by default without answering "too many pings") and only while calls are
+    open.
+    """
+    keepalive_ms = int(os.environ.get("MARQUE_CLIENT_KEEPALIVE_MS", "300000"))
+    return [
+        ("grpc.service_config", json.dumps(service_config(timeouts))),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.primary_user_agent", user_agent),
+    ]
+
+
+# -- identity -------------------------------------------------------------------------------
+
+
+class ServiceToken:
+    """The bearer token of this process's service: minted on first use, renewed before expiry."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        ttl_seconds: int = SERVICE_TOKEN_TTL,
+        renew_before: int = SERVICE_TOKEN_RENEW_BEFORE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self._ttl = ttl_seconds
+        self._renew_before = min(renew_before, ttl_seconds // 2)
+        self._clock = clock
+        self._header: tuple[str, str] | None = None
+        self._renew_at = 0.0
+
+    def header(self) -> tuple[str, str]:
+        """`("authorization", "Bearer …")`, minted again when close to expiry."""
+        now = self._clock()
+        if self._header is None or now >= self._renew_at:
+            caller = Caller(Kind.SERVICE, self.service, service=self.service)
+            token = mint_token(caller, ttl_seconds=self._ttl, now=now)
+            self._header = ("authorization", f"Bearer {token}")
+            self._renew_at = now + self._ttl - self._renew_before
+        return self._header
+
+
+_service_tokens: dict[str, ServiceToken] = {}
+
+
+def service_token(service: str) -> ServiceToken:
+    """The shared token source of `service` (one per process and service)."""
+    source = _service_tokens.get(service)
+    if source is None:
+        source = _service_tokens[service] = ServiceToken(service)
+    return source
+
+
+class _StaticToken:
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def header(self) -> tuple[str, str]:
+        return self._header
+
+
+# -- deadline -------------------------------------------------------------------------------
+
+
+def _no_deadline() -> float | None:
+    return None
+
+
+_deadline_source: list[Callable[[], float | None]] = []
+
+
+def _served_deadline() -> float | None:
+    """Absolute `time.monotonic()` deadline of the call being served, or None.
+
+    `mesh.chain` is imported on first use (not at import time) so that the server side may
+    itself import this module.
+    """
+    if not _deadline_source:
+        try:
+            source = importlib.import_module("mesh.chain").current_deadline
+        except (ImportError, AttributeError):  # a client-only process without the server
+            log.warning("mesh.chain.current_deadline is missing: deadlines are not propagated")
+            source = _no_deadline
+        _deadline_source.append(source)
+    return _deadline_source[0]()
+
+
+def _deadline_exceeded(method: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        Metadata(),
+        Metadata(),
+        details=f"deadline of the served call expired before calling {method}",
+        debug_error_string=None,
+    )
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _MethodMetrics:
+    started: Any
+    handled: Any  # the labelled-less parent; children per code are cached below
+    seconds: Any
+    labels: dict[str, str]
+    handled_by_code: dict[grpc.StatusCode, Any]
+
+    def done(self, code: grpc.StatusCode, elapsed: float) -> None:
+        child = self.handled_by_code.get(code)
+        if child is None:
+            names = self.handled._labelnames
+            values = {**self.labels, "grpc_code": _code_label(code)}
+            child = self.handled.labels(**{n: values.get(n, "") for n in names})
+            self.handled_by_code[code] = child
+        child.inc()
+        self.seconds.observe(elapsed)
+
+
+# go-grpc-prometheus spells codes the Go way; dashboards and alert rules match on these.
+GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.OK: "OK",
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.UNKNOWN: "Unknown",
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.ABORTED: "Aborted",
+    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNAVAILABLE: "Unavailable",
+    grpc.StatusCode.DATA_LOSS: "DataLoss",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+}
+
+
+def _code_label(code: grpc.StatusCode) -> str:
+    """The `grpc_code` label value: as mesh.metrics spells it for the server side if it
+    exports a `code_label()`, else the go-grpc-prometheus (Go) name."""
+    try:
+        fn = getattr(importlib.import_module("mesh.metrics"), "code_label", None)
+    except ImportError:
+        fn = None
+    if callable(fn):
+        return str(fn(code))
+    return GO_CODE_NAMES.get(code, code.name)
+
+
+class _Metrics:
+    """Finds the client metrics that mesh.metrics defines, once; none if it has none."""
+
+    def __init__(self) -> None:
+        self._resolved = False
+        self._collectors: tuple[Any, Any, Any] | None = None
+        self._by_method: dict[tuple[str, str], _MethodMetrics | None] = {}
+
+    def _resolve(self) -> None:
+        self._resolved = True
+        try:
+            metrics = importlib.import_module("mesh.metrics")
+        except ImportError:
+            log.debug("mesh.metrics not available: client calls are not measured")
+            return
+        from prometheus_client.metrics import MetricWrapperBase
+
+        found: dict[str, Any] = {}
+        for value in vars(metrics).values():
+            if isinstance(value, MetricWrapperBase):
+                found[value._name] = value
+        started = found.get("grpc_client_started") or found.get("grpc_client_started_total")
+        handled = found.get("grpc_client_handled") or found.get("grpc_client_handled_total")
+        seconds = found.get("grpc_client_handling_seconds")
+        if started is not None and handled is not None and seconds is not None:
+            self._collectors = (started, handled, seconds)
+        else:
+            log.debug("mesh.metrics defines no grpc_client_* metrics: calls are not measured")
+
+    def for_method(self, grpc_type: str, method: str) -> _MethodMetrics | None:
+        key = (grpc_type, method)
+        try:
+            return self._by_method[key]
+        except KeyError:
+            pass
+        if not self._resolved:
+            self._resolve()
+        result: _MethodMetrics | None = None
+        if self._collectors is not None:
+            started, handled, seconds = self._collectors
+            service, _, name = method.lstrip("/").partition("/")
+            labels = {"grpc_type": grpc_type, "grpc_service": service, "grpc_method": name}
+
+            def pick(metric: Any) -> dict[str, str]:
+                return {n: labels.get(n, "") for n in metric._labelnames}
+
+            result = _MethodMetrics(
+                started=started.labels(**pick(started)),
+                handled=handled,
+                seconds=seconds.labels(**pick(seconds)),
+                labels=labels,
+                handled_by_code={},
+            )
+        self._by_method[key] = result
+        return result
+
+
+_METRICS = _Metrics()
+
+
+# -- the interceptors -----------------------------------------------------------------------
+
+# How an outgoing call is traced.
+_NO_TRACING, _INJECT_ONLY, _CLIENT_SPAN = 0, 1, 2
+
+_otel: list[Any] = []
+
+
+def _otel_interceptors() -> list[Any]:
+    """OpenTelemetry's four aio client interceptors, created once (their tracer follows the
+    global TracerProvider, so set-up order does not matter)."""
+    if not _otel:
+        from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+        _otel.extend(aio_client_interceptors())
+    return _otel
+
+
+def _method_name(details: ClientCallDetails) -> str:
+    method = details.method
+    return method.decode() if isinstance(method, bytes) else str(method)
+
+
+class _Core:
+    """Everything the interceptors do, shared by the four per-kind interceptors of a channel.
+
+    One interceptor layer per call, not one per concern: each grpc.aio interceptor layer
+    costs several microseconds of task and call-object machinery.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: Any | None,
+        default_timeout: float | None,
+        timeouts: Mapping[str, float],
+        tracing: bool,
+    ) -> None:
+        self.token = token
+        self.default_timeout = default_timeout
+        self.timeouts = dict(timeouts)
+        self.tracing = tracing
+
+    def trace_mode(self, *, spans_allowed: bool = True) -> int:
+        """A real client span when the current span is sampled, or when there is none (the
+        sampler then decides on a new root); only the header when it is not sampled."""
+        if not self.tracing:
+            return _NO_TRACING
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid and not ctx.trace_flags.sampled:
+            return _INJECT_ONLY
+        return _CLIENT_SPAN if spans_allowed else _INJECT_ONLY
+
+    def _own_timeout(self, method: str, requested: float | None, grpc_type: str) -> float | None:
+        if requested is not None:
+            return requested
+        path = method.lstrip("/")
+        override = self.timeouts.get(path)
+        if override is None:
+            override = self.timeouts.get(path.partition("/")[0])
+        if override is not None:
+            return override
+        return self.default_timeout if grpc_type in (UNARY, CLIENT_STREAM) else None
+
+    def prepare(
+        self, details: ClientCallDetails, grpc_type: str, *, inject: bool
+    ) -> ClientCallDetails:
+        """Deadline, identity and (if `inject`) trace context, in one new metadata."""
+        method = _method_name(details)
+        timeout = self._own_timeout(method, details.timeout, grpc_type)
+        deadline = _served_deadline()
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _deadline_exceeded(method)
+            if remaining < MAX_PROPAGATED_SECONDS:
+                timeout = remaining if timeout is None else min(timeout, remaining)
+
+        metadata = Metadata(*tuple(details.metadata)) if details.metadata else Metadata()
+        if self.token is not None and "authorization" not in metadata:
+            metadata.add(*self.token.header())
+        caller = current_caller()
+        if caller.kind is not Kind.ANONYMOUS and ON_BEHALF_OF not in metadata:
+            metadata.add(ON_BEHALF_OF, caller.ref)
+        if inject:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            for key, value in carrier.items():
+                metadata.add(key, value)
+        return ClientCallDetails(
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    @staticmethod
+    async def measured_unary(
+        continuation: Any, measure: _MethodMetrics | None, details: Any, request: Any
+    ) -> Any:
+        """Unary-unary: the caller awaits the whole call anyway, so it is awaited here (no
+        extra task or callback per call)."""
+        if measure is None:
+            return await continuation(details, request)
+        measure.started.inc()
+        start = time.perf_counter()
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            call = await continuation(details, request)
+            code = await call.code()
+            return call
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            measure.done(code, time.perf_counter() - start)
+
+    @staticmethod
+    async def measured_stream(
+        continuation: Any, measure: _MethodMetrics | None, details: Any, request: Any
+    ) -> Any:
+        """Streams: the call is handed out at once (the caller reads or writes it) and
+        measured when it ends."""
+        if measure is None:
+            return await continuation(details, request)
+        measure.started.inc()
+        start = time.perf_counter()
+        try:
+            call = await continuation(details, request)
+        except grpc.aio.AioRpcError as exc:
+            measure.done(exc.code(), time.perf_counter() - start)
+            raise
+        add = getattr(call, "add_done_callback", None)
+        if add is None:
+            return call
+
+        def finished(done_call: Any) -> None:
+            # aio's code() is a coroutine; it completes at once on a finished call.
+            task = asyncio.ensure_future(done_call.code())
+            task.add_done_callback(
+                lambda t: measure.done(
+                    t.result()
+                    if not t.cancelled() and t.exception() is None
+                    else grpc.StatusCode.UNKNOWN,
+                    time.perf_counter() - start,
+                )
+            )
+
+        add(finished)
+        return call
+
+
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, core: _Core) -> None:
+        self._core = core
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        core = self._core
+        mode = core.trace_mode()
+        new = core.prepare(details, UNARY, inject=mode == _INJECT_ONLY)
+        measure = _METRICS.for_method(UNARY, _method_name(details))
+        if mode == _CLIENT_SPAN:
+            inner = functools.partial(core.measured_unary, continuation, measure)
+            return await _otel_interceptors()[0].intercept_unary_unary(inner, new, request)
+        return await core.measured_unary(continuation, measure, new, request)
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, core: _Core) -> None:
+        self._core = core
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        core = self._core
+        mode = core.trace_mode()
+        new = core.prepare(details, SERVER_STREAM, inject=mode == _INJECT_ONLY)
+        measure = _METRICS.for_method(SERVER_STREAM, _method_name(details))
+        if mode == _CLIENT_SPAN:
+            inner = functools.partial(core.measured_stream, continuation, measure)
+            return await _otel_interceptors()[1].intercept_unary_stream(inner, new, request)
+        return await core.measured_stream(continuation, measure, new, request)
+
+
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, core: _Core) -> None:
+        self._core = core
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        # Client streams only propagate the trace context: OpenTelemetry's interceptor awaits
+        # the end of the call before handing it out, which deadlocks the `call.write()` API.
+        core = self._core
+        mode = core.trace_mode(spans_allowed=False)
+        new = core.prepare(details, CLIENT_STREAM, inject=mode == _INJECT_ONLY)
+        measure = _METRICS.for_method(CLIENT_STREAM, _method_name(details))
+        return await core.measured_stream(continuation, measure, new, requests)
+
+
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, core: _Core) -> None:
+        self._core = core
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        core = self._core
+        mode = core.trace_mode()
+        new = core.prepare(details, BIDI_STREAM, inject=mode == _INJECT_ONLY)
+        measure = _METRICS.for_method(BIDI_STREAM, _method_name(details))
+        if mode == _CLIENT_SPAN:
+            inner = functools.partial(core.measured_stream, continuation, measure)
+            return await _otel_interceptors()[3].intercept_stream_stream(inner, new, requests)
+        return await core.measured_stream(continuation, measure, new, requests)
+
+
+def interceptors(
+    *,
+    token: Any | None,
+    default_timeout: float | None,
+    timeouts: Mapping[str, float],
+    tracing: bool = True,
+) -> list[Any]:
+    """The mesh's client interceptors: one per call kind, sharing one core."""
+    core = _Core(token=token, default_timeout=default_timeout, timeouts=timeouts, tracing=tracing)
+    return [_UnaryUnary(core), _UnaryStream(core), _StreamUnary(core), _StreamStream(core)]
+
+
+# -- channels -------------------------------------------------------------------------------
+
+_channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def default_timeout_from_env() -> float:
+    """`MARQUE_CLIENT_TIMEOUT` seconds (default 10) for unary calls without their own."""
+    raw = os.environ.get("MARQUE_CLIENT_TIMEOUT", "").strip()
+    return float(raw) if raw else DEFAULT_TIMEOUT
+
+
+def _own_service_name() -> str | None:
+    """This process's service: `MARQUE_SERVICE_NAME`, else `OTEL_SERVICE_NAME` when it names
+    a catalog service (the Kubernetes manifests set the latter per Deployment)."""
+    name = os.environ.get("MARQUE_SERVICE_NAME", "").strip()
+    if name:
+        return name
+    otel = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    return otel if otel in BY_NAME else None
+
+
+def channel_to(
+    target: str,
+    *,
+    service_name: str | None = None,
+    token: str | None = None,
+    timeout: float | None = None,
+    timeouts: Mapping[str, float] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    tracing: bool = True,
+) -> grpc.aio.Channel:
+    """A channel to `target` (`127.0.0.1:50051`, `dns:///lead.marque:50051`), cached per
+    target, arguments and event loop (grpc.aio channels belong to the loop that made them).
+
+    - `service_name`: the calling service, for its service token; default
+      `MARQUE_SERVICE_NAME` (set by the launcher), else `OTEL_SERVICE_NAME` if it is a
+      catalog service. With none and no `token`, calls carry no authorization (scripts).
+    - `token`: an explicit bearer token instead of the service token.
+    - `timeout`: default for unary calls (else `MARQUE_CLIENT_TIMEOUT`, 10 s);
+      `timeouts`: per `package.Service/Method` or `package.Service` overrides.
+    - `credentials`: TLS channel credentials; plaintext otherwise (loopback, or a sidecar
+      mesh that does mTLS).
+
+    The channel lives as long as the loop; `await close_channels()` closes them on shutdown.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "mesh.client channels must be created inside the running event loop "
+            "(in a service's startup or a handler), since grpc.aio binds them to it"
+        ) from None
+    service_name = service_name or _own_service_name()
+    frozen_timeouts = tuple(sorted((timeouts or {}).items()))
+    key = (target, service_name, token, timeout, frozen_timeouts, credentials, tracing)
+    per_loop = _channels.setdefault(loop, {})
+    existing = per_loop.get(key)
+    if existing is not None:
+        return existing
+
+    source: Any | None = None
+    if token:
+        source = _StaticToken(token)
+    elif os.environ.get("MARQUE_SERVICE_TOKEN"):
+        source = _StaticToken(os.environ["MARQUE_SERVICE_TOKEN"])
+    elif service_name:
+        source = service_token(service_name)
+        try:
+            source.header()  # fail now, not on the first call, if this process cannot mint
+        except TokenError as e:
+            raise TokenError(
+                f"{e}; configure MARQUE_JWT_PRIVATE_KEY[_FILE] or give this process a "
+                "pre-issued MARQUE_SERVICE_TOKEN"
+            ) from None
+    chain = interceptors(
+        token=source,
+        default_timeout=default_timeout_from_env() if timeout is None else timeout,
+        timeouts=timeouts or {},
+        tracing=tracing,
+    )
+    options = channel_options(timeouts, user_agent=f"marque-mesh/{service_name or 'client'}")
+    if credentials is not None:
+        made = grpc.aio.secure_channel(target, credentials, options=options, interceptors=chain)
+    else:
+        made = grpc.aio.insecure_channel(target, options=options, interceptors=chain)
+    per_loop[key] = made
+    return made
+
+
+def channel(service: str, **kwargs: Any) -> grpc.aio.Channel:
+    """A channel to a platform service by name; its address comes from
+    `MARQUE_<SERVICE>_ADDR` or the local port table (`mesh.config.service_address`)."""
+    return channel_to(mesh_config.service_address(service), **kwargs)
+
+
+async def close_channels(grace: float | None = None) -> None:
+    """Close this loop's cached channels (service shutdown, end of a test)."""
+    loop = asyncio.get_running_loop()
+    per_loop = _channels.pop(loop, {})
+    await asyncio.gather(*(c.close(grace) for c in per_loop.values()), return_exceptions=True)
