@@ -118,7 +118,15 @@ class Database:
 
         config = alembic_config(script_location, self.url)
 
+        lock_key = f"marque-migrate:{Path(script_location).resolve().parent.name}"
+
         def upgrade(sync_conn: Any) -> str | None:
+            if self.url.get_backend_name() == "postgresql":
+                # Replicas starting together must not race the same upgrade: the first
+                # holds the lock until its migration commits, the others then find head.
+                sync_conn.exec_driver_sql(
+                    "SELECT pg_advisory_xact_lock(hashtext(%(key)s))", {"key": lock_key}
+                )
             config.attributes["connection"] = sync_conn
             command.upgrade(config, revision)
             return MigrationContext.configure(sync_conn).get_current_revision()

@@ -160,8 +160,12 @@ def decode_token(token: str, *, keys: KeySet | None = None) -> tuple[Caller, flo
         channel=claims.get("channel"),
         service=claims.get("service"),
     )
-    required = {Kind.DEALER: caller.dealer_id, Kind.CUSTOMER: caller.member_id,
-                Kind.CHANNEL: caller.channel, Kind.SERVICE: caller.service}
+    required = {
+        Kind.DEALER: caller.dealer_id,
+        Kind.CUSTOMER: caller.member_id,
+        Kind.CHANNEL: caller.channel,
+        Kind.SERVICE: caller.service,
+    }
     if kind in required and not required[kind]:
         raise TokenError(f"invalid token: a {kind.value} token needs its scope claim")
     return caller, float(claims["exp"])

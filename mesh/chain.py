@@ -1,0 +1,404 @@
+"""The per-method call chain, built once per method at start-up.
+
+Order: tracing → metrics → logging → auth → validation → error mapping → limit. The layers
+are inlined into one closure per method and RPC kind, so a call pays no grpc interceptor
+machinery and no per-call look-ups; only sampled calls enter the OpenTelemetry
+instrumentation (see mesh/tracing.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from mesh.auth import Authenticator, Policy, set_on_behalf_of
+from mesh.errors import DomainError, ResourceExhausted
+from mesh.identity import Caller, set_caller
+from mesh.metrics import SERVER, MethodStats, grpc_type
+from mesh.tracing import Tracing
+from mesh.validation import validate
+
+log = logging.getLogger("mesh.chain")
+access_log = logging.getLogger("mesh.access")
+
+_OK = grpc.StatusCode.OK
+_INTERNAL = grpc.StatusCode.INTERNAL
+_CANCELLED = grpc.StatusCode.CANCELLED
+_UNKNOWN = grpc.StatusCode.UNKNOWN
+# grpc reports "no deadline" as None or as a huge remaining time; beyond this it is none.
+_NO_DEADLINE_AFTER = 10_000_000.0
+_OVERLOAD_RETRY_AFTER = 0.5
+
+_deadline: ContextVar[float | None] = ContextVar("marque_deadline", default=None)
+
+
+def current_deadline() -> float | None:
+    """Absolute `time.monotonic()` deadline of the call being served; None without one."""
+    return _deadline.get()
+
+
+def _set_deadline(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE_AFTER:
+        _deadline.set(None)
+    else:
+        _deadline.set(time.monotonic() + remaining)
+
+
+@dataclass
+class Runtime:
+    """What every method chain of one server shares."""
+
+    service: str  # the Marque service name, for ErrorInfo.domain
+    tracing: Tracing
+    auth: Authenticator
+    max_concurrency: int
+    access_log: str  # "all", "sampled" or "errors"
+    slow_call_seconds: float
+    in_flight: list[int]  # server-wide [calls in flight], for shedding
+
+
+def status_for(error: DomainError, service: str) -> grpc.Status:
+    """The google.rpc.Status of a domain error: ErrorInfo always, BadRequest, RetryInfo."""
+    details: list[Any] = [
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=f"marque.{service}", metadata=error.metadata
+        )
+    ]
+    if error.field_violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.field_violations
+                ]
+            )
+        )
+    if error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(timedelta(seconds=error.retry_after))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        item = any_pb2.Any()
+        item.Pack(detail)
+        packed.append(item)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+    return rpc_status.to_status(status)
+
+
+async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _code_of(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> grpc.StatusCode:
+    """The code a servicer set itself (set_code/abort), else `default`."""
+    try:
+        code = context.code()
+    except Exception:
+        return default
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):
+        for c in grpc.StatusCode:
+            if c.value[0] == code:
+                return c
+    return default
+
+
+_UNSCANNED: Any = object()
+
+
+def _scan(context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any]:
+    """(authorization, x-marque-on-behalf-of, traceparent) in one pass over the metadata."""
+    authorization = obo = parent = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            authorization = value
+        elif key == "traceparent":
+            parent = value
+        elif key == "x-marque-on-behalf-of":
+            obo = value
+    return authorization, obo, parent
+
+
+class _Call:
+    """Bookkeeping of one call; the chain's layers share it instead of nested frames."""
+
+    __slots__ = ("caller", "code", "start")
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.code = _OK
+        self.caller: Caller | None = None
+
+
+class MethodChain:
+    """Wraps one servicer method handler with the whole chain."""
+
+    def __init__(
+        self, full_method: str, handler: grpc.RpcMethodHandler, policy: Policy, rt: Runtime
+    ) -> None:
+        service, _, method = full_method.lstrip("/").partition("/")
+        self.full_method = full_method
+        self.handler = handler
+        self.policy = policy
+        self.rt = rt
+        self.stats: MethodStats = SERVER.method(
+            grpc_type(handler.request_streaming, handler.response_streaming), service, method
+        )
+
+    # -- the layers between metrics and the servicer ------------------------------------
+
+    def _enter(
+        self, call: _Call, context: grpc.aio.ServicerContext, authorization: Any, obo: Any
+    ) -> None:
+        """Auth: binds the caller (and the audit-only on-behalf-of) for the servicer."""
+        if authorization is _UNSCANNED:  # the instrumented path passes no metadata
+            authorization, obo, _ = _scan(context)
+        caller = self.rt.auth.authenticate(
+            authorization if isinstance(authorization, str) else None, self.policy
+        )
+        call.caller = caller
+        set_caller(caller)
+        if obo is not None:
+            set_on_behalf_of(obo if isinstance(obo, str) else obo.decode())
+
+    def _acquire(self) -> None:
+        box = self.rt.in_flight
+        if box[0] >= self.rt.max_concurrency:
+            raise ResourceExhausted(
+                "server overloaded, retry later",
+                reason="OVERLOADED",
+                retry_after=_OVERLOAD_RETRY_AFTER,
+            )
+        box[0] += 1
+        self.stats.in_flight[0] += 1
+
+    def _release(self) -> None:
+        self.rt.in_flight[0] -= 1
+        self.stats.in_flight[0] -= 1
+
+    async def _fail(
+        self, call: _Call, context: grpc.aio.ServicerContext, error: BaseException
+    ) -> None:
+        """Error mapping: always ends the call by raising (abort or re-raise)."""
+        if isinstance(error, DomainError):
+            call.code = error.code
+            await _abort(context, status_for(error, self.rt.service))
+        if isinstance(error, asyncio.CancelledError):
+            call.code = _CANCELLED
+            raise error
+        if isinstance(error, grpc.aio.AbortError):  # the servicer aborted itself
+            call.code = _code_of(context, _UNKNOWN)
+            raise error
+        call.code = _INTERNAL
+        log.error("unhandled error in %s", self.full_method, exc_info=error)
+        await context.abort(_INTERNAL, "internal error")
+
+    def _finish(self, call: _Call, traced: bool) -> None:
+        """Metrics and the access log of a finished call."""
+        elapsed = time.perf_counter() - call.start
+        code = call.code
+        self.stats.done(code, elapsed)
+        mode = self.rt.access_log
+        if (
+            mode == "all"
+            or code is not _OK
+            or elapsed >= self.rt.slow_call_seconds
+            or (traced and mode == "sampled")
+        ):
+            caller = call.caller
+            access_log.log(
+                logging.WARNING if code is _INTERNAL else logging.INFO,
+                "rpc %s %s",
+                self.full_method,
+                code.name,
+                extra={
+                    "grpc_method": self.full_method,
+                    "grpc_code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "caller_kind": caller.kind.value if caller else "unauthenticated",
+                    "caller_ref": caller.ref if caller else "",
+                },
+            )
+
+    # -- one core per RPC kind ---------------------------------------------------------
+
+    def _unary_core(self, traced: bool) -> Callable[..., Awaitable[Any]]:
+        behavior: Any = self.handler.unary_unary or self.handler.stream_unary
+        request_streaming = self.handler.request_streaming
+        stats = self.stats
+
+        async def core(
+            request: Any,
+            context: grpc.aio.ServicerContext,
+            authorization: Any = _UNSCANNED,
+            obo: Any = None,
+        ) -> Any:
+            call = _Call()
+            stats.started += 1
+            try:
+                self._enter(call, context, authorization, obo)
+                if request_streaming:
+                    request = self._checked(request)
+                else:
+                    stats.received += 1
+                    validate(request)
+                self._acquire()
+                try:
+                    _set_deadline(context)
+                    response = await behavior(request, context)
+                finally:
+                    self._release()
+                if response is not None:
+                    stats.sent += 1
+                code = context.code()  # a servicer may set_code() and return
+                if code is not None and code is not _OK:
+                    call.code = _code_of(context, _UNKNOWN)
+                return response
+            except BaseException as error:
+                await self._fail(call, context, error)
+            finally:
+                self._finish(call, traced)
+
+        return core
+
+    def _stream_core(self, traced: bool) -> Callable[..., AsyncIterator[Any]]:
+        behavior: Any = self.handler.unary_stream or self.handler.stream_stream
+        request_streaming = self.handler.request_streaming
+        stats = self.stats
+
+        async def core(
+            request: Any,
+            context: grpc.aio.ServicerContext,
+            authorization: Any = _UNSCANNED,
+            obo: Any = None,
+        ) -> AsyncIterator[Any]:
+            call = _Call()
+            stats.started += 1
+            try:
+                self._enter(call, context, authorization, obo)
+                if request_streaming:
+                    request = self._checked(request)
+                else:
+                    stats.received += 1
+                    validate(request)
+                self._acquire()
+                try:
+                    _set_deadline(context)
+                    result = behavior(request, context)
+                    if hasattr(result, "__aiter__"):
+                        async for response in result:
+                            stats.sent += 1
+                            yield response
+                    else:  # a servicer writing with context.write()
+                        await result
+                finally:
+                    self._release()
+            except BaseException as error:
+                if isinstance(error, GeneratorExit):
+                    call.code = _CANCELLED
+                    raise
+                await self._fail(call, context, error)
+            finally:
+                self._finish(call, traced)
+
+        return core
+
+    async def _checked(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Counts and validates every streamed request message."""
+        stats = self.stats
+        async for message in requests:
+            stats.received += 1
+            validate(message)
+            yield message
+
+    # -- tracing gate, outermost ------------------------------------------------------
+
+    async def build(self) -> grpc.RpcMethodHandler:
+        """The wrapped handler: the gate picks the instrumented or the plain path per call."""
+        h = self.handler
+        tracing = self.rt.tracing
+        decide = tracing.decide
+        streaming_response = h.response_streaming
+        plain: Any = self._stream_core(False) if streaming_response else self._unary_core(False)
+        full: Any = self._stream_core(True) if streaming_response else self._unary_core(True)
+        traced = await _instrument(full, h, self.full_method, tracing)
+
+        if streaming_response:
+
+            async def gate_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                authorization, obo, parent = _scan(context)
+                if decide(parent):
+                    async for response in traced(request, context):
+                        yield response
+                else:
+                    async for response in plain(request, context, authorization, obo):
+                        yield response
+
+            behavior: Any = gate_stream
+        else:
+
+            async def gate_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                authorization, obo, parent = _scan(context)
+                if decide(parent):
+                    return await traced(request, context)
+                return await plain(request, context, authorization, obo)
+
+            behavior = gate_unary
+
+        factory: Any = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(h.request_streaming, h.response_streaming)]
+        return factory(
+            behavior,
+            request_deserializer=h.request_deserializer,
+            response_serializer=h.response_serializer,
+        )
+
+
+class _Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+async def _instrument(
+    core: Callable[..., Any], h: grpc.RpcMethodHandler, full_method: str, tracing: Tracing
+) -> Callable[..., Any]:
+    """`core` wrapped once by opentelemetry-instrumentation-grpc's server interceptor."""
+    factory: Any = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(h.request_streaming, h.response_streaming)]
+    inner = factory(core)
+    interceptor = aio_server_interceptor(tracer_provider=tracing.provider)
+
+    async def continuation(_: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        return inner
+
+    wrapped = await interceptor.intercept_service(continuation, _Details(full_method))
+    return (
+        wrapped.unary_unary or wrapped.unary_stream or wrapped.stream_unary or wrapped.stream_stream
+    )

@@ -1,0 +1,136 @@
+"""JSON log lines with trace/span ids, and masking of personal data (DESIGN.md §8-9).
+
+`configure()` installs one stderr handler on the root logger whose filter masks every
+message, argument and traceback, so a phone number or e-mail a caller sent never reaches
+the logs, whichever library logged it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+from opentelemetry import trace
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[email]"),
+    # 18-character resident identity numbers (17 digits + digit or X).
+    (re.compile(r"(?<![0-9A-Za-z])\d{6}(?:[\s-]?\d){11}[0-9Xx](?![0-9A-Za-z])"), "[id]"),
+    # Chinese mobiles with or without +86 / 0086 / 86, spaces or dashes between digits.
+    (
+        re.compile(r"(?<!\d)(?:(?:\+|00)?86[\s-]*)?1[3-9]\d(?:[\s-]?\d){8}(?!\d)"),
+        "[phone]",
+    ),
+    # Any E.164 number, with optional separators.
+    (re.compile(r"\+[1-9](?:[\s().-]?\d){6,14}(?!\d)"), "[phone]"),
+)
+
+
+# Anything maskable holds an "@" or six digits in a row (single separators allowed); most
+# log text has neither, and one search is far cheaper than every pattern.
+_CANDIDATE = re.compile(r"@|\d(?:[\s().-]?\d){5}")
+
+# Extra fields the mesh itself logs and knows hold no personal data (names, codes, ids).
+SAFE_FIELDS = frozenset(
+    {"grpc_method", "grpc_code", "duration_ms", "caller_kind", "caller_ref", "grpc_port"}
+    | {"metrics_port", "services", "grace_seconds"}
+)
+
+
+def mask(text: str) -> str:
+    """`text` with phones, e-mails and Chinese ID numbers replaced by placeholders."""
+    if _CANDIDATE.search(text) is None:
+        return text
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _mask_value(value: object) -> object:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return [mask(v) for v in value]
+    return mask(str(value))
+
+
+class MaskFilter(logging.Filter):
+    """Masks the message, its args, extra fields and tracebacks of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            try:
+                record.msg = record.getMessage()
+            except (TypeError, ValueError):
+                record.msg = f"{record.msg} {record.args!r}"
+            record.args = None
+        record.msg = mask(str(record.msg))
+        if record.exc_info:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and key not in SAFE_FIELDS:
+                record.__dict__[key] = _mask_value(value)
+        record.__dict__["_masked"] = True
+        return True
+
+
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, service, logger, msg, trace_id, span_id, extras."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        ctx = trace.get_current_span().get_span_context()
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "trace_id": format(ctx.trace_id, "032x") if ctx.is_valid else "",
+            "span_id": format(ctx.span_id, "016x") if ctx.is_valid else "",
+        }
+        masked = record.__dict__.get("_masked", False)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in line and key != "_masked":
+                line[key] = value if masked or key in SAFE_FIELDS else _mask_value(value)
+        if not masked:
+            line["msg"] = mask(line["msg"])
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        elif record.exc_info:
+            line["exc"] = mask(self.formatException(record.exc_info))
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def make_handler(service: str, stream: Any = None) -> logging.Handler:
+    """A handler writing masked JSON lines to `stream` (stderr by default)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(MaskFilter())
+    return handler
+
+
+def configure(service: str, level: str = "INFO") -> None:
+    """Route all logging of the process to masked JSON lines on stderr."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(make_handler(service))
+    root.setLevel(level.upper())

@@ -1,0 +1,223 @@
+"""Serving a service: `start()` for tests and embedding, `run()` as the process entry.
+
+The generated `add_XServicer_to_server` is given a proxy that captures the method handlers;
+each is wrapped by the chain (mesh/chain.py) once, here, before the real server sees it.
+Health and reflection are registered directly: not wrapped, not traced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import grpc
+import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+
+from mesh import logging as mesh_logging
+from mesh import tracing as mesh_tracing
+from mesh.auth import Authenticator, Policy
+from mesh.chain import MethodChain, Runtime
+from mesh.config import Settings
+from mesh.keys import KeySet
+from mesh.metrics import MetricsServer
+
+log = logging.getLogger("mesh.server")
+
+
+@dataclass
+class Servicer:
+    """One gRPC service of a process: its descriptor, generated adder, and implementation
+    (`impl`, or a `factory` called after the spec's startup)."""
+
+    descriptor: ServiceDescriptor
+    add_to_server: Callable[[Any, Any], None]
+    impl: Any = None
+    factory: Callable[[], Any] | None = None
+
+    def instance(self) -> Any:
+        """The implementation object, created by the factory if there is one."""
+        if self.impl is not None:
+            return self.impl
+        if self.factory is None:
+            raise ValueError(f"{self.descriptor.full_name}: give impl or factory")
+        return self.factory()
+
+
+@dataclass
+class ServiceSpec:
+    """What a service process serves, and its async start-up/shutdown hooks."""
+
+    name: str
+    servicers: list[Servicer]
+    startup: Callable[[Settings], Awaitable[None]] | None = None
+    shutdown: Callable[[], Awaitable[None]] | None = None
+
+
+class _Capture:
+    """Stands in for the server in `add_XServicer_to_server` and keeps the method handlers."""
+
+    def __init__(self) -> None:
+        self.registered: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        self.generic: list[Any] = []
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.registered[service] = dict(handlers)
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.generic.extend(handlers)
+
+    def handlers(self, service: str) -> dict[str, grpc.RpcMethodHandler]:
+        """The method handlers the generated code declared for `service`."""
+        if service in self.registered:
+            return self.registered[service]
+        for generic in self.generic:  # generated code older than registered methods
+            found = getattr(generic, "_method_handlers", None)
+            if getattr(generic, "_name", None) == service and isinstance(found, dict):
+                return {k.rpartition("/")[2]: v for k, v in found.items()}
+        raise RuntimeError(f"add_to_server registered no handlers for {service}")
+
+
+@dataclass
+class RunningServer:
+    """A started server; `stop()` drains it."""
+
+    server: grpc.aio.Server
+    health: Any
+    services: list[str]
+    spec: ServiceSpec
+    metrics: MetricsServer | None
+    port: int
+    metrics_port: int
+    address: str
+    _stopped: bool = field(default=False, repr=False)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, refuse new calls, let in-flight ones finish within `grace`,
+        then the spec's shutdown and the metrics endpoint."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        try:
+            if self.spec.shutdown is not None:
+                await self.spec.shutdown()
+        finally:
+            if self.metrics is not None:
+                self.metrics.stop()
+
+
+async def start(
+    spec: ServiceSpec,
+    settings: Settings,
+    *,
+    tracing: mesh_tracing.Tracing | None = None,
+    keys: KeySet | None = None,
+    serve_metrics: bool = True,
+) -> RunningServer:
+    """Start serving `spec` on settings.host:grpc_port (0 = any free port)."""
+    tracing = tracing or mesh_tracing.default(spec.name)
+    if spec.startup is not None:
+        await spec.startup(settings)
+    runtime = Runtime(
+        service=spec.name,
+        tracing=tracing,
+        auth=Authenticator(keys),
+        max_concurrency=settings.max_concurrency,
+        access_log=settings.access_log,
+        slow_call_seconds=settings.slow_call_seconds,
+        in_flight=[0],
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
+        ]
+    )
+    names: list[str] = []
+    for servicer in spec.servicers:
+        names.append(await _register(server, servicer, runtime))
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if port == 0:
+        raise RuntimeError(f"cannot bind {settings.host}:{settings.grpc_port}")
+    await server.start()
+    for name in [*names, ""]:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    metrics = MetricsServer(settings.host, settings.metrics_port) if serve_metrics else None
+    running = RunningServer(
+        server=server,
+        health=health,
+        services=names,
+        spec=spec,
+        metrics=metrics,
+        port=port,
+        metrics_port=metrics.port if metrics else 0,
+        address=f"127.0.0.1:{port}",
+    )
+    log.info(
+        "serving %s",
+        spec.name,
+        extra={"grpc_port": port, "metrics_port": running.metrics_port, "services": names},
+    )
+    return running
+
+
+async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtime) -> str:
+    """Wrap every method of one servicer with the chain and add it to `server`."""
+    descriptor = servicer.descriptor
+    service = descriptor.full_name
+    policies = {m.name: Policy.of(m) for m in descriptor.methods}  # refuses to start if missing
+    capture = _Capture()
+    servicer.add_to_server(servicer.instance(), capture)
+    wrapped: dict[str, grpc.RpcMethodHandler] = {}
+    for name, handler in capture.handlers(service).items():
+        chain = MethodChain(f"/{service}/{name}", handler, policies[name], runtime)
+        wrapped[name] = await chain.build()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+    # grpc-stubs predates registered methods (grpcio >= 1.63), hence the cast.
+    cast(Any, server).add_registered_method_handlers(service, wrapped)
+    return service
+
+
+async def serve(spec: ServiceSpec, settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+    running = await start(spec, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down %s", spec.name, extra={"grace_seconds": settings.shutdown_grace})
+    await running.stop(settings.shutdown_grace)
+    log.info("stopped %s", spec.name)
+
+
+def run(spec: ServiceSpec, settings: Settings | None = None) -> None:
+    """Process entry: logging, tracing, serve until a signal, graceful shutdown."""
+    settings = settings or Settings.from_env(spec.name)
+    mesh_logging.configure(spec.name, settings.log_level)
+    tracing = mesh_tracing.default(spec.name)
+    try:
+        asyncio.run(serve(spec, settings))
+    finally:
+        tracing.shutdown()
