@@ -118,7 +118,7 @@ class Database:
 
         config = alembic_config(script_location, self.url)
 
-        lock_key = f"marque-migrate:{Path(script_location).resolve().parent.name}"
+        lock_key = f"marque-migrate:{Path(script_location).parent.name}"
 
         def upgrade(sync_conn: Any) -> str | None:
             if self.url.get_backend_name() == "postgresql":
