@@ -28,6 +28,7 @@ from mesh.chain import MethodChain, Runtime
 from mesh.config import Settings
 from mesh.keys import KeySet
 from mesh.metrics import MetricsServer
+from mesh.validation import validates_stream
 
 log = logging.getLogger("mesh.server")
 
@@ -191,7 +192,13 @@ async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtim
     servicer.add_to_server(servicer.instance(), capture)
     wrapped: dict[str, grpc.RpcMethodHandler] = {}
     for name, handler in capture.handlers(service).items():
-        chain = MethodChain(f"/{service}/{name}", handler, policies[name], runtime)
+        chain = MethodChain(
+            f"/{service}/{name}",
+            handler,
+            policies[name],
+            runtime,
+            validate_stream=validates_stream(descriptor.methods_by_name[name]),
+        )
         wrapped[name] = await chain.build()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
     # grpc-stubs predates registered methods (grpcio >= 1.63), hence the cast.

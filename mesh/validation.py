@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import protovalidate
+from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
+from marque.common.v1 import streaming_pb2
 
 from mesh.errors import FieldViolation, InvalidArgument
 
@@ -26,13 +30,28 @@ def field_path(violation: protovalidate.Violation) -> str:
     return ".".join(parts)
 
 
+def violations(message: Message) -> list[FieldViolation]:
+    """The broken rules of `message`, for servicers that check stream rows one by one."""
+    found = _validator.collect_violations(message)
+    return [FieldViolation(field_path(v) or v.proto.rule_id, v.proto.message) for v in found]
+
+
 def validate(message: Message) -> None:
     """Raise InvalidArgument with one FieldViolation per broken rule of `message`."""
-    violations = _validator.collect_violations(message)
-    if not violations:
+    if not _validator.collect_violations(message):  # the common case, without building lists
         return
-    fields = [FieldViolation(field_path(v) or v.proto.rule_id, v.proto.message) for v in violations]
+    fields = violations(message)
     summary = "; ".join(f"{f.field}: {f.description}" for f in fields)
     raise InvalidArgument(
         f"invalid request: {summary}", reason="INVALID_REQUEST", field_violations=fields
     )
+
+
+def validates_stream(method: MethodDescriptor) -> bool:
+    """False when a client-streaming method asks to receive invalid messages itself
+    (`INVALID_STREAM_MESSAGE_DELIVER`), e.g. a bulk import that rejects rows one by one."""
+    options = method.GetOptions()
+    extension: Any = streaming_pb2.invalid_stream_message
+    if not options.HasExtension(extension):
+        return True
+    return bool(options.Extensions[extension] != streaming_pb2.INVALID_STREAM_MESSAGE_DELIVER)

@@ -135,6 +135,19 @@ async def test_streamed_requests_are_validated(tmp_path: Path) -> None:
         assert replies == [0, 1, 2]
 
 
+async def test_stream_declared_deliver_gets_invalid_rows(tmp_path: Path) -> None:
+    """A bulk-import style method sees every row, so one bad row does not end the call."""
+    async with serve(tmp_path) as s:
+
+        async def rows() -> object:
+            for text in ["a", "", "b", "", "c"]:
+                yield pb.TallyEchoesRequest(message=text)
+
+        tally = await s.stub.TallyEchoes(rows())
+        assert tally.valid == 3
+        assert list(tally.invalid_rows) == [2, 4]
+
+
 async def test_domain_error_maps_to_code_and_error_info(tmp_path: Path) -> None:
     async with serve(tmp_path) as s:
         with pytest.raises(grpc.aio.AioRpcError) as e:

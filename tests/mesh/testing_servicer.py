@@ -26,6 +26,7 @@ from mesh.errors import (
 )
 from mesh.identity import current_caller
 from mesh.server import Servicer
+from mesh.validation import violations
 
 _ERRORS: dict[str, type[DomainError]] = {
     "not_found": NotFound,
@@ -97,6 +98,19 @@ class TestingServicer(pb_grpc.TestingServiceServicer):
         async for _ in request_iterator:
             n += 1
         return pb.CountEchoesResponse(count=n)
+
+    async def TallyEchoes(
+        self, request_iterator: AsyncIterator[pb.TallyEchoesRequest], context: Any
+    ) -> pb.TallyEchoesResponse:
+        valid, invalid = 0, []
+        row = 0
+        async for message in request_iterator:
+            row += 1
+            if violations(message):
+                invalid.append(row)
+            else:
+                valid += 1
+        return pb.TallyEchoesResponse(valid=valid, invalid_rows=invalid)
 
 
 def testing_servicer(impl: TestingServicer) -> Servicer:
