@@ -1,0 +1,174 @@
+"""The platform as a user starts it: `python -m mesh.launcher` (what `make run` runs) starts
+every service as its own process on the ports of DESIGN.md §10; a lead travels through it
+over real sockets; Ctrl-C stops everything gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
+
+from mesh.catalog import existing
+from mesh.identity import Caller, Kind
+from mesh.keys import KeySet, load_keys, mint_token
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+MOBILE = "13912345678"
+
+
+def _busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    services = existing()
+    busy = [s.name for s in services if _busy(s.grpc_port) or _busy(s.metrics_port)]
+    if busy:
+        pytest.skip(f"ports of {', '.join(busy)} are taken by another process on this machine")
+    var = tmp_path_factory.mktemp("var")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MARQUE_", "OTEL_"))}
+    env["MARQUE_VAR_DIR"] = str(var)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh.launcher"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            break
+    banner = "".join(seen)
+    if "Ctrl-C stops everything" not in banner:
+        proc.kill()
+        pytest.fail(f"the platform did not start:\n{banner}")
+    try:
+        yield var, banner
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+
+
+def _keys(var: Path) -> KeySet:
+    return load_keys({"MARQUE_VAR_DIR": str(var)})
+
+
+def _auth(var: Path, caller: Caller) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {mint_token(caller, keys=_keys(var))}")]
+
+
+def test_every_service_is_serving_and_announced(platform: tuple[Path, str]) -> None:
+    _, banner = platform
+
+    async def check() -> None:
+        for s in existing():
+            assert f"127.0.0.1:{s.grpc_port}" in banner
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=5
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    asyncio.run(check())
+
+
+def test_a_lead_is_routed_merged_and_isolated_across_processes(
+    platform: tuple[Path, str],
+) -> None:
+    var, _ = platform
+    channel_caller = Caller(Kind.CHANNEL, "autohome-feed", channel="AUTOHOME")
+
+    async def journey() -> None:
+        async with grpc.aio.insecure_channel("127.0.0.1:50051") as channel:
+            stub = lead_service_pb2_grpc.LeadServiceStub(channel)
+            first = await stub.SubmitLead(
+                lead_service_pb2.SubmitLeadRequest(
+                    lead=lead_service_pb2.LeadInput(
+                        customer=lead_pb2.Customer(
+                            name="王小明",
+                            mobile=f"+86 {MOBILE[:3]} {MOBILE[3:7]} {MOBILE[7:]}",
+                            city="Shanghai",
+                            province="Shanghai",
+                        ),
+                        vehicle=lead_pb2.VehicleInterest(brand="Marque", series="M5"),
+                        time_frame=lead_pb2.PURCHASE_TIME_FRAME_WITHIN_7_DAYS,
+                    ),
+                    channel=lead_pb2.CHANNEL_AUTOHOME,
+                    channel_lead_id="ah-e2e-1",
+                    request_id="e2e-1",
+                ),
+                metadata=_auth(var, channel_caller),
+                timeout=10,
+            )
+            assert first.outcome == lead_service_pb2.SUBMIT_OUTCOME_CREATED
+            lead = first.lead
+            assert lead.customer.mobile == f"+86{MOBILE}"
+            assert lead.grade == lead_pb2.LEAD_GRADE_H
+            assert lead.dealer_id == "D-SH-01", lead.routing_reason
+
+            again = await stub.SubmitLead(
+                lead_service_pb2.SubmitLeadRequest(
+                    lead=lead_service_pb2.LeadInput(
+                        customer=lead_pb2.Customer(name="王小明", mobile=MOBILE),
+                        vehicle=lead_pb2.VehicleInterest(brand="Marque", series="M7"),
+                    ),
+                    channel=lead_pb2.CHANNEL_YICHE,
+                    channel_lead_id="yc-e2e-1",
+                    request_id="e2e-2",
+                ),
+                metadata=_auth(var, Caller(Kind.CHANNEL, "yiche-feed", channel="YICHE")),
+                timeout=10,
+            )
+            assert again.outcome == lead_service_pb2.SUBMIT_OUTCOME_MERGED
+            assert again.lead.id == lead.id
+            assert len(again.lead.touchpoints) == 2
+
+            own = _auth(var, Caller(Kind.DEALER, "sales-1", dealer_id="D-SH-01"))
+            got = await stub.GetLead(lead_service_pb2.GetLeadRequest(id=lead.id), metadata=own)
+            assert got.lead.id == lead.id
+            other = _auth(var, Caller(Kind.DEALER, "sales-9", dealer_id="D-BJ-01"))
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.GetLead(lead_service_pb2.GetLeadRequest(id=lead.id), metadata=other)
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+    asyncio.run(journey())
+
+    metrics = urllib.request.urlopen("http://127.0.0.1:9451/metrics", timeout=5).read().decode()
+    assert (
+        'grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitLead",'
+        'grpc_service="marque.lead.v1.LeadService",grpc_type="unary"} 2.0'
+    ) in metrics
+    assert 'marque_leads_submitted_total{channel="AUTOHOME",outcome="created"} 1.0' in metrics
+    assert MOBILE not in metrics
+    logs = "".join(p.read_text() for p in (var / "log").glob("*.log"))
+    assert MOBILE not in logs and MOBILE[3:7] + " " + MOBILE[7:] not in logs
