@@ -1,0 +1,631 @@
+"""SubmitLead and ImportLeads throughput of the lead service, beside two baselines.
+
+In one run, each server is its own subprocess (pinned to core 0 when the machine has
+more than one; the load client runs on the others):
+- `bare`:  plain grpc.aio with a Python servicer: TestingService.Echo, and an ImportLeads
+  that only counts rows. The ceiling of a Python gRPC process on this machine.
+- `naive`: plain grpc.aio SubmitLead doing one SQLAlchemy ORM insert + commit per call
+  (SQLite WAL, synchronous=FULL; PostgreSQL too when configured). What a first version of
+  the service would do, and the bar the real service must at least match.
+- `lead`:  the real lead service through `mesh.server` with its whole chain (auth,
+  validation, metrics...) and all the work of an intake (cleansing, dedup lookups, lead,
+  touchpoint, routing counters), committed in groups. SQLite with synchronous=FULL, like
+  the naive one, so both give the same durability.
+
+The client drives SubmitLead with distinct mobiles at a fixed concurrency for a bounded
+time after a warm-up and prints QPS, p50, p99 and the ratios. Then it streams 100k
+generated rows (a few bad, some repeated mobiles) through ImportLeads on a fresh lead
+server and prints rows/s, seconds and that server's peak RSS (getrusage in the server).
+
+PostgreSQL runs when `MARQUE_BENCH_POSTGRES_URL` or `MARQUE_TEST_POSTGRES_URL` is set: a
+throwaway database is created beside the one named there and dropped afterwards.
+Everything listens on loopback, every loop is bounded, the run stops by itself.
+
+    python -m bench.lead_submit [--seconds 5] [--concurrency 64] [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+from sqlalchemy import DateTime, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+# How a server subprocess is started (a test may point it elsewhere).
+SERVER_CMD = ["-m", "bench.lead_submit"]
+CHANNELS = (1, 2, 3, 4, 6)  # brand site, autohome, yiche, tencent ads, call center
+CITIES = (("Shanghai", "Shanghai"), ("Beijing", "Beijing"), ("Shenzhen", "Guangdong"))
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class NaiveLead(_Base):
+    """The naive baseline's one table: a lead as one ORM row."""
+
+    __tablename__ = "naive_leads"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mobile: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    brand: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[int]
+    request_id: Mapped[str] = mapped_column(String(128))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+def _pin(core: int | None) -> None:
+    """Pin this process to one core, so the server's figure is one core's worth."""
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        return
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {core})
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+async def _serve_until_term(server_stop: Callable[[], Awaitable[None]], port: int) -> None:
+    """Announce the port, wait for SIGTERM, stop, report peak RSS on stdout."""
+    print(f"READY {port} {_peak_rss_mb():.1f}", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await server_stop()
+    print(f"RSS {_peak_rss_mb():.1f}", flush=True)
+
+
+async def serve_bare() -> None:
+    """Bare grpc.aio: Echo, and an ImportLeads that only counts."""
+    from marque.lead.v1 import lead_service_pb2, lead_service_pb2_grpc
+    from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
+
+    class Echo(testing_service_pb2_grpc.TestingServiceServicer):
+        async def Echo(self, request: Any, context: Any) -> Any:
+            return testing_service_pb2.EchoResponse(message=request.message)
+
+    class Count(lead_service_pb2_grpc.LeadServiceServicer):
+        async def ImportLeads(self, request_iterator: Any, context: Any) -> Any:
+            n = 0
+            async for _ in request_iterator:
+                n += 1
+            return lead_service_pb2.ImportLeadsResponse(received=n, created=n)
+
+    server = grpc.aio.server()
+    testing_service_pb2_grpc.add_TestingServiceServicer_to_server(Echo(), server)
+    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(Count(), server)
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
+    await server.start()
+    await _serve_until_term(lambda: server.stop(0), port)
+
+
+async def serve_naive(url: str) -> None:
+    """One ORM insert + commit per call: the baseline the real service must beat."""
+    from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    # One connection per call in flight, so the baseline waits on its database, not on
+    # SQLAlchemy's pool (the default 5 + 10 would queue most of 64 calls).
+    engine = create_async_engine(url, pool_size=16, max_overflow=64, pool_timeout=60)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_Base.metadata.drop_all)
+        await conn.run_sync(_Base.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    counter = iter(range(1, 1 << 62))
+
+    async def insert(req: Any) -> str:
+        lead_id = f"N{next(counter):012d}"
+        async with sessions() as s:
+            s.add(
+                NaiveLead(
+                    id=lead_id,
+                    mobile=req.lead.customer.mobile,
+                    name=req.lead.customer.name,
+                    brand=req.lead.vehicle.brand,
+                    channel=req.channel,
+                    request_id=req.request_id,
+                    create_time=dt.datetime.now(dt.UTC),
+                )
+            )
+            await s.commit()
+        return lead_id
+
+    class Naive(lead_service_pb2_grpc.LeadServiceServicer):
+        async def SubmitLead(self, request: Any, context: Any) -> Any:
+            lead_id = await insert(request)
+            return lead_service_pb2.SubmitLeadResponse(
+                lead=lead_pb2.Lead(id=lead_id),
+                outcome=lead_service_pb2.SUBMIT_OUTCOME_CREATED,
+            )
+
+        async def ImportLeads(self, request_iterator: Any, context: Any) -> Any:
+            n = 0
+            async for row in request_iterator:
+                await insert(row)
+                n += 1
+            return lead_service_pb2.ImportLeadsResponse(received=n, created=n)
+
+    server = grpc.aio.server()
+    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(Naive(), server)
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
+    await server.start()
+
+    async def stop() -> None:
+        await server.stop(0)
+        await engine.dispose()
+
+    await _serve_until_term(stop, port)
+
+
+async def serve_lead(url: str) -> None:
+    """The real lead service, as `make run` would start it but on a free port."""
+    import dataclasses
+
+    from mesh.config import Settings
+    from mesh.server import start
+    from services.lead.app import build_spec
+
+    settings = dataclasses.replace(
+        Settings.from_env("lead"),
+        grpc_port=0,
+        metrics_port=0,
+        database_url=url,
+        access_log="errors",
+    )
+    running = await start(build_spec(), settings)
+    await _serve_until_term(lambda: running.stop(1.0), running.port)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class ServerProcess:
+    """A server subprocess: started with `serve`, told to stop with SIGTERM."""
+
+    def __init__(self, kind: str, url: str, core: int | None, env: dict[str, str]):
+        cmd = [sys.executable, *SERVER_CMD, "--serve", kind, "--url", url]
+        if core is not None:
+            cmd += ["--core", str(core)]
+        self.kind = kind
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "READY":
+            self.proc.kill()
+            raise RuntimeError(f"{kind} server did not start: {line}")
+        self.port = int(line[1])
+        self.start_rss_mb = float(line[2])
+        self.peak_rss_mb = 0.0
+
+    @property
+    def target(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def stop(self) -> float:
+        """Stop the server; returns its peak RSS in MB."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        for line in out.splitlines():
+            if line.startswith("RSS "):
+                self.peak_rss_mb = float(line.split()[1])
+        return self.peak_rss_mb
+
+
+# ---------------------------------------------------------------------------- load
+
+
+@dataclass
+class Result:
+    """What one load phase measured."""
+
+    name: str
+    calls: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def qps(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        """Latency percentile in milliseconds."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+class Mobiles:
+    """Distinct, valid Chinese mobile numbers, typed the way people type them."""
+
+    def __init__(self, prefix: str = "139") -> None:
+        self.prefix = prefix
+        self.n = 0
+
+    def next(self) -> str:
+        self.n += 1
+        digits = f"{self.prefix}{self.n:08d}"
+        return f"+86 {digits[:3]} {digits[3:7]} {digits[7:]}" if self.n % 2 else digits
+
+
+def lead_request(mobile: str, n: int, *, request_id: str) -> Any:
+    """A realistic SubmitLeadRequest."""
+    from marque.lead.v1 import lead_pb2, lead_service_pb2
+
+    city, province = CITIES[n % len(CITIES)]
+    return lead_service_pb2.SubmitLeadRequest(
+        lead=lead_service_pb2.LeadInput(
+            customer=lead_pb2.Customer(
+                name=f"Wang Wei {n % 977}", mobile=mobile, city=city, province=province
+            ),
+            vehicle=lead_pb2.VehicleInterest(brand="Marque", series="M5", model="M5 Long Range"),
+            time_frame=cast(Any, 1 + n % 6),
+            consents=lead_pb2.Consents(contact=True, share_with_dealer=True),
+            test_drive_requested=n % 3 == 0,
+        ),
+        channel=cast(Any, CHANNELS[n % len(CHANNELS)]),
+        channel_lead_id=f"bench-{request_id}",
+        request_id=request_id,
+    )
+
+
+async def drive(
+    name: str,
+    call: Callable[[int], Awaitable[Any]],
+    *,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+) -> Result:
+    """Keep `concurrency` calls in flight for warmup + seconds; measure after the warm-up."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(1 << 62))
+    start = time.perf_counter()
+    measure_from = start + warmup
+    end = measure_from + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                await call(next(counter))
+            except grpc.aio.AioRpcError:
+                if t0 >= measure_from:
+                    errors += 1
+                continue
+            done = time.perf_counter()
+            # Calls started in the window and answered within it: the QPS is the window's.
+            if t0 >= measure_from and done <= end:
+                latencies.append(done - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result(name, len(latencies), errors, seconds, latencies)
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def submit_phase(
+    label: str, target: str, token: str, args: argparse.Namespace, prefix: str
+) -> Result:
+    from marque.lead.v1 import lead_service_pb2_grpc
+
+    mobiles = Mobiles(prefix)
+    md = _metadata(token)
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = lead_service_pb2_grpc.LeadServiceStub(ch)
+
+        async def call(n: int) -> Any:
+            req = lead_request(mobiles.next(), n, request_id=f"{prefix}-{n}")
+            return await stub.SubmitLead(req, metadata=md, timeout=10)
+
+        return await drive(
+            label, call, concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds
+        )
+
+
+async def echo_phase(target: str, token: str, args: argparse.Namespace) -> Result:
+    from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
+
+    md = _metadata(token)
+    req = testing_service_pb2.EchoRequest(message="hello")
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = testing_service_pb2_grpc.TestingServiceStub(ch)
+
+        async def call(_n: int) -> Any:
+            return await stub.Echo(req, metadata=md, timeout=10)
+
+        return await drive(
+            "bare echo",
+            call,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            seconds=args.seconds,
+        )
+
+
+def import_rows(rows: int, prefix: str) -> Iterator[Any]:
+    """`rows` import rows: ~1% bad (landline, empty name), ~5% repeating an earlier mobile."""
+    from marque.lead.v1 import lead_service_pb2
+
+    mobiles = Mobiles(prefix)
+    seen: list[str] = []
+    for n in range(1, rows + 1):
+        if n % 20 == 0 and seen:
+            mobile = seen[(n * 7919) % len(seen)]
+        else:
+            mobile = mobiles.next()
+            if len(seen) < 10_000:
+                seen.append(mobile)
+        req = lead_request(mobile, n, request_id="")
+        if n % 100 == 0:
+            req.lead.customer.mobile = "021 6555 1234"  # a Shanghai landline
+        elif n % 100 == 50:
+            req.lead.customer.name = ""
+        yield lead_service_pb2.ImportLeadsRequest(
+            lead=req.lead, channel=req.channel, channel_lead_id=f"imp-{prefix}-{n}"
+        )
+
+
+async def import_phase(target: str, token: str, rows: int, prefix: str) -> tuple[Any, float]:
+    from marque.lead.v1 import lead_service_pb2_grpc
+
+    async def stream() -> AsyncIterator[Any]:
+        for row in import_rows(rows, prefix):
+            yield row
+
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = lead_service_pb2_grpc.LeadServiceStub(ch)
+        t0 = time.perf_counter()
+        summary = await stub.ImportLeads(stream(), metadata=_metadata(token), timeout=600)
+        return summary, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------- postgres
+
+
+@contextlib.contextmanager
+def throwaway_postgres(url: str | None, name: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL database next to `url` for one server; dropped afterwards."""
+    if not url:
+        yield None
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
+    db = f"marque_bench_{name}_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{db}"')
+    try:
+        yield base.set(database=db).render_as_string(False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _print_result(r: Result, naive: Result | None, bare: Result | None) -> None:
+    ratios = ""
+    if naive and naive.qps:
+        ratios += f"  {r.qps / naive.qps:5.2f}x naive"
+    if bare and bare.qps:
+        ratios += f"  {r.qps / bare.qps:5.2f}x bare"
+    print(
+        f"  {r.name:<22} {r.qps:8.0f} QPS  p50 {r.pct(0.50):6.1f} ms  p99 {r.pct(0.99):6.1f} ms"
+        f"  errors {r.errors}{ratios}",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace, env: dict[str, str], pg_url: str | None) -> None:
+    from mesh.identity import Caller, Kind
+    from mesh.keys import load_keys, mint_token
+
+    # The servers' dev key lives in this run's own var dir; load it from there rather than
+    # through the process-wide cached default, so other benches keep theirs.
+    keys = load_keys(env)
+    token = mint_token(Caller(Kind.SERVICE, "bench", service="bench"), keys=keys)
+    multi = (os.cpu_count() or 1) > 1
+    server_core = 0 if multi else None
+    if multi:
+        _pin_client(server_core)
+
+    backends: list[tuple[str, str | None]] = [("sqlite", None)]
+    if pg_url:
+        backends.append(("postgres", pg_url))
+
+    print(
+        f"SubmitLead at {args.concurrency} in flight, {args.seconds:.0f} s after "
+        f"{args.warmup:.1f} s warm-up; servers pinned to core {server_core}",
+        flush=True,
+    )
+    tmp = Path(env["MARQUE_VAR_DIR"])
+    if "submit" in args.phases:
+        await run_submit(args, env, token, server_core, backends, tmp)
+    if "import" in args.phases and args.rows > 0:
+        await run_import(args, env, token, server_core, backends, tmp)
+
+
+async def run_submit(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    token: str,
+    server_core: int | None,
+    backends: list[tuple[str, str | None]],
+    tmp: Path,
+) -> None:
+    """SubmitLead: bare echo, then naive and lead on each back end."""
+    bare = ServerProcess("bare", "", server_core, env)
+    try:
+        bare_result = await echo_phase(bare.target, token, args)
+    finally:
+        bare.stop()
+    _print_result(bare_result, None, None)
+    for backend, base_url in backends:
+        with (
+            throwaway_postgres(base_url, "naive") as naive_pg,
+            throwaway_postgres(base_url, "lead") as lead_pg,
+        ):
+            naive_url = naive_pg or f"sqlite+aiosqlite:///{tmp / 'naive.db'}"
+            lead_url = lead_pg or f"sqlite+aiosqlite:///{tmp / 'lead.db'}"
+            naive = ServerProcess("naive", naive_url, server_core, env)
+            try:
+                naive_result = await submit_phase(
+                    f"naive ORM ({backend})", naive.target, token, args, "137"
+                )
+            finally:
+                naive.stop()
+            _print_result(naive_result, None, bare_result)
+            lead = ServerProcess("lead", lead_url, server_core, env)
+            try:
+                lead_result = await submit_phase(
+                    f"lead ({backend})", lead.target, token, args, "139"
+                )
+            finally:
+                lead.stop()
+            _print_result(lead_result, naive_result, bare_result)
+
+
+async def run_import(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    token: str,
+    server_core: int | None,
+    backends: list[tuple[str, str | None]],
+    tmp: Path,
+) -> None:
+    """ImportLeads of generated rows: bare (count only), then lead on each back end."""
+    print(f"ImportLeads of {args.rows} rows (1% bad, 5% repeated mobiles)", flush=True)
+    bare = ServerProcess("bare", "", server_core, env)
+    try:
+        _, bare_s = await import_phase(bare.target, token, args.rows, "135")
+    finally:
+        bare.stop()
+    print(f"  {'bare (count only)':<22} {args.rows / bare_s:8.0f} rows/s  {bare_s:6.1f} s")
+    for backend, base_url in backends:
+        with throwaway_postgres(base_url, "import") as pg:
+            url = pg or f"sqlite+aiosqlite:///{tmp / 'import.db'}"
+            lead = ServerProcess("lead", url, server_core, env)
+            try:
+                summary, secs = await import_phase(lead.target, token, args.rows, "136")
+            finally:
+                peak = lead.stop()
+            print(
+                f"  {'lead (' + backend + ')':<22} {args.rows / secs:8.0f} rows/s  {secs:6.1f} s"
+                f"  peak RSS {peak:6.1f} MB (at start {lead.start_rss_mb:.1f} MB)"
+                f"  created {summary.created} merged {summary.merged}"
+                f" duplicates {summary.duplicates} rejected {summary.rejected}",
+                flush=True,
+            )
+
+
+def _pin_client(server_core: int | None) -> None:
+    """Keep the load client off the server's core."""
+    if not hasattr(os, "sched_setaffinity") or server_core is None:
+        return
+    others = set(range(os.cpu_count() or 1)) - {server_core}
+    if others:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, others)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (or, with --serve, be one of its servers)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.lead_submit", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per phase")
+    parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per phase")
+    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
+    parser.add_argument("--rows", type=int, default=100_000, help="ImportLeads rows (0: skip)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--phases", default="submit,import", help="comma-separated: submit, import")
+    parser.add_argument("--serve", choices=["bare", "naive", "lead"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve:
+        _pin(args.core)
+        serve: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "bare": serve_bare,
+            "naive": lambda: serve_naive(args.url),
+            "lead": lambda: serve_lead(args.url),
+        }
+        asyncio.run(serve[args.serve]())
+        return
+
+    pg_url = None
+    if not args.no_postgres:
+        pg_url = os.environ.get("MARQUE_BENCH_POSTGRES_URL") or os.environ.get(
+            "MARQUE_TEST_POSTGRES_URL"
+        )
+    # The client pins itself off the servers' core; give the process its cores back after
+    # (`python -m bench` runs the other benches in this same process).
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with tempfile.TemporaryDirectory(prefix="marque-bench-lead-") as tmp:
+        env = dict(os.environ)
+        env["MARQUE_VAR_DIR"] = tmp  # dev signing key shared by servers and client
+        env["MARQUE_SQLITE_SYNCHRONOUS"] = "FULL"  # same durability as the naive baseline
+        env["MARQUE_LOG_LEVEL"] = "WARNING"
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), str(ROOT / "clients" / "python"), env.get("PYTHONPATH", "")]
+        )
+        try:
+            asyncio.run(run(args, env, pg_url))
+        finally:
+            if affinity is not None:
+                os.sched_setaffinity(0, affinity)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,547 @@
+"""The lead service's application layer: domain rules + store, in transactions.
+
+The servicer hands decoded domain objects to `LeadEngine` and gets domain objects back;
+the rules live in `domain/` (pure functions) and the SQL in `store.py`. What is here is
+the part that is neither: which caller may touch which row, which transaction does what,
+and the group-commit writer that lets SubmitLead and ImportLeads go faster than one
+commit per call (see `groupcommit.py` for the why).
+
+One SubmitLead, in the writer's batch transaction:
+1. lock: SQLite `BEGIN IMMEDIATE`; PostgreSQL advisory locks on the batch's contact,
+   channel-lead and request-id keys (so two processes never decide on the same person at
+   once);
+2. look up, with one indexed `IN` query each: request ids seen, channel lead ids seen,
+   the current lead of each (contact, brand); then those leads with their touchpoints
+   (row-locked on PostgreSQL), the dealers and today's routed counts (row-locked);
+3. decide each submission in arrival order with `domain.intake.intake`, against the
+   batch's in-memory state, so a duplicate or a merge inside the same batch sees the lead
+   the previous item created;
+4. write with executemany: new leads, changed leads, touchpoints, keys, request ids,
+   dealer counts; commit once; answer every caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mesh.db import Database
+from mesh.errors import AlreadyExists, DomainError, NotFound, PermissionDenied
+from mesh.identity import Caller, Kind
+from services.lead import metrics, store
+from services.lead.domain import followup, routing
+from services.lead.domain.adf import parse_adf
+from services.lead.domain.cleansing import cleanse
+from services.lead.domain.config import LeadConfig
+from services.lead.domain.intake import intake, reassign
+from services.lead.domain.model import (
+    Channel,
+    CleanLead,
+    Dealer,
+    Lead,
+    LeadInput,
+    LeadStatus,
+    Rejection,
+    SubmitOutcome,
+    payload_ref,
+    rejections_of,
+)
+from services.lead.groupcommit import GroupCommitter, WriterFailed
+
+log = logging.getLogger(__name__)
+
+SUBMIT = "SubmitLead"
+UPDATE_STATUS = "UpdateLeadStatus"
+ASSIGN = "AssignLead"
+CREATE_DEALER = "CreateDealer"
+
+# Rows of an import cleansed and committed together; two chunks are in flight at once
+# (one committing while the next is cleansed), so memory stays bounded by ~2 chunks.
+IMPORT_CHUNK = 500
+# How long a process trusts its copy of the dealer registry (see LeadEngine._dealers).
+DEALER_CACHE_SECONDS = 5.0
+MAX_LISTED_REJECTIONS = 1000
+
+
+def new_lead_id(now: dt.datetime | None = None) -> str:
+    """ "L" + 11 hex digits of epoch milliseconds + 16 random hex digits: ids sort like
+    their creation times (pages and logs read naturally) and are unique across processes
+    without coordination (64 random bits per millisecond)."""
+    ms = int((now or dt.datetime.now(dt.UTC)).timestamp() * 1000)
+    return f"L{ms:011x}{os.urandom(8).hex()}"
+
+
+def _selling(cache: dict[str, list[Dealer]], dealers: list[Dealer], brand_key: str) -> list[Dealer]:
+    """The dealers selling a brand (what routing needs), computed once per brand per batch:
+    routing compares places for every dealer it is given, so fewer is faster."""
+    found = cache.get(brand_key)
+    if found is None:
+        found = cache[brand_key] = [d for d in dealers if d.sells(brand_key)]
+    return found
+
+
+def _channel_of(payload: Payload) -> str:
+    channel: Channel | None = payload.channel
+    return channel.value if channel else Channel.ADF.value
+
+
+def utcnow() -> dt.datetime:
+    """The clock; tests replace it on the engine."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One cleansed submission waiting for the writer."""
+
+    clean: CleanLead
+    actor: str
+    payload_ref: str
+    walk_in_dealer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What became of a submission."""
+
+    outcome: SubmitOutcome
+    lead: Lead
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """ImportLeads' answer."""
+
+    received: int = 0
+    created: int = 0
+    merged: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+    rejections_truncated: bool = False
+
+    def reject(self, row: int, rejections: Sequence[Rejection]) -> None:
+        """Count one rejected row, listing its reasons while the list has room."""
+        self.rejected += 1
+        for r in rejections:
+            if len(self.rejections) >= MAX_LISTED_REJECTIONS:
+                self.rejections_truncated = True
+                return
+            self.rejections.append((row, r))
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """ListLeads after the caller's scope was applied."""
+
+    flt: store.LeadFilter
+    after: tuple[dt.datetime, str] | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawAdf:
+    """An ADF/XML document as received, with the request's own fields beside it."""
+
+    document: str
+    channel: Channel | None = None
+    channel_lead_id: str = ""
+    request_id: str = ""
+    field: str = "raw_adf"
+
+
+# What a submission carries: structured fields, or an ADF document to parse first.
+Payload = LeadInput | RawAdf
+# An import row as the servicer decoded it: (1-based row number, the payload or the error
+# that made the row unusable before cleansing, the raw bytes the payload reference hashes).
+ImportRow = tuple[int, Payload | DomainError, bytes]
+
+
+class LeadEngine:
+    """Everything the servicer can ask of the lead service."""
+
+    def __init__(self, db: Database, config: LeadConfig, *, max_batch: int = 512) -> None:
+        self.db = db
+        self.config = config
+        self.clock: Callable[[], dt.datetime] = utcnow
+        self.is_postgres = not db.is_sqlite
+        self._dealer_cache: tuple[float, list[Dealer]] | None = None
+        self._load_rows: set[tuple[str, dt.date]] = set()
+        self.writer: GroupCommitter[Submission, Submitted] = GroupCommitter(
+            self._write_batch, max_batch=max_batch, name="lead-writer"
+        )
+
+    async def start(self) -> None:
+        """Start the writer task (on the serving loop)."""
+        self.writer.start()
+
+    async def stop(self) -> None:
+        """Finish pending writes, stop the writer."""
+        await self.writer.stop()
+
+    # -------------------------------------------------------------------------- intake
+
+    def prepare(self, payload: Payload) -> CleanLead:
+        """Parse (ADF) and cleanse: InvalidArgument with the fields, before anything is
+        queued, so a bad submission never reaches a transaction."""
+        if isinstance(payload, RawAdf):
+            parsed = parse_adf(payload.document, now=self.clock(), field=payload.field)
+            payload = replace(
+                parsed,
+                channel=payload.channel or parsed.channel,
+                channel_lead_id=payload.channel_lead_id or parsed.channel_lead_id,
+                request_id=payload.request_id,
+            )
+        return cleanse(payload, self.config)
+
+    async def submit(self, payload: Payload, caller: Caller, payload_ref: str) -> Submitted:
+        """SubmitLead: cleanse, scope checks, then the group-committed write."""
+        try:
+            sub = self._submission(self.prepare(payload), caller, payload_ref)
+        except DomainError:
+            metrics.record_submitted(_channel_of(payload), "rejected")
+            raise
+        result = await self.writer.submit(sub)
+        self._count(sub, result)
+        return result
+
+    def _submission(self, clean: CleanLead, caller: Caller, payload_ref: str) -> Submission:
+        walk_in = None
+        if (
+            caller.kind is Kind.CHANNEL
+            and caller.channel
+            and caller.channel.upper().removeprefix("CHANNEL_") != clean.channel.value
+        ):
+            raise PermissionDenied(
+                f"a {caller.channel} channel may only submit its own leads",
+                reason="CHANNEL_MISMATCH",
+            )
+        if caller.kind is Kind.DEALER:
+            if clean.channel is not Channel.DEALER_WALK_IN:
+                raise PermissionDenied(
+                    "a dealer may only submit DEALER_WALK_IN leads", reason="DEALER_CHANNEL"
+                )
+            walk_in = caller.dealer_id
+        return Submission(clean, caller.ref, payload_ref, walk_in)
+
+    def _count(self, sub: Submission, result: Submitted) -> None:
+        metrics.record_submitted(sub.clean.channel.value, result.outcome.value.lower())
+        if result.outcome is not SubmitOutcome.DUPLICATE:
+            metrics.record_graded(result.lead.grade.value)
+
+    async def import_rows(self, rows: AsyncIterator[ImportRow], caller: Caller) -> ImportSummary:
+        """ImportLeads: rows are cleansed and written in chunks through the same writer as
+        SubmitLead; every rejection keeps its 1-based row number; nothing of a bad row
+        stops the others. At most two chunks are held at once."""
+        summary = ImportSummary()
+        pending: asyncio.Task[None] | None = None
+        chunk: list[tuple[int, Submission]] = []
+
+        async def flush(items: list[tuple[int, Submission]]) -> None:
+            results = await self.writer.submit_many([s for _, s in items])
+            for (row, sub), res in zip(items, results, strict=True):
+                if isinstance(res, Submitted):
+                    self._count(sub, res)
+                    if res.outcome is SubmitOutcome.CREATED:
+                        summary.created += 1
+                    elif res.outcome is SubmitOutcome.MERGED:
+                        summary.merged += 1
+                    else:
+                        summary.duplicates += 1
+                elif isinstance(res, DomainError):
+                    metrics.record_submitted(sub.clean.channel.value, "rejected")
+                    summary.reject(row, rejections_of(res))
+                elif isinstance(res, WriterFailed | Exception):
+                    metrics.record_submitted(sub.clean.channel.value, "rejected")
+                    summary.reject(row, [Rejection("", "could not be stored")])
+                else:
+                    raise res
+
+        try:
+            async for row, source, payload in rows:
+                summary.received += 1
+                try:
+                    if isinstance(source, DomainError):
+                        raise source
+                    sub = self._submission(self.prepare(source), caller, payload_ref(payload))
+                except DomainError as e:
+                    channel = "unknown" if isinstance(source, DomainError) else _channel_of(source)
+                    metrics.record_submitted(channel, "rejected")
+                    summary.reject(row, rejections_of(e))
+                    continue
+                chunk.append((row, sub))
+                if len(chunk) >= IMPORT_CHUNK:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(flush(chunk))
+                    chunk = []
+            if pending is not None:
+                await pending
+                pending = None
+            if chunk:
+                await flush(chunk)
+        finally:
+            if pending is not None and not pending.done():
+                await pending
+        summary.rejections.sort(key=lambda r: r[0])
+        return summary
+
+    async def _write_batch(self, batch: Sequence[Submission]) -> list[Submitted | BaseException]:
+        """One transaction for the whole batch (see the module docstring)."""
+        now = self.clock()
+        today = now.date()
+        rids = [s.clean.request_id for s in batch if s.clean.request_id]
+        pairs = [
+            (s.clean.channel.value, s.clean.channel_lead_id)
+            for s in batch
+            if s.clean.channel_lead_id
+        ]
+        keys = [(s.clean.contact_key, s.clean.brand_key) for s in batch]
+        lock_keys = (
+            [f"k|{c}|{b}" for c, b in keys]
+            + [f"c|{c}|{i}" for c, i in pairs]
+            + [f"r|{r}" for r in rids]
+        )
+        results: list[Submitted | BaseException] = []
+        async with self.db.engine.connect() as conn:
+            await store.lock_for_write(conn, lock_keys)
+            by_request = {
+                r: lead_id
+                for r, (lead_id, _) in (await store.request_results(conn, SUBMIT, rids)).items()
+            }
+            by_channel = await store.leads_by_channel_ids(conn, pairs)
+            key_db = await store.current_leads(conn, keys)
+            wanted = {*by_request.values(), *by_channel.values(), *key_db.values()}
+            state = await store.leads_by_ids(conn, wanted, for_update=self.is_postgres)
+            dealers = await self._dealers(conn)
+            routable = [d.id for d in dealers if d.active and d.daily_capacity > 0]
+            walk_ins = [s.walk_in_dealer_id for s in batch if s.walk_in_dealer_id]
+            load_ids = [*routable, *walk_ins]
+            loads = await store.dealer_loads(
+                conn, today, load_ids, lock=self.is_postgres, known=self._load_rows
+            )
+            by_brand: dict[str, list[Dealer]] = {}
+            added: dict[str, int] = {}
+            created: dict[str, Lead] = {}
+            changed: dict[str, Lead] = {}
+            new_tps: list[tuple[str, store.Touchpoint]] = []
+            key_now: dict[tuple[str, str], str] = dict(key_db)
+            remembered: list[tuple[str, str, str]] = []
+
+            for sub in batch:
+                clean = sub.clean
+                key = (clean.contact_key, clean.brand_key)
+                pair = (clean.channel.value, clean.channel_lead_id)
+                same_request = state.get(by_request.get(clean.request_id, ""))
+                same_channel = (
+                    state.get(by_channel.get(pair, "")) if clean.channel_lead_id else None
+                )
+                current = state.get(key_now.get(key, ""))
+                try:
+                    res = intake(
+                        clean,
+                        lead_id=new_lead_id(now),
+                        now=now,
+                        actor=sub.actor,
+                        payload_ref=sub.payload_ref,
+                        same_request=same_request,
+                        same_channel_lead=same_channel,
+                        candidates=[current] if current is not None else [],
+                        dealers=_selling(by_brand, dealers, clean.brand_key),
+                        assigned_today=loads,
+                        config=self.config,
+                        walk_in_dealer_id=sub.walk_in_dealer_id,
+                    )
+                except DomainError as e:
+                    results.append(e)
+                    continue
+                lead = res.lead
+                if res.outcome is not SubmitOutcome.DUPLICATE:
+                    state[lead.id] = lead
+                    if res.outcome is SubmitOutcome.CREATED or lead.id in created:
+                        created[lead.id] = lead
+                        key_now[key] = lead.id
+                    else:
+                        changed[lead.id] = lead
+                    new_tps.append((lead.id, lead.touchpoints[-1]))
+                    if clean.channel_lead_id:
+                        by_channel[pair] = lead.id
+                    if res.routed is not None and res.routed.dealer_id is not None:
+                        d = res.routed.dealer_id
+                        loads[d] = loads.get(d, 0) + 1
+                        added[d] = added.get(d, 0) + 1
+                if clean.request_id and clean.request_id not in by_request:
+                    by_request[clean.request_id] = lead.id
+                    remembered.append((clean.request_id, lead.id, res.outcome.value))
+                results.append(Submitted(res.outcome, lead))
+
+            key_inserts = [(c, b, i) for (c, b), i in key_now.items() if (c, b) not in key_db]
+            key_updates = [
+                (c, b, i)
+                for (c, b), i in key_now.items()
+                if (c, b) in key_db and key_db[(c, b)] != i
+            ]
+            await store.insert_leads(conn, list(created.values()))
+            await store.update_leads(conn, list(changed.values()))
+            await store.insert_touchpoints(conn, new_tps)
+            await store.set_current_leads(conn, key_inserts, key_updates)
+            await store.remember_requests(conn, SUBMIT, remembered, now)
+            await store.add_dealer_loads(conn, today, added)
+            await conn.commit()
+        self._load_rows.update((d, today) for d in load_ids)
+        return results
+
+    async def _dealers(self, conn: AsyncConnection) -> list[Dealer]:
+        """The dealer registry, cached for DEALER_CACHE_SECONDS: routing needs it for every
+        batch and it changes rarely. A dealer created through this process is seen at
+        once; one created through another replica within the cache time."""
+        now = time.monotonic()
+        if self._dealer_cache is None or now - self._dealer_cache[0] > DEALER_CACHE_SECONDS:
+            self._dealer_cache = (now, await store.all_dealers(conn))
+        return self._dealer_cache[1]
+
+    # -------------------------------------------------------------------------- reads
+
+    async def get_lead(self, lead_id: str, caller: Caller) -> Lead:
+        """One lead the caller may see; another dealer's lead is NOT_FOUND."""
+        async with self.db.engine.connect() as conn:
+            lead = await store.get_lead(conn, lead_id)
+        return self._visible(lead, lead_id, caller)
+
+    @staticmethod
+    def _visible(lead: Lead | None, lead_id: str, caller: Caller) -> Lead:
+        if lead is None or (caller.kind is Kind.DEALER and lead.dealer_id != caller.dealer_id):
+            raise NotFound(f"lead {lead_id} not found", reason="LEAD_NOT_FOUND")
+        return lead
+
+    async def list_leads(self, query: ListQuery) -> list[Lead]:
+        """One page (limit + 1 rows are read to know whether another page follows)."""
+        async with self.db.engine.connect() as conn:
+            return await store.list_leads(conn, query.flt, after=query.after, limit=query.limit)
+
+    async def list_dealers(
+        self, *, after_id: str, limit: int, brand: str, province: str, city: str
+    ) -> list[Dealer]:
+        """A page of dealers by id; the brand filter is applied on the page's rows and the
+        page is refilled until full, so pages never come back short in the middle."""
+        out: list[Dealer] = []
+        async with self.db.engine.connect() as conn:
+            cursor = after_id
+            while len(out) < limit:
+                rows = await store.list_dealers(
+                    conn, after_id=cursor, limit=limit, province=province, city=city
+                )
+                if not rows:
+                    break
+                out.extend(d for d in rows if not brand or d.sells(brand))
+                cursor = rows[-1].id
+                if len(rows) < limit:
+                    break
+        return out[:limit]
+
+    # -------------------------------------------------------------------------- changes
+
+    async def update_status(
+        self,
+        lead_id: str,
+        status: LeadStatus,
+        lost_reason: str,
+        request_id: str,
+        caller: Caller,
+    ) -> Lead:
+        """UpdateLeadStatus: a retried request id returns the lead without applying twice."""
+
+        def change(lead: Lead, now: dt.datetime) -> Lead:
+            return followup.transition(
+                lead,
+                status,
+                lost_reason=lost_reason,
+                now=now,
+                actor=caller.ref,
+                config=self.config,
+            )
+
+        return await self._change_lead(UPDATE_STATUS, lead_id, request_id, caller, change)
+
+    async def assign(
+        self, lead_id: str, dealer_id: str, reason: str, request_id: str, caller: Caller
+    ) -> Lead:
+        """AssignLead (OEM only, by the proto's access policy)."""
+        async with self.db.engine.connect() as conn:
+            dealer = await store.get_dealer(conn, dealer_id)
+
+        def change(lead: Lead, now: dt.datetime) -> Lead:
+            decision = routing.manual(dealer, dealer_id, lead.brand, reason)
+            return reassign(lead, decision, now=now, actor=caller.ref, config=self.config)
+
+        return await self._change_lead(ASSIGN, lead_id, request_id, caller, change)
+
+    async def _change_lead(
+        self,
+        method: str,
+        lead_id: str,
+        request_id: str,
+        caller: Caller,
+        change: Callable[[Lead, dt.datetime], Lead],
+    ) -> Lead:
+        """Read-modify-write one lead under its lock, idempotent by request id."""
+        now = self.clock()
+        async with self.db.engine.connect() as conn:
+            await store.lock_for_write(conn, [f"r|{method}|{request_id}"])
+            seen = await store.request_results(conn, method, [request_id])
+            if request_id in seen:
+                lead = await store.get_lead(conn, seen[request_id][0])
+                await conn.rollback()
+                return self._visible(lead, lead_id, caller)
+            found = await store.leads_by_ids(conn, [lead_id], for_update=self.is_postgres)
+            lead = self._visible(found.get(lead_id), lead_id, caller)
+            updated = change(lead, now)
+            if updated is not lead:
+                await store.update_leads(conn, [updated])
+            await store.remember_requests(conn, method, [(request_id, lead_id, "DONE")], now)
+            await conn.commit()
+        return updated
+
+    async def create_dealer(self, dealer: Dealer, request_id: str, caller: Caller) -> Dealer:
+        """CreateDealer: a new id is created; a retried request id returns the dealer it
+        created; a taken id with another request id is ALREADY_EXISTS."""
+        now = self.clock()
+        dealer = replace(dealer, create_time=now)
+        async with self.db.engine.connect() as conn:
+            await store.lock_for_write(conn, [f"r|{CREATE_DEALER}|{request_id}", f"d|{dealer.id}"])
+            seen = await store.request_results(conn, CREATE_DEALER, [request_id])
+            if request_id in seen:
+                existing = await store.get_dealer(conn, seen[request_id][0])
+                await conn.rollback()
+                assert existing is not None
+                return existing
+            if not await store.insert_dealer(conn, dealer, caller.ref):
+                await conn.rollback()
+                raise AlreadyExists(f"dealer {dealer.id} exists", reason="DEALER_EXISTS")
+            await store.remember_requests(
+                conn, CREATE_DEALER, [(request_id, dealer.id, "DONE")], now
+            )
+            await conn.commit()
+        return dealer
+
+    async def seed_dealers(self, demo: Sequence[Dealer]) -> int:
+        """Register the demo dealer network into an empty registry (make run); returns how
+        many were added (0 when any dealer exists)."""
+        now = self.clock()
+        async with self.db.engine.connect() as conn:
+            await store.lock_for_write(conn, ["seed-dealers"])
+            if await store.count_dealers(conn):
+                await conn.rollback()
+                return 0
+            for d in demo:
+                await store.insert_dealer(conn, replace(d, create_time=now), "service:lead")
+            await conn.commit()
+        self._dealer_cache = None
+        return len(demo)

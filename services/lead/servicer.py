@@ -1,0 +1,431 @@
+"""LeadService over gRPC: proto in, engine call, proto out.
+
+Transport only. Field shapes are checked by the mesh (protovalidate) before a method runs;
+business rules live in `domain/`, transactions in `engine.py`, SQL in `store.py`. What is
+here is decoding requests into domain objects, encoding domain objects into protos, and
+the AIP-158 paging conventions (page size defaults and opaque page tokens), which are API
+conventions rather than rules of the lead business.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+from marque.common.v1 import audit_pb2, paging_pb2
+from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
+
+from mesh.errors import DomainError, InvalidArgument
+from mesh.identity import Caller, Kind, current_caller
+from mesh.validation import validate, validates_stream
+from services.lead import store
+from services.lead.domain.model import (
+    Channel,
+    Consents,
+    Dealer,
+    Lead,
+    LeadInput,
+    LeadStatus,
+    TimeFrame,
+    Touchpoint,
+    payload_ref,
+)
+from services.lead.engine import ImportRow, LeadEngine, ListQuery, Payload, RawAdf
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+# Enum maps built once: the domain's names are the proto's without the prefix.
+_CHANNEL_OUT: dict[Channel, lead_pb2.Channel] = {
+    c: cast(lead_pb2.Channel, lead_pb2.Channel.Value(f"CHANNEL_{c.value}")) for c in Channel
+}
+_CHANNEL_IN: dict[int, Channel] = {n: c for c, n in _CHANNEL_OUT.items()}
+_STATUS_OUT: dict[LeadStatus, lead_pb2.LeadStatus] = {
+    s: cast(lead_pb2.LeadStatus, lead_pb2.LeadStatus.Value(f"LEAD_STATUS_{s.value}"))
+    for s in LeadStatus
+}
+_STATUS_IN: dict[int, LeadStatus] = {n: s for s, n in _STATUS_OUT.items()}
+_GRADE_OUT: dict[str, lead_pb2.LeadGrade] = {
+    g: cast(lead_pb2.LeadGrade, lead_pb2.LeadGrade.Value(f"LEAD_GRADE_{g}"))
+    for g in ("H", "A", "B", "C", "N")
+}
+_GRADE_IN: dict[int, str] = {n: g for g, n in _GRADE_OUT.items()}
+_FRAME_OUT: dict[TimeFrame, lead_pb2.PurchaseTimeFrame] = {
+    f: cast(
+        lead_pb2.PurchaseTimeFrame,
+        lead_pb2.PurchaseTimeFrame.Value(f"PURCHASE_TIME_FRAME_{f.value}"),
+    )
+    for f in TimeFrame
+}
+_FRAME_IN: dict[int, TimeFrame] = {n: f for f, n in _FRAME_OUT.items()}
+_FRAME_IN[lead_pb2.PURCHASE_TIME_FRAME_UNSPECIFIED] = TimeFrame.UNKNOWN
+_OUTCOME_OUT = {
+    "CREATED": lead_service_pb2.SUBMIT_OUTCOME_CREATED,
+    "MERGED": lead_service_pb2.SUBMIT_OUTCOME_MERGED,
+    "DUPLICATE": lead_service_pb2.SUBMIT_OUTCOME_DUPLICATE,
+}
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def _lead_input(
+    msg: lead_service_pb2.LeadInput,
+    channel: Channel,
+    channel_lead_id: str,
+    request_id: str,
+) -> LeadInput:
+    c, v, k = msg.customer, msg.vehicle, msg.consents
+    return LeadInput(
+        channel=channel,
+        name=c.name,
+        mobile=c.mobile,
+        email=c.email,
+        city=c.city,
+        province=c.province,
+        brand=v.brand,
+        series=v.series,
+        model=v.model,
+        trim=v.trim,
+        time_frame=_FRAME_IN[msg.time_frame],
+        preferred_dealer_id=msg.preferred_dealer_id,
+        consents=Consents(k.contact, k.marketing, k.share_with_dealer),
+        test_drive_requested=msg.test_drive_requested,
+        channel_lead_id=channel_lead_id,
+        request_id=request_id,
+    )
+
+
+def _payload(request: Any, default_channel: Channel | None) -> Payload:
+    """The payload of a SubmitLeadRequest or an ImportLeadsRequest row.
+
+    The channel: the request's; for raw_adf, ADF when unspecified; for structured rows,
+    `default_channel` (BULK_IMPORT for imports; none for SubmitLead, where it is required).
+    """
+    channel = _CHANNEL_IN.get(request.channel)
+    if request.WhichOneof("payload") == "raw_adf":
+        return RawAdf(
+            document=request.raw_adf,
+            channel=channel,
+            channel_lead_id=request.channel_lead_id,
+            request_id=request.request_id,
+        )
+    channel = channel or default_channel
+    if channel is None:
+        raise InvalidArgument.for_field("channel", "required", reason="CHANNEL_REQUIRED")
+    return _lead_input(request.lead, channel, request.channel_lead_id, request.request_id)
+
+
+def _time(ts: Timestamp) -> dt.datetime:
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+# ------------------------------------------------------------------------------ encoding
+
+
+def _ts(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _touchpoint_pb(tp: Touchpoint) -> lead_pb2.Touchpoint:
+    return lead_pb2.Touchpoint(
+        channel=_CHANNEL_OUT[tp.channel],
+        channel_lead_id=tp.channel_lead_id,
+        time=_ts(tp.time),
+        payload_ref=tp.payload_ref,
+    )
+
+
+def lead_pb(lead: Lead) -> lead_pb2.Lead:
+    """The proto of a domain lead."""
+    create, update = _ts(lead.create_time), _ts(lead.update_time)
+    return lead_pb2.Lead(
+        id=lead.id,
+        status=_STATUS_OUT[lead.status],
+        grade=_GRADE_OUT[lead.rating.grade.value],
+        score=lead.rating.score,
+        rating_reasons=lead.rating.reasons,
+        customer=lead_pb2.Customer(
+            name=lead.name,
+            mobile=lead.mobile_e164 or "",
+            email=lead.email or "",
+            city=lead.city,
+            province=lead.province,
+        ),
+        vehicle=lead_pb2.VehicleInterest(
+            brand=lead.brand, series=lead.series, model=lead.model, trim=lead.trim
+        ),
+        time_frame=_FRAME_OUT[lead.time_frame],
+        test_drive_requested=lead.test_drive_requested,
+        channel=_CHANNEL_OUT[lead.channel],
+        channel_lead_id=lead.channel_lead_id,
+        consents=lead_pb2.Consents(
+            contact=lead.consents.contact,
+            marketing=lead.consents.marketing,
+            share_with_dealer=lead.consents.share_with_dealer,
+        ),
+        preferred_dealer_id=lead.preferred_dealer_id or "",
+        dealer_id=lead.dealer_id or "",
+        routing_reason=lead.routing_reason,
+        touchpoints=[_touchpoint_pb(t) for t in lead.touchpoints],
+        follow_up_due_time=_ts(lead.follow_up_due),
+        lost_reason=lead.lost_reason,
+        audit=audit_pb2.AuditInfo(
+            create_time=create,
+            create_actor=lead.create_actor,
+            update_time=update,
+            update_actor=lead.update_actor,
+        ),
+        create_time=create,
+        update_time=update,
+    )
+
+
+def dealer_pb(dealer: Dealer) -> lead_pb2.Dealer:
+    """The proto of a dealer."""
+    return lead_pb2.Dealer(
+        id=dealer.id,
+        name=dealer.name,
+        brands=dealer.brands,
+        province=dealer.province,
+        city=dealer.city,
+        daily_capacity=dealer.daily_capacity,
+        active=dealer.active,
+        create_time=_ts(dealer.create_time),
+    )
+
+
+# ------------------------------------------------------------------------------ paging
+
+
+def page_size(requested: int) -> int:
+    """AIP-158: 0 is the default, above the maximum is capped, negative is refused (the
+    proto's validation refuses it first; this keeps the rule true without it)."""
+    if requested < 0:
+        raise InvalidArgument.for_field("page_size", "must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def filter_hash(*parts: object) -> str:
+    """A short hash of the filter a token was issued for."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def encode_token(after_key: str, fhash: str) -> str:
+    """An opaque page token: the last sort key and the filter hash, base64url."""
+    raw = paging_pb2.PageCursor(after_key=after_key, filter_hash=fhash).SerializeToString()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, fhash: str) -> str | None:
+    """The sort key of a page token, None for no token; INVALID_ARGUMENT for a token that
+    is not ours or was issued for other filters."""
+    if not token:
+        return None
+    try:
+        cursor = paging_pb2.PageCursor.FromString(
+            base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        )
+    except (binascii.Error, ValueError, DecodeError):
+        raise InvalidArgument.for_field("page_token", "not a valid page token") from None
+    if cursor.filter_hash != fhash or not cursor.after_key:
+        raise InvalidArgument.for_field(
+            "page_token", "issued for other filters; start again without a token"
+        )
+    return cursor.after_key
+
+
+# ------------------------------------------------------------------------------ servicer
+
+
+class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
+    """marque.lead.v1.LeadService."""
+
+    def __init__(self, engine: LeadEngine) -> None:
+        self.engine = engine
+        # When ImportLeads asks the mesh to deliver invalid rows (so one bad row does not
+        # fail the whole stream), each row's buf.validate rules are checked here instead.
+        method = lead_service_pb2.DESCRIPTOR.services_by_name["LeadService"].methods_by_name[
+            "ImportLeads"
+        ]
+        self._validate_rows = not validates_stream(method)
+
+    async def SubmitLead(
+        self, request: lead_service_pb2.SubmitLeadRequest, context: Any
+    ) -> lead_service_pb2.SubmitLeadResponse:
+        payload = _payload(request, None)
+        raw = request.raw_adf.encode() if isinstance(payload, RawAdf) else b""
+        ref = payload_ref(raw or request.lead.SerializeToString(deterministic=True))
+        result = await self.engine.submit(payload, current_caller(), ref)
+        return lead_service_pb2.SubmitLeadResponse(
+            lead=lead_pb(result.lead), outcome=_OUTCOME_OUT[result.outcome.value]
+        )
+
+    async def ImportLeads(
+        self, request_iterator: AsyncIterator[lead_service_pb2.ImportLeadsRequest], context: Any
+    ) -> lead_service_pb2.ImportLeadsResponse:
+        async def rows() -> AsyncIterator[ImportRow]:
+            n = 0
+            async for request in request_iterator:
+                n += 1
+                raw = (
+                    request.raw_adf.encode()
+                    if request.WhichOneof("payload") == "raw_adf"
+                    else request.lead.SerializeToString(deterministic=True)
+                )
+                try:
+                    if self._validate_rows:
+                        validate(request)
+                    yield n, _payload(request, Channel.BULK_IMPORT), raw
+                except DomainError as e:
+                    yield n, e, raw
+
+        summary = await self.engine.import_rows(rows(), current_caller())
+        return lead_service_pb2.ImportLeadsResponse(
+            received=summary.received,
+            created=summary.created,
+            merged=summary.merged,
+            duplicates=summary.duplicates,
+            rejected=summary.rejected,
+            rejections=[
+                lead_service_pb2.ImportRejection(row=row, field=r.field, reason=r.reason)
+                for row, r in summary.rejections
+            ],
+            rejections_truncated=summary.rejections_truncated,
+        )
+
+    async def GetLead(
+        self, request: lead_service_pb2.GetLeadRequest, context: Any
+    ) -> lead_service_pb2.GetLeadResponse:
+        lead = await self.engine.get_lead(request.id, current_caller())
+        return lead_service_pb2.GetLeadResponse(lead=lead_pb(lead))
+
+    async def ListLeads(
+        self, request: lead_service_pb2.ListLeadsRequest, context: Any
+    ) -> lead_service_pb2.ListLeadsResponse:
+        caller = current_caller()
+        size = page_size(request.page_size)
+        flt = _lead_filter(request, caller, self.engine.clock())
+        fhash = filter_hash(
+            "leads",
+            flt.dealer_id,
+            flt.unassigned_only,
+            flt.grade,
+            flt.status,
+            flt.channel,
+            flt.create_start,
+            flt.create_end,
+            request.overdue_only,
+        )
+        key = decode_token(request.page_token, fhash)
+        after = None
+        if key is not None:
+            micros, _, lead_id = key.partition("|")
+            try:
+                after = (_EPOCH + dt.timedelta(microseconds=int(micros)), lead_id)
+            except ValueError:
+                raise InvalidArgument.for_field("page_token", "not a valid page token") from None
+        leads = await self.engine.list_leads(ListQuery(flt, after, size + 1))
+        next_token = ""
+        if len(leads) > size:
+            leads = leads[:size]
+            last = leads[-1]
+            last_us = (last.create_time - _EPOCH) // dt.timedelta(microseconds=1)
+            next_token = encode_token(f"{last_us}|{last.id}", fhash)
+        return lead_service_pb2.ListLeadsResponse(
+            leads=[lead_pb(x) for x in leads], next_page_token=next_token
+        )
+
+    async def UpdateLeadStatus(
+        self, request: lead_service_pb2.UpdateLeadStatusRequest, context: Any
+    ) -> lead_service_pb2.UpdateLeadStatusResponse:
+        status = _STATUS_IN.get(request.status)
+        if status is None:
+            raise InvalidArgument.for_field("status", "required")
+        lead = await self.engine.update_status(
+            request.id, status, request.lost_reason, request.request_id, current_caller()
+        )
+        return lead_service_pb2.UpdateLeadStatusResponse(lead=lead_pb(lead))
+
+    async def AssignLead(
+        self, request: lead_service_pb2.AssignLeadRequest, context: Any
+    ) -> lead_service_pb2.AssignLeadResponse:
+        lead = await self.engine.assign(
+            request.id, request.dealer_id, request.reason, request.request_id, current_caller()
+        )
+        return lead_service_pb2.AssignLeadResponse(lead=lead_pb(lead))
+
+    async def CreateDealer(
+        self, request: lead_service_pb2.CreateDealerRequest, context: Any
+    ) -> lead_service_pb2.CreateDealerResponse:
+        d = request.dealer
+        dealer = Dealer(
+            id=d.id,
+            name=d.name.strip(),
+            brands=tuple(b.strip() for b in d.brands),
+            province=d.province.strip(),
+            city=d.city.strip(),
+            daily_capacity=d.daily_capacity,
+            active=d.active,
+        )
+        created = await self.engine.create_dealer(dealer, request.request_id, current_caller())
+        return lead_service_pb2.CreateDealerResponse(dealer=dealer_pb(created))
+
+    async def ListDealers(
+        self, request: lead_service_pb2.ListDealersRequest, context: Any
+    ) -> lead_service_pb2.ListDealersResponse:
+        size = page_size(request.page_size)
+        fhash = filter_hash("dealers", request.brand, request.province, request.city)
+        after = decode_token(request.page_token, fhash) or ""
+        dealers = await self.engine.list_dealers(
+            after_id=after,
+            limit=size + 1,
+            brand=request.brand,
+            province=request.province,
+            city=request.city,
+        )
+        next_token = ""
+        if len(dealers) > size:
+            dealers = dealers[:size]
+            next_token = encode_token(dealers[-1].id, fhash)
+        return lead_service_pb2.ListDealersResponse(
+            dealers=[dealer_pb(d) for d in dealers], next_page_token=next_token
+        )
+
+
+def _lead_filter(
+    request: lead_service_pb2.ListLeadsRequest, caller: Caller, now: dt.datetime
+) -> store.LeadFilter:
+    """The request's filters, scoped: a dealer only ever lists its own leads."""
+    if caller.kind is Kind.DEALER:
+        dealer_id: str | None = caller.dealer_id or ""
+        unassigned = False
+    else:
+        dealer_id = request.dealer_id or None
+        unassigned = request.unassigned_only and dealer_id is None
+    grade = _GRADE_IN.get(request.grade)
+    status = _STATUS_IN.get(request.status)
+    channel = _CHANNEL_IN.get(request.channel)
+    return store.LeadFilter(
+        dealer_id=dealer_id,
+        unassigned_only=unassigned,
+        grade=grade,
+        status=status.value if status else None,
+        channel=channel.value if channel else None,
+        create_start=(
+            _time(request.create_time_start) if request.HasField("create_time_start") else None
+        ),
+        create_end=_time(request.create_time_end) if request.HasField("create_time_end") else None,
+        overdue_at=now if request.overdue_only else None,
+    )
