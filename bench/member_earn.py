@@ -1,0 +1,352 @@
+"""EarnPoints throughput and p99 of the member service, beside a bare grpc.aio baseline.
+
+Each server is its own subprocess (pinned to core 0 when the machine has more than one;
+the load client runs on the others), on loopback only:
+- `bare echo`: plain grpc.aio with a tiny Python servicer for TestingService.Echo, no
+  interceptors, no database. The ceiling of one Python gRPC process here.
+- `member earn (sqlite)`: the real member service through `mesh.server` with its whole
+  chain (auth, validation, metrics, logging) and a full EarnPoints: idempotency record,
+  member row lock, expiry check, ledger append, balance update, tier review, response
+  with the member. SQLite in WAL mode, the service's default durability.
+- `member earn (postgres)`: the same on PostgreSQL when `MARQUE_BENCH_POSTGRES_URL` or
+  `MARQUE_TEST_POSTGRES_URL` is set (a throwaway database is created and dropped).
+
+The client keeps `--concurrency` calls in flight (default 64) for a warm-up and a bounded
+measuring time, spreading earns over many members (one member's earns serialise on its
+row lock by design), then prints QPS, p50, p99 and each ratio to the bare baseline.
+
+    python -m bench.member_earn [--seconds 5] [--warmup 1] [--concurrency 64] [--members 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+SERVER_CMD = ["-m", "bench.member_earn"]
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def _pin(core: int | None) -> None:
+    """Pin this process to one core, so a server's figure is one core's worth."""
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        return
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {core})
+
+
+async def _serve_until_term(stop: Callable[[], Awaitable[None]], port: int) -> None:
+    print(f"READY {port}", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await stop()
+
+
+async def serve_bare() -> None:
+    """Bare grpc.aio Echo: no mesh, no database."""
+    from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
+
+    class Echo(testing_service_pb2_grpc.TestingServiceServicer):
+        async def Echo(self, request: Any, context: Any) -> Any:
+            return testing_service_pb2.EchoResponse(message=request.message)
+
+    server = grpc.aio.server()
+    testing_service_pb2_grpc.add_TestingServiceServicer_to_server(Echo(), server)
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
+    await server.start()
+    await _serve_until_term(lambda: server.stop(0), port)
+
+
+async def serve_member(url: str) -> None:
+    """The real member service, as `make run` starts it but on a free port."""
+    import dataclasses
+
+    from mesh.config import Settings
+    from mesh.server import start
+    from services.member.app import build_spec
+
+    settings = dataclasses.replace(
+        Settings.from_env("member"),
+        grpc_port=0,
+        metrics_port=0,
+        database_url=url,
+        access_log="errors",
+    )
+    running = await start(build_spec(), settings)
+    await _serve_until_term(lambda: running.stop(1.0), running.port)
+
+
+class ServerProcess:
+    """A server subprocess: started with `--serve`, stopped with SIGTERM."""
+
+    def __init__(self, kind: str, url: str, core: int | None, env: dict[str, str]) -> None:
+        cmd = [sys.executable, *SERVER_CMD, "--serve", kind, "--url", url]
+        if core is not None:
+            cmd += ["--core", str(core)]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "READY":
+            self.proc.kill()
+            raise RuntimeError(f"{kind} server did not start: {line}")
+        self.target = f"{LOOPBACK}:{line[1]}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+# ---------------------------------------------------------------------------- load
+
+
+@dataclass
+class Result:
+    """What one load phase measured."""
+
+    name: str
+    calls: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def qps(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        """Latency percentile in milliseconds."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+async def drive(
+    name: str,
+    call: Callable[[int], Awaitable[Any]],
+    *,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+) -> Result:
+    """Keep `concurrency` calls in flight for warmup + seconds; measure after the warm-up."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(1 << 62))
+    start = time.perf_counter()
+    measure_from = start + warmup
+    end = measure_from + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                await call(next(counter))
+            except grpc.aio.AioRpcError:
+                if t0 >= measure_from:
+                    errors += 1
+                continue
+            if t0 >= measure_from:
+                latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result(name, len(latencies), errors, time.perf_counter() - measure_from, latencies)
+
+
+async def echo_phase(target: str, args: argparse.Namespace) -> Result:
+    from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
+
+    req = testing_service_pb2.EchoRequest(message="hello")
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = testing_service_pb2_grpc.TestingServiceStub(ch)
+
+        async def call(_n: int) -> Any:
+            return await stub.Echo(req, timeout=10)
+
+        return await drive(
+            "bare echo",
+            call,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            seconds=args.seconds,
+        )
+
+
+async def earn_phase(label: str, target: str, args: argparse.Namespace) -> Result:
+    from marque.member.v1 import member_pb2, member_service_pb2, member_service_pb2_grpc
+
+    from mesh.identity import Caller, Kind
+    from mesh.keys import mint_token
+
+    md = (
+        ("authorization", f"Bearer {mint_token(Caller(Kind.SERVICE, 'bench', service='bench'))}"),
+    )
+    run = uuid.uuid4().hex[:8]
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = member_service_pb2_grpc.MemberServiceStub(ch)
+        members: list[str] = []
+        for i in range(args.members):
+            resp = await stub.RegisterMember(
+                member_service_pb2.RegisterMemberRequest(
+                    identity=member_service_pb2.IdentityKey(
+                        type=member_pb2.IDENTITY_TYPE_APP_USER_ID, value=f"bench-{run}-{i}"
+                    ),
+                    request_id=f"reg-{run}-{i}",
+                ),
+                metadata=md,
+                timeout=10,
+            )
+            members.append(resp.member.id)
+
+        async def call(n: int) -> Any:
+            req = member_service_pb2.EarnPointsRequest(
+                member_id=members[n % len(members)],
+                points=10 + n % 90,
+                reason="service visit",
+                source_ref=f"ro-{n}",
+                request_id=f"earn-{run}-{n}",
+            )
+            return await stub.EarnPoints(req, metadata=md, timeout=10)
+
+        return await drive(
+            label, call, concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds
+        )
+
+
+# ---------------------------------------------------------------------------- postgres
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str | None]:
+    """A fresh PostgreSQL database beside the configured one, dropped afterwards."""
+    base = os.environ.get("MARQUE_BENCH_POSTGRES_URL") or os.environ.get("MARQUE_TEST_POSTGRES_URL")
+    if not base:
+        yield None
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = f"bench_member_{uuid.uuid4().hex[:8]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _cores() -> tuple[int | None, set[int] | None]:
+    """(server core, client cores) when there is more than one core."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return cores[0], set(cores[1:])
+
+
+def print_table(results: list[Result], concurrency: int) -> None:
+    base = results[0]
+    print(f"\nEarnPoints vs bare grpc.aio echo, {concurrency} in flight, loopback")
+    print(
+        f"{'server':<24} {'calls':>8} {'err':>5} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'QPS/bare':>9} {'p99/bare':>9}"
+    )
+    for r in results:
+        qr = r.qps / base.qps if base.qps else float("nan")
+        pr = r.pct(0.99) / base.pct(0.99) if base.latencies else float("nan")
+        print(
+            f"{r.name:<24} {r.calls:>8} {r.errors:>5} {r.qps:>9.0f} {r.pct(0.5):>8.2f}"
+            f" {r.pct(0.99):>8.2f} {qr:>9.2f} {pr:>9.2f}"
+        )
+
+
+async def run_all(args: argparse.Namespace, env: dict[str, str]) -> list[Result]:
+    server_core, client_cores = _cores()
+    if client_cores:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, client_cores)
+    results: list[Result] = []
+    bare = ServerProcess("bare", "", server_core, env)
+    try:
+        results.append(await echo_phase(bare.target, args))
+    finally:
+        bare.stop()
+    with tempfile.TemporaryDirectory(prefix="bench-member-") as tmp:
+        sqlite_url = f"sqlite+aiosqlite:///{Path(tmp) / 'member.db'}"
+        member = ServerProcess("member", sqlite_url, server_core, env)
+        try:
+            results.append(await earn_phase("member earn (sqlite)", member.target, args))
+        finally:
+            member.stop()
+    with throwaway_postgres() as pg_url:
+        if pg_url:
+            member = ServerProcess("member", pg_url, server_core, env)
+            try:
+                results.append(await earn_phase("member earn (postgres)", member.target, args))
+            finally:
+                member.stop()
+    return results
+
+
+def main() -> None:
+    """Run the benchmark (or, with --serve, be one of its server subprocesses)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.member_earn", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--members", type=int, default=256)
+    parser.add_argument("--serve", choices=["bare", "member"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        _pin(args.core)
+        asyncio.run(serve_bare() if args.serve == "bare" else serve_member(args.url))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-member-var-") as var:
+        # Server and client share one development key pair, in a private directory.
+        os.environ.setdefault("MARQUE_VAR_DIR", var)
+        env = {**os.environ, "MARQUE_LOG_LEVEL": "WARNING"}
+        results = asyncio.run(run_all(args, env))
+    print_table(results, args.concurrency)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""How the mesh runs the member service: `build_spec()` for `mesh.server.run` / `start`.
+
+Start-up opens the database from `settings.database_url` and upgrades its schema with the
+hand-written Alembic migrations; shutdown disposes the engine. The clock and the
+programme configuration (expiry, tiers) can be injected, so tests can move time.
+"""
+
+from __future__ import annotations
+
+from marque.member.v1 import member_service_pb2, member_service_pb2_grpc
+
+from mesh.config import Settings
+from mesh.db import Database
+from mesh.server import Servicer, ServiceSpec
+from services.member.domain.config import MemberConfig
+from services.member.servicer import Clock, MemberServicer, utc_now
+from services.member.store import MIGRATIONS, MemberStore
+
+
+def build_spec(*, config: MemberConfig | None = None, clock: Clock = utc_now) -> ServiceSpec:
+    """The member service as the mesh serves it."""
+    state: dict[str, MemberStore] = {}
+
+    async def startup(settings: Settings) -> None:
+        db = Database(settings.database_url)
+        await db.migrate(MIGRATIONS)
+        state["store"] = MemberStore(db, config or MemberConfig.from_env())
+
+    async def shutdown() -> None:
+        store = state.pop("store", None)
+        if store is not None:
+            await store.db.dispose()
+
+    return ServiceSpec(
+        name="member",
+        servicers=[
+            Servicer(
+                descriptor=member_service_pb2.DESCRIPTOR.services_by_name["MemberService"],
+                add_to_server=member_service_pb2_grpc.add_MemberServiceServicer_to_server,
+                impl=None,
+                factory=lambda: MemberServicer(state["store"], clock),
+            )
+        ],
+        startup=startup,
+        shutdown=shutdown,
+    )

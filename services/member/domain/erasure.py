@@ -1,0 +1,58 @@
+"""Erasure on request (PIPL art. 47): personal data becomes irreversible tombstones.
+
+A tombstone is "erased-" plus 128 random bits. It is not derived from the erased value
+(no hash of a mobile: 11-digit numbers are trivially brute-forced), so nothing can lead
+back to the person, and it is unique, so the identity index never collides. What
+accounting and the vehicle's life need stays: ledger amounts (the remaining balance is
+forfeited by a ledger entry, so balance = ledger sum still holds), VIN ownership history
+under the member's pseudonymous id, consent history as proof. Erasing twice changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+TOMBSTONE_PREFIX = "erased-"
+
+
+def tombstone(token_hex: Callable[[int], str] = secrets.token_hex) -> str:
+    """A fresh random tombstone value."""
+    return TOMBSTONE_PREFIX + token_hex(16)
+
+
+def is_tombstone(value: str) -> bool:
+    """True for a value that erasure wrote."""
+    return value.startswith(TOMBSTONE_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class ErasurePlan:
+    """What erasing a member does, decided before touching storage."""
+
+    already_erased: bool
+    identity_tombstones: tuple[tuple[int, str], ...]  # (identity row id, tombstone)
+    forfeit_points: int
+    release_vins: tuple[str, ...]
+
+
+def plan(
+    *,
+    already_erased: bool,
+    identity_ids: list[int],
+    balance: int,
+    owned_vins: list[str],
+    token_hex: Callable[[int], str] = secrets.token_hex,
+) -> ErasurePlan:
+    """The erasure of one member: a tombstone per identity, forfeit of the balance,
+    release of the cars they own. Nothing at all if already erased (idempotent)."""
+    if already_erased:
+        return ErasurePlan(True, (), 0, ())
+    return ErasurePlan(
+        False,
+        tuple((i, tombstone(token_hex)) for i in identity_ids),
+        max(balance, 0),
+        tuple(owned_vins),
+    )
