@@ -172,3 +172,47 @@ def test_a_lead_is_routed_merged_and_isolated_across_processes(
     assert MOBILE not in metrics
     logs = "".join(p.read_text() for p in (var / "log").glob("*.log"))
     assert MOBILE not in logs and MOBILE[3:7] + " " + MOBILE[7:] not in logs
+
+
+def test_a_member_registers_earns_and_sees_only_itself(platform: tuple[Path, str]) -> None:
+    from marque.member.v1 import member_pb2, member_service_pb2, member_service_pb2_grpc
+
+    var, _ = platform
+    service = _auth(var, Caller(Kind.SERVICE, "sales", service="sales"))
+
+    async def journey() -> None:
+        async with grpc.aio.insecure_channel("127.0.0.1:50052") as channel:
+            stub = member_service_pb2_grpc.MemberServiceStub(channel)
+            identity = member_service_pb2.IdentityKey(
+                type=member_pb2.IDENTITY_TYPE_MOBILE, value=MOBILE
+            )
+            reg = member_service_pb2.RegisterMemberRequest(identity=identity, request_id="e2e-m1")
+            first = await stub.RegisterMember(reg, metadata=service, timeout=10)
+            retried = await stub.RegisterMember(reg, metadata=service, timeout=10)
+            assert first.created and retried == first  # a retry returns the same answer
+            reg.request_id = "e2e-m2"  # the same person through another touchpoint
+            again = await stub.RegisterMember(reg, metadata=service, timeout=10)
+            assert not again.created
+            member_id = first.member.id
+            assert again.member.id == member_id
+            earned = await stub.EarnPoints(
+                member_service_pb2.EarnPointsRequest(
+                    member_id=member_id, points=500, reason="delivery", request_id="e2e-e1"
+                ),
+                metadata=service,
+                timeout=10,
+            )
+            assert earned.member.points_balance == 500
+            own = _auth(var, Caller(Kind.CUSTOMER, "c1", member_id=member_id))
+            got = await stub.GetMember(
+                member_service_pb2.GetMemberRequest(member_id=member_id), metadata=own
+            )
+            assert got.member.points_balance == 500
+            stranger = _auth(var, Caller(Kind.CUSTOMER, "c2", member_id="m-someone-else"))
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.GetMember(
+                    member_service_pb2.GetMemberRequest(member_id=member_id), metadata=stranger
+                )
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+    asyncio.run(journey())
