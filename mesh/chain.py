@@ -231,12 +231,19 @@ class MethodChain:
             or elapsed >= self.rt.slow_call_seconds
             or (traced and mode == "sampled")
         ):
+            level = logging.WARNING if code is _INTERNAL else logging.INFO
+            if not access_log.isEnabledFor(level):
+                return
             caller = call.caller
-            access_log.log(
-                logging.WARNING if code is _INTERNAL else logging.INFO,
+            # makeRecord + handle is Logger.log without findCaller's walk up the stack.
+            record = access_log.makeRecord(
+                access_log.name,
+                level,
+                __file__,
+                0,
                 "rpc %s %s",
-                self.full_method,
-                code.name,
+                (self.full_method, code.name),
+                None,
                 extra={
                     "grpc_method": self.full_method,
                     "grpc_code": code.name,
@@ -245,6 +252,7 @@ class MethodChain:
                     "caller_ref": caller.ref if caller else "",
                 },
             )
+            access_log.handle(record)
 
     # -- one core per RPC kind ---------------------------------------------------------
 

@@ -74,8 +74,10 @@ class Settings:
     max_concurrency: int = 512
     # Seconds in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 10.0
-    # Access logs: "all" calls, "sampled" (traced calls, errors and slow calls) or "errors".
-    access_log: str = "sampled"
+    # Access logs: "all" calls, "sampled" (traced, failed and slow calls) or "errors" (failed
+    # and slow calls; the default: a traced call's span already records it, a log line per call
+    # costs ~80 µs at 100% sampling).
+    access_log: str = "errors"
     slow_call_seconds: float = 1.0
     log_level: str = "INFO"
     # Servers close connections after this age so dns:/// round_robin clients rebalance.
@@ -87,7 +89,7 @@ class Settings:
         """Settings of `service` from the environment; unknown services are a KeyError."""
         env = os.environ if env is None else env
         e: ServiceEntry = entry(service)
-        access_log = env.get("MARQUE_ACCESS_LOG", "sampled")
+        access_log = env.get("MARQUE_ACCESS_LOG", "errors")
         if access_log not in ("all", "sampled", "errors"):
             raise ValueError("MARQUE_ACCESS_LOG must be all, sampled or errors")
         return cls(

@@ -9,6 +9,7 @@ NonRecordingSpan so downstream calls still propagate "not sampled" with the trac
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ class Tracing:
     @property
     def bound(self) -> int:
         """TraceIdRatioBased's bound on the low 64 bits of a trace id."""
-        return TraceIdRatioBased.get_bound_for_rate(self.ratio or 0.0)
+        return _bound_for(self.ratio)
 
     def decide(self, traceparent: str | None) -> bool:
         """True: take the instrumented path. False: a NonRecordingSpan has been attached."""
@@ -113,7 +114,7 @@ class Tracing:
         if ratio >= 1.0:
             return True
         trace_id = random.getrandbits(128) or 1
-        if (trace_id & _TRACE_ID_MASK) < self.bound:
+        if (trace_id & _TRACE_ID_MASK) < _bound_for(ratio):
             _preset_trace_id.set(trace_id)
             return True
         _attach(trace_id, random.getrandbits(64) or 1)
@@ -124,8 +125,16 @@ class Tracing:
         self.provider.shutdown()
 
 
+@functools.lru_cache(maxsize=8)
+def _bound_for(ratio: float | None) -> int:
+    return TraceIdRatioBased.get_bound_for_rate(ratio or 0.0)
+
+
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
 def _attach(trace_id: int, span_id: int) -> None:
-    ctx = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(0))
+    ctx = SpanContext(trace_id, span_id, is_remote=True, trace_flags=_NOT_SAMPLED)
     # The call runs in its own task: the attached context ends with it, no detach needed.
     otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ctx)))
 

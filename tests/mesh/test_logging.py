@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -96,3 +97,42 @@ async def test_access_log_sampled_mode_skips_untraced_successes(
         json.loads(line) for line in log_lines.getvalue().splitlines() if '"mesh.access"' in line
     ]
     assert [line["grpc_code"] for line in access] == ["INVALID_ARGUMENT"]
+
+
+async def test_buffered_handler_writes_batches_on_the_loop() -> None:
+    stream = io.StringIO()
+    handler = make_handler("lead", stream, flush_interval=0.05)
+    logger = logging.getLogger("tests.buffered")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info("first")
+        logger.info("second")
+        assert stream.getvalue() == ""  # batched, not one write per line
+        await asyncio.sleep(0.2)
+        assert [json.loads(x)["msg"] for x in stream.getvalue().splitlines()] == [
+            "first",
+            "second",
+        ]
+        logger.warning("at once")
+        assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "at once"
+        logger.info("pending")
+        handler.flush()  # what logging.shutdown() does at exit
+        assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "pending"
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_buffered_handler_writes_at_once_off_the_loop() -> None:
+    stream = io.StringIO()
+    handler = make_handler("lead", stream, flush_interval=10)
+    logger = logging.getLogger("tests.buffered.sync")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info("no loop, 13812345678")
+        assert json.loads(stream.getvalue())["msg"] == "no loop, [phone]"
+    finally:
+        logger.removeHandler(handler)
