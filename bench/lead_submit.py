@@ -86,8 +86,23 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-async def _serve_until_term(server_stop: Callable[[], Awaitable[None]], port: int) -> None:
-    """Announce the port, wait for SIGTERM, stop, report peak RSS on stdout."""
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, all threads (/proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 (utime, stime), counted from the state field (3) after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _serve_until_term(
+    server_stop: Callable[[], Awaitable[None]],
+    port: int,
+    stats: Callable[[], tuple[int, int]] | None = None,
+) -> None:
+    """Announce the port, wait for SIGTERM, stop, report peak RSS (and `stats`: group
+    commits and the items in them) on stdout."""
     print(f"READY {port} {_peak_rss_mb():.1f}", flush=True)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,6 +110,9 @@ async def _serve_until_term(server_stop: Callable[[], Awaitable[None]], port: in
         loop.add_signal_handler(sig, done.set)
     await done.wait()
     await server_stop()
+    if stats is not None:
+        batches, items = stats()
+        print(f"BATCHES {batches} {items}", flush=True)
     print(f"RSS {_peak_rss_mb():.1f}", flush=True)
 
 
@@ -206,8 +224,23 @@ async def serve_lead(url: str) -> None:
         database_url=url,
         access_log="errors",
     )
-    running = await start(build_spec(), settings)
-    await _serve_until_term(lambda: running.stop(1.0), running.port)
+    spec = build_spec()
+    servicers: list[Any] = []
+    made = spec.servicers[0].factory
+    assert made is not None
+
+    def factory() -> Any:
+        servicers.append(made())
+        return servicers[-1]
+
+    spec.servicers[0].factory = factory
+    running = await start(spec, settings)
+
+    def stats() -> tuple[int, int]:
+        writer = servicers[0].engine.writer
+        return writer.batches, writer.items
+
+    await _serve_until_term(lambda: running.stop(1.0), running.port, stats)
 
 
 # ---------------------------------------------------------------------------- processes
@@ -232,6 +265,7 @@ class ServerProcess:
         self.port = int(line[1])
         self.start_rss_mb = float(line[2])
         self.peak_rss_mb = 0.0
+        self.batches: tuple[int, int] | None = None
 
     @property
     def target(self) -> str:
@@ -248,6 +282,9 @@ class ServerProcess:
         for line in out.splitlines():
             if line.startswith("RSS "):
                 self.peak_rss_mb = float(line.split()[1])
+            elif line.startswith("BATCHES "):
+                _, batches, items = line.split()
+                self.batches = (int(batches), int(items))
         return self.peak_rss_mb
 
 
@@ -263,6 +300,20 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    # The server process's CPU seconds (user + system, all threads) over the measured
+    # window, and the calls it answered in that window; None when not measured.
+    server_cpu: float | None = None
+    answered: int = 0
+    # The lead server's group commits over its whole life: transactions, items.
+    batches: tuple[int, int] | None = None
+
+    @property
+    def cpu_us_per_call(self) -> float | None:
+        """Server CPU microseconds per answered call (the figure that bounds QPS on one
+        core, and that a shared machine's noise disturbs far less than QPS)."""
+        if self.server_cpu is None or not self.answered:
+            return None
+        return self.server_cpu / self.answered * 1e6
 
     @property
     def qps(self) -> float:
@@ -317,17 +368,20 @@ async def drive(
     concurrency: int,
     warmup: float,
     seconds: float,
+    server_pid: int | None = None,
 ) -> Result:
-    """Keep `concurrency` calls in flight for warmup + seconds; measure after the warm-up."""
+    """Keep `concurrency` calls in flight for warmup + seconds; measure after the warm-up.
+    With `server_pid`, the server's CPU time over the measured window is taken too."""
     latencies: list[float] = []
     errors = 0
+    answered = 0
     counter = iter(range(1 << 62))
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
 
     async def worker() -> None:
-        nonlocal errors
+        nonlocal errors, answered
         while True:
             t0 = time.perf_counter()
             if t0 >= end:
@@ -339,12 +393,25 @@ async def drive(
                     errors += 1
                 continue
             done = time.perf_counter()
+            if measure_from <= done <= end:
+                answered += 1
             # Calls started in the window and answered within it: the QPS is the window's.
             if t0 >= measure_from and done <= end:
                 latencies.append(done - t0)
 
+    async def cpu_meter() -> float | None:
+        if server_pid is None:
+            return None
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        before = process_cpu_seconds(server_pid)
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        after = process_cpu_seconds(server_pid)
+        return None if before is None or after is None else after - before
+
+    meter = asyncio.ensure_future(cpu_meter())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, len(latencies), errors, seconds, latencies)
+    cpu = await meter
+    return Result(name, len(latencies), errors, seconds, latencies, cpu, answered)
 
 
 def _metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -352,13 +419,13 @@ def _metadata(token: str) -> tuple[tuple[str, str], ...]:
 
 
 async def submit_phase(
-    label: str, target: str, token: str, args: argparse.Namespace, prefix: str
+    label: str, server: ServerProcess, token: str, args: argparse.Namespace, prefix: str
 ) -> Result:
     from marque.lead.v1 import lead_service_pb2_grpc
 
     mobiles = Mobiles(prefix)
     md = _metadata(token)
-    async with grpc.aio.insecure_channel(target) as ch:
+    async with grpc.aio.insecure_channel(server.target) as ch:
         stub = lead_service_pb2_grpc.LeadServiceStub(ch)
 
         async def call(n: int) -> Any:
@@ -366,16 +433,21 @@ async def submit_phase(
             return await stub.SubmitLead(req, metadata=md, timeout=10)
 
         return await drive(
-            label, call, concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds
+            label,
+            call,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            seconds=args.seconds,
+            server_pid=server.proc.pid,
         )
 
 
-async def echo_phase(target: str, token: str, args: argparse.Namespace) -> Result:
+async def echo_phase(server: ServerProcess, token: str, args: argparse.Namespace) -> Result:
     from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
 
     md = _metadata(token)
     req = testing_service_pb2.EchoRequest(message="hello")
-    async with grpc.aio.insecure_channel(target) as ch:
+    async with grpc.aio.insecure_channel(server.target) as ch:
         stub = testing_service_pb2_grpc.TestingServiceStub(ch)
 
         async def call(_n: int) -> Any:
@@ -387,6 +459,7 @@ async def echo_phase(target: str, token: str, args: argparse.Namespace) -> Resul
             concurrency=args.concurrency,
             warmup=args.warmup,
             seconds=args.seconds,
+            server_pid=server.proc.pid,
         )
 
 
@@ -461,9 +534,13 @@ def _print_result(r: Result, naive: Result | None, bare: Result | None) -> None:
         ratios += f"  {r.qps / naive.qps:5.2f}x naive"
     if bare and bare.qps:
         ratios += f"  {r.qps / bare.qps:5.2f}x bare"
+    cpu = r.cpu_us_per_call
+    extra = f"  server {cpu:5.0f} us/call" if cpu is not None else ""
+    if r.batches and r.batches[0]:
+        extra += f"  batch {r.batches[1] / r.batches[0]:5.1f}"
     print(
         f"  {r.name:<22} {r.qps:8.0f} QPS  p50 {r.pct(0.50):6.1f} ms  p99 {r.pct(0.99):6.1f} ms"
-        f"  errors {r.errors}{ratios}",
+        f"  errors {r.errors}{ratios}{extra}",
         flush=True,
     )
 
@@ -508,7 +585,7 @@ async def run_submit(
     """SubmitLead: bare echo, then naive and lead on each back end."""
     bare = ServerProcess("bare", "", server_core, env)
     try:
-        bare_result = await echo_phase(bare.target, token, args)
+        bare_result = await echo_phase(bare, token, args)
     finally:
         bare.stop()
     _print_result(bare_result, None, None)
@@ -522,18 +599,17 @@ async def run_submit(
             naive = ServerProcess("naive", naive_url, server_core, env)
             try:
                 naive_result = await submit_phase(
-                    f"naive ORM ({backend})", naive.target, token, args, "137"
+                    f"naive ORM ({backend})", naive, token, args, "137"
                 )
             finally:
                 naive.stop()
             _print_result(naive_result, None, bare_result)
             lead = ServerProcess("lead", lead_url, server_core, env)
             try:
-                lead_result = await submit_phase(
-                    f"lead ({backend})", lead.target, token, args, "139"
-                )
+                lead_result = await submit_phase(f"lead ({backend})", lead, token, args, "139")
             finally:
                 lead.stop()
+            lead_result.batches = lead.batches
             _print_result(lead_result, naive_result, bare_result)
 
 

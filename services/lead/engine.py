@@ -7,17 +7,18 @@ and the group-commit writer that lets SubmitLead and ImportLeads go faster than 
 commit per call (see `groupcommit.py` for the why).
 
 One SubmitLead, in the writer's batch transaction:
-1. lock: SQLite `BEGIN IMMEDIATE`; PostgreSQL advisory locks on the batch's contact,
-   channel-lead and request-id keys (so two processes never decide on the same person at
-   once);
-2. look up, with one indexed `IN` query each: request ids seen, channel lead ids seen,
-   the current lead of each (contact, brand); then those leads with their touchpoints
-   (row-locked on PostgreSQL), the dealers and today's routed counts (row-locked);
-3. decide each submission in arrival order with `domain.intake.intake`, against the
+1. lock and look up, in ONE call (store.sqlite_batch_lookup: one hand-over to the SQLite
+   connection's thread; store.postgres_batch_lookup: one pipelined round trip): SQLite
+   `BEGIN IMMEDIATE`, PostgreSQL advisory locks on the batch's contact, channel-lead and
+   request-id keys (so two processes never decide on the same person at once); then,
+   with one indexed query each, request ids seen, channel lead ids seen, the current lead
+   of each (contact, brand), those leads with their touchpoints (row-locked on
+   PostgreSQL), and today's routed counts of the dealers (row-locked);
+2. decide each submission in arrival order with `domain.intake.intake`, against the
    batch's in-memory state, so a duplicate or a merge inside the same batch sees the lead
    the previous item created;
-4. write with executemany: new leads, changed leads, touchpoints, keys, request ids,
-   dealer counts; commit once; answer every caller.
+3. write, again in ONE call: new leads, changed leads, touchpoints, keys, request ids,
+   dealer counts, one statement per table, and commit; answer every caller.
 """
 
 from __future__ import annotations
@@ -310,23 +311,28 @@ class LeadEngine:
             + [f"r|{r}" for r in rids]
         )
         results: list[Submitted | BaseException] = []
+        if self._dealers_stale():
+            async with self.db.engine.connect() as conn:
+                await self._dealers(conn)
         async with self.db.engine.connect() as conn:
-            await store.lock_for_write(conn, lock_keys)
-            by_request = {
-                r: lead_id
-                for r, (lead_id, _) in (await store.request_results(conn, SUBMIT, rids)).items()
-            }
-            by_channel = await store.leads_by_channel_ids(conn, pairs)
-            key_db = await store.current_leads(conn, keys)
-            wanted = {*by_request.values(), *by_channel.values(), *key_db.values()}
-            state = await store.leads_by_ids(conn, wanted, for_update=self.is_postgres)
+            # Every lookup in one call: one hand-over to the SQLite thread, or one
+            # PostgreSQL pipeline (see store.py).
             dealers = await self._dealers(conn)
-            routable = [d.id for d in dealers if d.active and d.daily_capacity > 0]
-            walk_ins = [s.walk_in_dealer_id for s in batch if s.walk_in_dealer_id]
-            load_ids = [*routable, *walk_ins]
-            loads = await store.dealer_loads(
-                conn, today, load_ids, lock=self.is_postgres, known=self._load_rows
+            load_ids = self._load_ids(dealers, batch)
+            lookup = store.postgres_batch_lookup if self.is_postgres else store.sqlite_batch_lookup
+            found = await lookup(
+                conn,
+                lock_keys=lock_keys,
+                method=SUBMIT,
+                request_ids=rids,
+                pairs=pairs,
+                keys=keys,
+                day=today,
+                load_ids=load_ids,
+                missing_load_rows=[d for d in load_ids if (d, today) not in self._load_rows],
             )
+            by_request, by_channel, key_db = found.by_request, found.by_channel, found.key_db
+            state, loads = found.leads, found.loads
             by_brand: dict[str, list[Dealer]] = {}
             added: dict[str, int] = {}
             created: dict[str, Lead] = {}
@@ -388,24 +394,46 @@ class LeadEngine:
                 for (c, b), i in key_now.items()
                 if (c, b) in key_db and key_db[(c, b)] != i
             ]
-            await store.insert_leads(conn, list(created.values()))
-            await store.update_leads(conn, list(changed.values()))
-            await store.insert_touchpoints(conn, new_tps)
-            await store.set_current_leads(conn, key_inserts, key_updates)
-            await store.remember_requests(conn, SUBMIT, remembered, now)
-            await store.add_dealer_loads(conn, today, added)
-            await conn.commit()
+            write = store.postgres_batch_write if self.is_postgres else store.sqlite_batch_write
+            await write(
+                conn,
+                store.BatchWrites(
+                    created=list(created.values()),
+                    changed=list(changed.values()),
+                    touchpoints=new_tps,
+                    key_inserts=key_inserts,
+                    key_updates=key_updates,
+                    requests=remembered,
+                    method=SUBMIT,
+                    now=now,
+                    day=today,
+                    added=added,
+                ),
+            )
         self._load_rows.update((d, today) for d in load_ids)
         return results
+
+    def _dealers_stale(self) -> bool:
+        return (
+            self._dealer_cache is None
+            or time.monotonic() - self._dealer_cache[0] > DEALER_CACHE_SECONDS
+        )
 
     async def _dealers(self, conn: AsyncConnection) -> list[Dealer]:
         """The dealer registry, cached for DEALER_CACHE_SECONDS: routing needs it for every
         batch and it changes rarely. A dealer created through this process is seen at
         once; one created through another replica within the cache time."""
-        now = time.monotonic()
-        if self._dealer_cache is None or now - self._dealer_cache[0] > DEALER_CACHE_SECONDS:
-            self._dealer_cache = (now, await store.all_dealers(conn))
+        if self._dealers_stale():
+            self._dealer_cache = (time.monotonic(), await store.all_dealers(conn))
+        assert self._dealer_cache is not None
         return self._dealer_cache[1]
+
+    @staticmethod
+    def _load_ids(dealers: list[Dealer], batch: Sequence[Submission]) -> list[str]:
+        """The dealers whose counts of today a batch may read or raise: every routable
+        one, and the walk-ins' own."""
+        routable = [d.id for d in dealers if d.active and d.daily_capacity > 0]
+        return [*routable, *(s.walk_in_dealer_id for s in batch if s.walk_in_dealer_id)]
 
     # -------------------------------------------------------------------------- reads
 

@@ -131,11 +131,12 @@ def _time(ts: Timestamp) -> dt.datetime:
 
 
 def _ts(value: dt.datetime | None) -> Timestamp | None:
+    """The Timestamp of an aware datetime (by arithmetic: `Timestamp.FromDatetime` goes
+    through a time tuple and costs several times more, four times per lead)."""
     if value is None:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def _touchpoint_pb(tp: Touchpoint) -> lead_pb2.Touchpoint:

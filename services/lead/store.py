@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -175,7 +176,6 @@ touchpoints = sa.Table(
         postgresql_where=sa.text("channel_lead_id <> ''"),
     ),
 )
-_HAS_CHANNEL_LEAD_ID = sa.text("touchpoints.channel_lead_id <> ''")
 
 # AIP-155 request ids: a retried mutating call returns what the first one returned.
 request_ids = sa.Table(
@@ -389,47 +389,6 @@ async def request_results(
     return {r.request_id: (r.resource_id, r.outcome) for r in rows}
 
 
-async def leads_by_channel_ids(
-    conn: AsyncConnection, pairs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], str]:
-    """(channel, channel lead id) -> lead id for the pairs already received
-    (uq_touchpoints_channel_lead: one IN on the id, then the channel checked)."""
-    wanted = {p for p in pairs if p[1]}
-    if not wanted:
-        return {}
-    rows = await conn.execute(
-        sa.select(touchpoints.c.channel, touchpoints.c.channel_lead_id, touchpoints.c.lead_id)
-        .where(touchpoints.c.channel_lead_id.in_(sorted({p[1] for p in wanted})))
-        .where(touchpoints.c.channel.in_(sorted({p[0] for p in wanted})))
-        # Repeats the partial index's own condition, literally: neither planner uses a
-        # partial index unless the query implies its WHERE (a bound parameter does not).
-        .where(_HAS_CHANNEL_LEAD_ID)
-    )
-    return {
-        (r.channel, r.channel_lead_id): r.lead_id
-        for r in rows
-        if (r.channel, r.channel_lead_id) in wanted
-    }
-
-
-async def current_leads(
-    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], str]:
-    """(contact key, brand key) -> id of the current lead of that person and brand
-    (pk_lead_keys: contact first)."""
-    wanted = set(keys)
-    if not wanted:
-        return {}
-    rows = await conn.execute(
-        sa.select(lead_keys).where(lead_keys.c.contact_key.in_(sorted({k[0] for k in wanted})))
-    )
-    return {
-        (r.contact_key, r.brand_key): r.lead_id
-        for r in rows
-        if (r.contact_key, r.brand_key) in wanted
-    }
-
-
 async def all_dealers(conn: AsyncConnection) -> list[Dealer]:
     """The whole registry, by id (routing needs every candidate; it is small)."""
     rows = await conn.execute(sa.select(dealers).order_by(dealers.c.id))
@@ -518,40 +477,6 @@ async def list_leads(
     return [_lead(r, tps.get(r.id, ())) for r in rows]
 
 
-async def dealer_loads(
-    conn: AsyncConnection,
-    day: dt.date,
-    dealer_ids: Sequence[str],
-    *,
-    lock: bool,
-    known: set[tuple[str, dt.date]] | None = None,
-) -> dict[str, int]:
-    """Leads routed today per dealer (pk_dealer_load), creating missing rows at 0.
-
-    With `lock` the rows stay locked until commit on PostgreSQL, so two processes routing
-    at once count one after the other and never exceed a dealer's capacity; rows are
-    locked in dealer id order, the same in every process, so they cannot deadlock.
-    `known` remembers (dealer, day) rows this process already made sure exist (rows are
-    never deleted), so the INSERT runs once per dealer and day, not once per batch; the
-    caller adds to it only after its transaction commits.
-    """
-    if not dealer_ids:
-        return {}
-    ids = sorted(set(dealer_ids))
-    missing = [d for d in ids if known is None or (d, day) not in known]
-    if missing:
-        insert = _insert(conn)(dealer_load).on_conflict_do_nothing()
-        await conn.execute(insert, [{"dealer_id": d, "day": day, "assigned": 0} for d in missing])
-    query = (
-        sa.select(dealer_load.c.dealer_id, dealer_load.c.assigned)
-        .where(dealer_load.c.day == day, dealer_load.c.dealer_id.in_(ids))
-        .order_by(dealer_load.c.dealer_id)
-    )
-    if lock:
-        query = query.with_for_update()
-    return {r.dealer_id: r.assigned for r in await conn.execute(query)}
-
-
 # ------------------------------------------------------------------------------- writes
 
 
@@ -622,11 +547,6 @@ async def bulk_insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[st
             await copy.write_row(values)
 
 
-async def insert_leads(conn: AsyncConnection, new: Sequence[Lead]) -> None:
-    """Insert new leads."""
-    await bulk_insert(conn, leads, [lead_row(lead) for lead in new])
-
-
 _LEAD_UPDATE = leads.update().where(leads.c.id == sa.bindparam("b_id"))
 
 
@@ -640,46 +560,6 @@ async def update_leads(conn: AsyncConnection, changed: Sequence[Lead]) -> None:
         row["b_id"] = row.pop("id")
         params.append(row)
     await conn.execute(_LEAD_UPDATE, params)
-
-
-async def insert_touchpoints(conn: AsyncConnection, rows: Sequence[tuple[str, Touchpoint]]) -> None:
-    """Insert arrivals (executemany)."""
-    await bulk_insert(conn, touchpoints, [touchpoint_row(i, t) for i, t in rows])
-
-
-async def set_current_leads(
-    conn: AsyncConnection,
-    inserts: Sequence[tuple[str, str, str]],
-    updates: Sequence[tuple[str, str, str]],
-) -> None:
-    """Point (contact, brand) keys at their current lead: new keys inserted, keys whose
-    old lead fell out of the dedup window re-pointed."""
-    await bulk_insert(
-        conn,
-        lead_keys,
-        [{"contact_key": c, "brand_key": b, "lead_id": i} for c, b, i in inserts],
-    )
-    if updates:
-        await conn.execute(
-            lead_keys.update()
-            .where(lead_keys.c.contact_key == sa.bindparam("b_c"))
-            .where(lead_keys.c.brand_key == sa.bindparam("b_b"))
-            .values(lead_id=sa.bindparam("b_i")),
-            [{"b_c": c, "b_b": b, "b_i": i} for c, b, i in updates],
-        )
-
-
-async def add_dealer_loads(conn: AsyncConnection, day: dt.date, added: dict[str, int]) -> None:
-    """Count leads routed to dealers today (rows exist: `dealer_loads` made them)."""
-    if not added:
-        return
-    await conn.execute(
-        dealer_load.update()
-        .where(dealer_load.c.dealer_id == sa.bindparam("b_d"))
-        .where(dealer_load.c.day == day)
-        .values(assigned=dealer_load.c.assigned + sa.bindparam("b_n")),
-        [{"b_d": d, "b_n": n} for d, n in sorted(added.items())],
-    )
 
 
 async def remember_requests(
@@ -703,3 +583,454 @@ async def insert_dealer(conn: AsyncConnection, dealer: Dealer, actor: str) -> bo
         .returning(dealers.c.id)
     )
     return (await conn.execute(stmt)).first() is not None
+
+
+# ------------------------------------------------------------------ the intake batch, SQLite
+#
+# SQLite through aiosqlite runs every DBAPI call (cursor, execute, fetch, close) on the
+# connection's own thread, one hand-over and wake-up each way per call: about a dozen
+# statements made some 40 of them per batch, and on a busy one-core server each hand-over
+# of the interpreter lock costs more than the statement. The batch's lookups and its writes
+# are therefore two plain sqlite3 functions, each run whole on that thread in ONE call
+# (`_on_sqlite_thread`), with the rows converted exactly as the column types store them, so
+# the SQLAlchemy reads elsewhere see the same values. `IN (SELECT value FROM json_each(?))`
+# keeps every statement's text constant whatever the batch size, and is still a search on
+# the index (the same ones as the Core queries above).
+
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A Python value as the column types store it on SQLite (UTC text, JSON text)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).strftime(_SQLITE_TIME)
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value))
+    return value
+
+
+def _sqlite_time(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+_LEAD_COLUMNS = tuple(leads.c.keys())
+_LEAD_TIMES = frozenset({"follow_up_due_time", "last_touch_time", "create_time", "update_time"})
+_LEAD_BOOLS = frozenset(
+    {"test_drive_requested", "consent_contact", "consent_marketing", "consent_share"}
+)
+_TP_COLUMNS = ("lead_id", "channel", "channel_lead_id", "occur_time", "payload_ref", "request_id")
+_IDS = "(SELECT value FROM json_each(?))"
+_SQL_REQUESTS = (
+    f"SELECT request_id, resource_id FROM request_ids WHERE method = ? AND request_id IN {_IDS}"
+)
+_SQL_CHANNEL_IDS = (
+    "SELECT channel, channel_lead_id, lead_id FROM touchpoints "
+    f"WHERE channel_lead_id IN {_IDS} AND channel IN {_IDS} AND channel_lead_id <> ''"
+)
+_SQL_KEYS = f"SELECT contact_key, brand_key, lead_id FROM lead_keys WHERE contact_key IN {_IDS}"
+_SQL_LEADS = f"SELECT {', '.join(_LEAD_COLUMNS)} FROM leads WHERE id IN {_IDS} ORDER BY id"
+_SQL_TPS = (
+    f"SELECT {', '.join(_TP_COLUMNS)} FROM touchpoints WHERE lead_id IN {_IDS} ORDER BY lead_id, id"
+)
+_SQL_LOAD_ROWS = (
+    "INSERT INTO dealer_load (dealer_id, day, assigned) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
+)
+_SQL_LOADS = (
+    f"SELECT dealer_id, assigned FROM dealer_load WHERE day = ? AND dealer_id IN {_IDS} "
+    "ORDER BY dealer_id"
+)
+_SQL_INSERT_LEAD = (
+    f"INSERT INTO leads ({', '.join(_LEAD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _LEAD_COLUMNS)})"
+)
+_SQL_UPDATE_LEAD = (
+    f"UPDATE leads SET {', '.join(f'{c} = ?' for c in _LEAD_COLUMNS[1:])} WHERE id = ?"
+)
+_SQL_INSERT_TP = f"INSERT INTO touchpoints ({', '.join(_TP_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
+_SQL_INSERT_KEY = "INSERT INTO lead_keys (contact_key, brand_key, lead_id) VALUES (?, ?, ?)"
+_SQL_UPDATE_KEY = "UPDATE lead_keys SET lead_id = ? WHERE contact_key = ? AND brand_key = ?"
+_SQL_INSERT_REQUEST = (
+    "INSERT INTO request_ids (request_id, method, resource_id, outcome, create_time) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_SQL_ADD_LOAD = "UPDATE dealer_load SET assigned = assigned + ? WHERE dealer_id = ? AND day = ?"
+
+
+@dataclass(slots=True)
+class BatchFound:
+    """What a batch's lookups found (see `LeadEngine._write_batch`)."""
+
+    by_request: dict[str, str]
+    by_channel: dict[tuple[str, str], str]
+    key_db: dict[tuple[str, str], str]
+    leads: dict[str, Lead]
+    loads: dict[str, int]
+
+
+@dataclass(slots=True)
+class BatchWrites:
+    """What a batch writes, in one transaction."""
+
+    created: Sequence[Lead]
+    changed: Sequence[Lead]
+    touchpoints: Sequence[tuple[str, Touchpoint]]
+    key_inserts: Sequence[tuple[str, str, str]]
+    key_updates: Sequence[tuple[str, str, str]]
+    requests: Sequence[tuple[str, str, str]]
+    method: str
+    now: dt.datetime
+    day: dt.date
+    added: dict[str, int]
+
+
+async def _on_sqlite_thread(conn: AsyncConnection, fn: Any) -> Any:
+    """Run `fn(sqlite3_connection)` on the aiosqlite connection's own thread, in one
+    hand-over (aiosqlite's `_execute`, the primitive behind each of its own methods)."""
+    raw = await conn.get_raw_connection()
+    aio: Any = raw.driver_connection
+    return await aio._execute(fn, aio._conn)
+
+
+def _sqlite_lead(row: Sequence[Any], tps: tuple[Touchpoint, ...]) -> Lead:
+    values = dict(zip(_LEAD_COLUMNS, row, strict=True))
+    for c in _LEAD_TIMES:
+        values[c] = _sqlite_time(values[c])
+    for c in _LEAD_BOOLS:
+        values[c] = bool(values[c])
+    values["rating_reasons"] = json.loads(values["rating_reasons"])
+    return _lead(SimpleNamespace(**values), tps)
+
+
+async def sqlite_batch_lookup(
+    conn: AsyncConnection,
+    *,
+    lock_keys: Iterable[str],
+    method: str,
+    request_ids: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    keys: Sequence[tuple[str, str]],
+    day: dt.date,
+    load_ids: Sequence[str],
+    missing_load_rows: Sequence[str],
+) -> BatchFound:
+    """BEGIN IMMEDIATE, then every lookup of a batch, in one call on the SQLite thread:
+    request ids seen (pk_request_ids), channel lead ids seen (uq_touchpoints_channel_lead:
+    the id, then the channel checked), the current lead of each (contact, brand)
+    (pk_lead_keys: contact first), those leads with their touchpoints (pk_leads,
+    ix_touchpoints_lead_id_id), and today's count of each dealer, its row made first if
+    this process has not made sure of it yet (pk_dealer_load). The transaction stays open for
+    `sqlite_batch_write` (or the connection's rollback). `lock_keys` are for PostgreSQL:
+    BEGIN IMMEDIATE locks the whole database."""
+    wanted_pairs = {p for p in pairs if p[1]}
+    wanted_keys = set(keys)
+    day_text = day.isoformat()
+
+    def run(db: Any) -> BatchFound:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rids = sorted({r for r in request_ids if r})
+            by_request = (
+                dict(db.execute(_SQL_REQUESTS, (method, json.dumps(rids))).fetchall())
+                if rids
+                else {}
+            )
+            by_channel: dict[tuple[str, str], str] = {}
+            if wanted_pairs:
+                ids = json.dumps(sorted({p[1] for p in wanted_pairs}))
+                chans = json.dumps(sorted({p[0] for p in wanted_pairs}))
+                for channel, clid, lead_id in db.execute(_SQL_CHANNEL_IDS, (ids, chans)):
+                    if (channel, clid) in wanted_pairs:
+                        by_channel[(channel, clid)] = lead_id
+            key_db: dict[tuple[str, str], str] = {}
+            if wanted_keys:
+                contacts = json.dumps(sorted({k[0] for k in wanted_keys}))
+                for contact, brand, lead_id in db.execute(_SQL_KEYS, (contacts,)):
+                    if (contact, brand) in wanted_keys:
+                        key_db[(contact, brand)] = lead_id
+            found: dict[str, Lead] = {}
+            lead_ids = sorted({*by_request.values(), *by_channel.values(), *key_db.values()})
+            if lead_ids:
+                rows = db.execute(_SQL_LEADS, (json.dumps(lead_ids),)).fetchall()
+                tps: dict[str, list[Touchpoint]] = {}
+                for lead_id, channel, clid, occur, ref, rid in db.execute(
+                    _SQL_TPS, (json.dumps([r[0] for r in rows]),)
+                ):
+                    tps.setdefault(lead_id, []).append(
+                        Touchpoint(Channel(channel), _sqlite_time(occur), clid, rid, ref)  # type: ignore[arg-type]
+                    )
+                for row in rows:
+                    found[row[0]] = _sqlite_lead(row, tuple(tps.get(row[0], ())))
+            loads: dict[str, int] = {}
+            if load_ids:
+                if missing_load_rows:
+                    db.executemany(_SQL_LOAD_ROWS, [(d, day_text) for d in missing_load_rows])
+                ids = json.dumps(sorted(set(load_ids)))
+                loads = dict(db.execute(_SQL_LOADS, (day_text, ids)).fetchall())
+            return BatchFound(by_request, by_channel, key_db, found, loads)
+        except BaseException:
+            db.rollback()
+            raise
+
+    result: BatchFound = await _on_sqlite_thread(conn, run)
+    return result
+
+
+async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
+    """Every write of a batch and the commit, in one call on the SQLite thread: new leads,
+    changed leads written back whole, touchpoints, (contact, brand) keys pointed at their
+    current lead, request ids remembered, dealer counts raised; rolled back whole on any
+    error."""
+    new_rows = [[_sqlite_value(v) for v in lead_row(lead).values()] for lead in w.created]
+    changed_rows = []
+    for lead in w.changed:
+        row = [_sqlite_value(v) for v in lead_row(lead).values()]
+        changed_rows.append([*row[1:], row[0]])
+    now = _sqlite_value(w.now)
+    tp_rows = [
+        (
+            lead_id,
+            tp.channel.value,
+            tp.channel_lead_id,
+            _sqlite_value(tp.time),
+            tp.payload_ref,
+            tp.request_id,
+        )
+        for lead_id, tp in w.touchpoints
+    ]
+    request_rows = [(r, w.method, i, o, now) for r, i, o in w.requests if r]
+    key_updates = [(i, c, b) for c, b, i in w.key_updates]
+    day_text = w.day.isoformat()
+    load_rows = [(n, d, day_text) for d, n in sorted(w.added.items())]
+
+    def run(db: Any) -> None:
+        try:
+            for sql, rows in (
+                (_SQL_INSERT_LEAD, new_rows),
+                (_SQL_UPDATE_LEAD, changed_rows),
+                (_SQL_INSERT_TP, tp_rows),
+                (_SQL_INSERT_KEY, w.key_inserts),
+                (_SQL_UPDATE_KEY, key_updates),
+                (_SQL_INSERT_REQUEST, request_rows),
+                (_SQL_ADD_LOAD, load_rows),
+            ):
+                if rows:
+                    db.executemany(sql, rows)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+    await _on_sqlite_thread(conn, run)
+
+
+# -------------------------------------------------------------- the intake batch, PostgreSQL
+#
+# The same two steps on PostgreSQL, straight on the psycopg connection: every lookup in one
+# pipeline (one round trip: the advisory locks, then the reads, in order, in one
+# transaction; the leads and their touchpoints are found by subqueries on the keys, so they
+# need no second trip), and every write as one statement per table reading all its rows
+# from one JSON document (`json_populate_recordset`: parsed and converted by the server, in
+# C, where psycopg would adapt each array element in Python), pipelined with the commit.
+# `= ANY(array)` is an index search like the `IN` of the Core queries (and sequential
+# scans are off).
+
+
+def _pg_from_json(table: sa.Table) -> str:
+    """The rows of a JSON array of objects as `table` rows (PostgreSQL parses and converts
+    them in C: cheaper than adapting one Python array per column)."""
+    return f"json_populate_recordset(NULL::{table.name}, CAST(%s AS json))"
+
+
+def _pg_insert(table: sa.Table, columns: Sequence[str]) -> str:
+    cols = ", ".join(columns)
+    return f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {_pg_from_json(table)}"
+
+
+def _pg_json_default(value: Any) -> str:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
+def _pg_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as the JSON document `_pg_from_json` reads."""
+    return json.dumps(rows, default=_pg_json_default)
+
+
+_PG_KEY_IDS = (
+    "SELECT resource_id FROM request_ids WHERE method = %(method)s "
+    "AND request_id = ANY(%(rids)s) "
+    "UNION SELECT lead_id FROM touchpoints WHERE channel_lead_id = ANY(%(clids)s) "
+    "AND channel = ANY(%(chans)s) AND channel_lead_id <> '' "
+    "UNION SELECT lead_id FROM lead_keys WHERE contact_key = ANY(%(contacts)s)"
+)
+_PG_LOCK = (
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(%s AS bigint[])) "
+    "WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
+_PG_REQUESTS = (
+    "SELECT request_id, resource_id FROM request_ids WHERE method = %s AND request_id = ANY(%s)"
+)
+_PG_CHANNEL_IDS = (
+    "SELECT channel, channel_lead_id, lead_id FROM touchpoints "
+    "WHERE channel_lead_id = ANY(%s) AND channel = ANY(%s) AND channel_lead_id <> ''"
+)
+_PG_KEYS = "SELECT contact_key, brand_key, lead_id FROM lead_keys WHERE contact_key = ANY(%s)"
+_PG_LEADS = (
+    f"SELECT {', '.join(_LEAD_COLUMNS)} FROM leads WHERE id IN ({_PG_KEY_IDS}) "
+    "ORDER BY id FOR UPDATE"
+)
+_PG_TPS = (
+    f"SELECT {', '.join(_TP_COLUMNS)} FROM touchpoints WHERE lead_id IN ({_PG_KEY_IDS}) "
+    "ORDER BY lead_id, id"
+)
+_PG_LOAD_ROWS = (
+    "INSERT INTO dealer_load (dealer_id, day, assigned) "
+    "SELECT d, %s, 0 FROM unnest(CAST(%s AS text[])) AS d ON CONFLICT DO NOTHING"
+)
+_PG_LOADS = (
+    "SELECT dealer_id, assigned FROM dealer_load WHERE day = %s AND dealer_id = ANY(%s) "
+    "ORDER BY dealer_id FOR UPDATE"
+)
+_PG_INSERT_LEADS = _pg_insert(leads, _LEAD_COLUMNS)
+_PG_INSERT_TPS = _pg_insert(touchpoints, _TP_COLUMNS)
+_PG_INSERT_KEYS = _pg_insert(lead_keys, ("contact_key", "brand_key", "lead_id"))
+_PG_INSERT_REQUESTS = _pg_insert(
+    request_ids, ("request_id", "method", "resource_id", "outcome", "create_time")
+)
+_PG_UPDATE_LEADS = (
+    f"UPDATE leads SET {', '.join(f'{c} = v.{c}' for c in _LEAD_COLUMNS[1:])} "
+    f"FROM {_pg_from_json(leads)} AS v WHERE leads.id = v.id"
+)
+_PG_UPDATE_KEYS = (
+    f"UPDATE lead_keys SET lead_id = v.lead_id FROM {_pg_from_json(lead_keys)} AS v "
+    "WHERE lead_keys.contact_key = v.contact_key AND lead_keys.brand_key = v.brand_key"
+)
+_PG_ADD_LOADS = (
+    "UPDATE dealer_load SET assigned = dealer_load.assigned + v.assigned "
+    f"FROM {_pg_from_json(dealer_load)} AS v "
+    "WHERE dealer_load.dealer_id = v.dealer_id AND dealer_load.day = v.day"
+)
+
+
+def _pg_lead(row: Sequence[Any], tps: tuple[Touchpoint, ...]) -> Lead:
+    values = dict(zip(_LEAD_COLUMNS, row, strict=True))
+    for c in _LEAD_TIMES:
+        if values[c] is not None:
+            values[c] = values[c].astimezone(dt.UTC)
+    return _lead(SimpleNamespace(**values), tps)
+
+
+async def postgres_batch_lookup(
+    conn: AsyncConnection,
+    *,
+    lock_keys: Iterable[str],
+    method: str,
+    request_ids: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    keys: Sequence[tuple[str, str]],
+    day: dt.date,
+    load_ids: Sequence[str],
+    missing_load_rows: Sequence[str],
+) -> BatchFound:
+    """`lock_for_write` and every lookup of a batch, in one pipeline (see above); the
+    leads and dealer counts stay row-locked until `postgres_batch_write` commits."""
+    raw = await conn.get_raw_connection()
+    pg: Any = raw.driver_connection
+    wanted_pairs = {p for p in pairs if p[1]}
+    wanted_keys = set(keys)
+    params = {
+        "method": method,
+        "rids": sorted({r for r in request_ids if r}),
+        "clids": sorted({p[1] for p in wanted_pairs}),
+        "chans": sorted({p[0] for p in wanted_pairs}),
+        "contacts": sorted({k[0] for k in wanted_keys}),
+    }
+    hashes = sorted({_key_hash(k) for k in lock_keys})
+    loads_ids = sorted(set(load_ids))
+    try:
+        async with pg.pipeline():
+            await pg.execute("SET LOCAL enable_seqscan = off")
+            if hashes:
+                await pg.execute(_PG_LOCK, (hashes,))
+            c_req = await pg.execute(_PG_REQUESTS, (method, params["rids"]))
+            c_chan = await pg.execute(_PG_CHANNEL_IDS, (params["clids"], params["chans"]))
+            c_keys = await pg.execute(_PG_KEYS, (params["contacts"],))
+            c_leads = await pg.execute(_PG_LEADS, params)
+            c_tps = await pg.execute(_PG_TPS, params)
+            if loads_ids and missing_load_rows:
+                await pg.execute(_PG_LOAD_ROWS, (day, list(missing_load_rows)))
+            c_loads = await pg.execute(_PG_LOADS, (day, loads_ids)) if loads_ids else None
+        by_request = dict(await c_req.fetchall())
+        by_channel = {
+            (ch, clid): lead_id
+            for ch, clid, lead_id in await c_chan.fetchall()
+            if (ch, clid) in wanted_pairs
+        }
+        key_db = {
+            (c, b): lead_id for c, b, lead_id in await c_keys.fetchall() if (c, b) in wanted_keys
+        }
+        tps: dict[str, list[Touchpoint]] = {}
+        for lead_id, channel, clid, occur, ref, rid in await c_tps.fetchall():
+            tps.setdefault(lead_id, []).append(
+                Touchpoint(Channel(channel), occur.astimezone(dt.UTC), clid, rid, ref)
+            )
+        found = {
+            row[0]: _pg_lead(row, tuple(tps.get(row[0], ()))) for row in await c_leads.fetchall()
+        }
+        loads = dict(await c_loads.fetchall()) if c_loads is not None else {}
+    except BaseException:
+        await pg.rollback()
+        raise
+    return BatchFound(by_request, by_channel, key_db, found, loads)
+
+
+async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
+    """Every write of a batch and the commit, pipelined; rolled back whole on any error."""
+    raw = await conn.get_raw_connection()
+    pg: Any = raw.driver_connection
+
+    try:
+        async with pg.pipeline():
+            if w.created:
+                await pg.execute(_PG_INSERT_LEADS, (_pg_rows([lead_row(x) for x in w.created]),))
+            if w.changed:
+                await pg.execute(_PG_UPDATE_LEADS, (_pg_rows([lead_row(x) for x in w.changed]),))
+            if w.touchpoints:
+                tps = [touchpoint_row(i, t) for i, t in w.touchpoints]
+                await pg.execute(_PG_INSERT_TPS, (_pg_rows(tps),))
+            if w.key_inserts:
+                keys = [
+                    {"contact_key": c, "brand_key": b, "lead_id": i} for c, b, i in w.key_inserts
+                ]
+                await pg.execute(_PG_INSERT_KEYS, (_pg_rows(keys),))
+            if w.key_updates:
+                keys = [
+                    {"contact_key": c, "brand_key": b, "lead_id": i} for c, b, i in w.key_updates
+                ]
+                await pg.execute(_PG_UPDATE_KEYS, (_pg_rows(keys),))
+            requests = [
+                {
+                    "request_id": r,
+                    "method": w.method,
+                    "resource_id": i,
+                    "outcome": o,
+                    "create_time": w.now,
+                }
+                for r, i, o in w.requests
+                if r
+            ]
+            if requests:
+                await pg.execute(_PG_INSERT_REQUESTS, (_pg_rows(requests),))
+            if w.added:
+                loads = [
+                    {"dealer_id": d, "day": w.day, "assigned": n}
+                    for d, n in sorted(w.added.items())
+                ]
+                await pg.execute(_PG_ADD_LOADS, (_pg_rows(loads),))
+            await pg.commit()
+    except BaseException:
+        await pg.rollback()
+        raise
