@@ -9,7 +9,6 @@ the engine is disposed.
 
 from __future__ import annotations
 
-import gc
 import logging
 
 from marque.lead.v1 import lead_service_pb2, lead_service_pb2_grpc
@@ -41,10 +40,6 @@ def build_spec(*, seed: bool = True, config: LeadConfig | None = None) -> Servic
                 log.info("seeded %d demo dealers into an empty registry", added)
         await engine.start()
         state["engine"] = engine
-        # Everything loaded so far (modules, descriptors, the engine) lives as long as the
-        # process: moving it out of the collector's reach makes the full collections that
-        # a busy intake triggers short, which is what keeps them out of the latency tail.
-        gc.freeze()
 
     async def shutdown() -> None:
         engine = state.pop("engine", None)
