@@ -13,9 +13,15 @@ the load client runs on the others), on loopback only:
 
 The client keeps `--concurrency` calls in flight (default 64) for a warm-up and a bounded
 measuring time, spreading earns over many members (one member's earns serialise on its
-row lock by design), then prints QPS, p50, p99 and each ratio to the bare baseline.
+row lock by design), then prints QPS, p50, p99, each ratio to the bare baseline, and the
+server process's CPU time per call (user + system, from /proc: the figure that does not
+depend on what else the shared machine is doing). `--history N` books N earns per member
+before measuring (an EarnPoints must cost the same on a long ledger as on a short one);
+`--rounds N` repeats bare / SQLite / PostgreSQL N times interleaved and reports the
+median round per server.
 
     python -m bench.member_earn [--seconds 5] [--warmup 1] [--concurrency 64] [--members 256]
+                                [--history 0] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -135,6 +141,12 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    cpu_seconds: float = float("nan")
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        """Server process CPU (user + system) per measured call, in microseconds."""
+        return self.cpu_seconds / self.calls * 1e6 if self.calls else float("nan")
 
     @property
     def qps(self) -> float:
@@ -148,6 +160,16 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux `/proc`; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
     name: str,
     call: Callable[[int], Awaitable[Any]],
@@ -155,14 +177,23 @@ async def drive(
     concurrency: int,
     warmup: float,
     seconds: float,
+    server_pid: int | None = None,
 ) -> Result:
-    """Keep `concurrency` calls in flight for warmup + seconds; measure after the warm-up."""
+    """Keep `concurrency` calls in flight for warmup + seconds; measure after the warm-up
+    (calls, latencies and, given `server_pid`, the server's CPU time)."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(1 << 62))
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
+    cpu: list[float] = []
+
+    async def cpu_probe() -> None:
+        if server_pid is None:
+            return
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        cpu.append(process_cpu_seconds(server_pid))
 
     async def worker() -> None:
         nonlocal errors
@@ -179,15 +210,22 @@ async def drive(
             if t0 >= measure_from:
                 latencies.append(time.perf_counter() - t0)
 
+    probe = asyncio.create_task(cpu_probe())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, len(latencies), errors, time.perf_counter() - measure_from, latencies)
+    await probe
+    cpu_seconds = float("nan")
+    if server_pid is not None and cpu:
+        cpu_seconds = process_cpu_seconds(server_pid) - cpu[0]
+    return Result(
+        name, len(latencies), errors, time.perf_counter() - measure_from, latencies, cpu_seconds
+    )
 
 
-async def echo_phase(target: str, args: argparse.Namespace) -> Result:
+async def echo_phase(server: ServerProcess, args: argparse.Namespace) -> Result:
     from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
 
     req = testing_service_pb2.EchoRequest(message="hello")
-    async with grpc.aio.insecure_channel(target) as ch:
+    async with grpc.aio.insecure_channel(server.target) as ch:
         stub = testing_service_pb2_grpc.TestingServiceStub(ch)
 
         async def call(_n: int) -> Any:
@@ -199,10 +237,11 @@ async def echo_phase(target: str, args: argparse.Namespace) -> Result:
             concurrency=args.concurrency,
             warmup=args.warmup,
             seconds=args.seconds,
+            server_pid=server.proc.pid,
         )
 
 
-async def earn_phase(label: str, target: str, args: argparse.Namespace) -> Result:
+async def earn_phase(label: str, server: ServerProcess, args: argparse.Namespace) -> Result:
     from marque.member.v1 import member_pb2, member_service_pb2, member_service_pb2_grpc
 
     from mesh.identity import Caller, Kind
@@ -212,7 +251,7 @@ async def earn_phase(label: str, target: str, args: argparse.Namespace) -> Resul
         ("authorization", f"Bearer {mint_token(Caller(Kind.SERVICE, 'bench', service='bench'))}"),
     )
     run = uuid.uuid4().hex[:8]
-    async with grpc.aio.insecure_channel(target) as ch:
+    async with grpc.aio.insecure_channel(server.target) as ch:
         stub = member_service_pb2_grpc.MemberServiceStub(ch)
         members: list[str] = []
         for i in range(args.members):
@@ -228,18 +267,32 @@ async def earn_phase(label: str, target: str, args: argparse.Namespace) -> Resul
             )
             members.append(resp.member.id)
 
-        async def call(n: int) -> Any:
+        def earn(n: int, prefix: str) -> Awaitable[Any]:
             req = member_service_pb2.EarnPointsRequest(
                 member_id=members[n % len(members)],
                 points=10 + n % 90,
                 reason="service visit",
                 source_ref=f"ro-{n}",
-                request_id=f"earn-{run}-{n}",
+                request_id=f"{prefix}-{run}-{n}",
             )
-            return await stub.EarnPoints(req, metadata=md, timeout=10)
+            return stub.EarnPoints(req, metadata=md, timeout=30)
+
+        # A ledger history per member first, so the measured earns land on long ledgers.
+        history = iter(range(args.history * len(members)))
+
+        async def fill() -> None:
+            for n in history:
+                await earn(n, "history")
+
+        await asyncio.gather(*(fill() for _ in range(args.concurrency)))
 
         return await drive(
-            label, call, concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds
+            label,
+            lambda n: earn(n, "earn"),
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            seconds=args.seconds,
+            server_pid=server.proc.pid,
         )
 
 
@@ -281,48 +334,78 @@ def _cores() -> tuple[int | None, set[int] | None]:
     return cores[0], set(cores[1:])
 
 
-def print_table(results: list[Result], concurrency: int) -> None:
+def load_average() -> str:
+    """The 1-minute load average (the machine may be shared; figures under load drift)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def print_table(results: list[Result], args: argparse.Namespace) -> None:
     base = results[0]
-    print(f"\nEarnPoints vs bare grpc.aio echo, {concurrency} in flight, loopback")
+    print(
+        f"\nEarnPoints vs bare grpc.aio echo, {args.concurrency} in flight, loopback,"
+        f" {args.members} members, {args.history} earns of history each"
+    )
     print(
         f"{'server':<24} {'calls':>8} {'err':>5} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'QPS/bare':>9} {'p99/bare':>9}"
+        f" {'QPS/bare':>9} {'p99/bare':>9} {'CPU us/call':>12}"
     )
     for r in results:
         qr = r.qps / base.qps if base.qps else float("nan")
         pr = r.pct(0.99) / base.pct(0.99) if base.latencies else float("nan")
         print(
             f"{r.name:<24} {r.calls:>8} {r.errors:>5} {r.qps:>9.0f} {r.pct(0.5):>8.2f}"
-            f" {r.pct(0.99):>8.2f} {qr:>9.2f} {pr:>9.2f}"
+            f" {r.pct(0.99):>8.2f} {qr:>9.2f} {pr:>9.2f} {r.cpu_us_per_call:>12.0f}"
         )
 
 
-async def run_all(args: argparse.Namespace, env: dict[str, str]) -> list[Result]:
-    server_core, client_cores = _cores()
-    if client_cores:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, client_cores)
+async def one_round(
+    args: argparse.Namespace, env: dict[str, str], server_core: int | None
+) -> list[Result]:
     results: list[Result] = []
     bare = ServerProcess("bare", "", server_core, env)
     try:
-        results.append(await echo_phase(bare.target, args))
+        results.append(await echo_phase(bare, args))
     finally:
         bare.stop()
     with tempfile.TemporaryDirectory(prefix="bench-member-") as tmp:
         sqlite_url = f"sqlite+aiosqlite:///{Path(tmp) / 'member.db'}"
         member = ServerProcess("member", sqlite_url, server_core, env)
         try:
-            results.append(await earn_phase("member earn (sqlite)", member.target, args))
+            results.append(await earn_phase("member earn (sqlite)", member, args))
         finally:
             member.stop()
     with throwaway_postgres() as pg_url:
         if pg_url:
             member = ServerProcess("member", pg_url, server_core, env)
             try:
-                results.append(await earn_phase("member earn (postgres)", member.target, args))
+                results.append(await earn_phase("member earn (postgres)", member, args))
             finally:
                 member.stop()
     return results
+
+
+async def run_all(args: argparse.Namespace, env: dict[str, str]) -> list[list[Result]]:
+    """`--rounds` rounds, each bare, SQLite, PostgreSQL in turn (interleaved, so a
+    neighbour's load spreads over all servers instead of skewing one)."""
+    server_core, client_cores = _cores()
+    if client_cores:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, client_cores)
+    rounds = []
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds}: load average {load_average()}", flush=True)
+        rounds.append(await one_round(args, env, server_core))
+        if args.rounds > 1:
+            print_table(rounds[-1], args)
+    return rounds
+
+
+def median_result(runs: list[Result]) -> Result:
+    """The run with the median QPS (its own latencies and CPU, not a blend)."""
+    return sorted(runs, key=lambda r: r.qps)[len(runs) // 2]
 
 
 def main() -> None:
@@ -332,6 +415,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--members", type=int, default=256)
+    parser.add_argument(
+        "--history", type=int, default=0, help="earns booked per member before measuring"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     parser.add_argument("--serve", choices=["bare", "member"], help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
@@ -344,8 +431,10 @@ def main() -> None:
         # Server and client share one development key pair, in a private directory.
         os.environ.setdefault("MARQUE_VAR_DIR", var)
         env = {**os.environ, "MARQUE_LOG_LEVEL": "WARNING"}
-        results = asyncio.run(run_all(args, env))
-    print_table(results, args.concurrency)
+        rounds = asyncio.run(run_all(args, env))
+    if len(rounds) > 1:
+        print(f"\nmedian of {len(rounds)} rounds (by QPS), load average now {load_average()}")
+    print_table([median_result(list(runs)) for runs in zip(*rounds, strict=True)], args)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,12 @@ members = sa.Table(
     # A lower bound of the earliest open lot's expiry: no ledger replay before it.
     sa.Column("next_expiry", UtcDateTime()),
     sa.Column("tier", sa.String(32), nullable=False, server_default=""),
+    # The qualifying points (credits earned in the rolling 12 months), cached: exact for
+    # any `now` with qualifying_asof <= now < qualifying_until (NULL until: no credit in
+    # the window, none leaves). NULL asof: not computed yet (members older than 0002).
+    sa.Column("qualifying", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("qualifying_asof", UtcDateTime()),
+    sa.Column("qualifying_until", UtcDateTime()),
     sa.Column("create_time", UtcDateTime(), nullable=False),
     sa.Column("create_actor", sa.String(160), nullable=False),
     sa.Column("update_time", UtcDateTime(), nullable=False),
@@ -346,6 +352,108 @@ def _consent_event(row: Row[Any]) -> ConsentEvent:
     )
 
 
+def _cached_qualifying(row: Row[Any], now: dt.datetime) -> int | None:
+    """The member row's cached qualifying points if they hold at `now`, else None."""
+    asof, until = row.qualifying_asof, row.qualifying_until
+    if asof is None or asof > now or (until is not None and until <= now):
+        return None
+    return int(row.qualifying)
+
+
+def _points_fast_path(now: sa.BindParameter[dt.datetime]) -> sa.ColumnElement[bool]:
+    """A member row a points write can update in place at `now`: active, no lot due to
+    expire, cached qualifying points that hold (see `_cached_qualifying`)."""
+    m = members.c
+    return sa.and_(
+        m.state == MemberState.ACTIVE.value,
+        sa.or_(m.next_expiry.is_(None), m.next_expiry > now),
+        m.qualifying_asof.is_not(None),
+        m.qualifying_asof <= now,
+        sa.or_(m.qualifying_until.is_(None), m.qualifying_until > now),
+    )
+
+
+def _window_query() -> sa.Select[Any]:
+    """Qualifying points of `:m` at `:now` (credits earned in (`:start`, `:now`]), the
+    first such credit's earn time and the first credit dated after `:now`. The range on
+    (member_id, earned_time) is an index scan over the window only."""
+    pt = point_transactions.c
+    now = sa.bindparam("now", type_=UtcDateTime())
+    inside = pt.earned_time <= now
+    return sa.select(
+        sa.func.coalesce(sa.func.sum(sa.case((inside, pt.points), else_=0)), 0),
+        sa.type_coerce(sa.func.min(sa.case((inside, pt.earned_time))), UtcDateTime()),
+        sa.type_coerce(sa.func.min(sa.case((pt.earned_time > now, pt.earned_time))), UtcDateTime()),
+    ).where(
+        pt.member_id == sa.bindparam("m"),
+        pt.earned_time > sa.bindparam("start", type_=UtcDateTime()),
+        pt.kind.in_([EntryKind.EARN.value, EntryKind.MERGE_IN.value]),
+    )
+
+
+def _credit_statement() -> sa.Update:
+    """The fast path of an earn (see `MemberStore._credit`), built once."""
+    m = members.c
+    now = sa.bindparam("p_now", type_=UtcDateTime())
+    points = sa.bindparam("p_points", type_=sa.BigInteger())
+    expire_at = sa.bindparam("p_expire_at", type_=UtcDateTime())
+    return (
+        members.update()
+        .where(m.id == sa.bindparam("p_id"), _points_fast_path(now))
+        .values(
+            balance=m.balance + points,
+            qualifying=m.qualifying + points,
+            qualifying_asof=now,
+            # The first credit in an empty window: it leaves 12 months from now.
+            qualifying_until=sa.func.coalesce(
+                m.qualifying_until, sa.bindparam("p_leaves", type_=UtcDateTime())
+            ),
+            next_expiry=sa.case(
+                (sa.or_(m.next_expiry.is_(None), m.next_expiry > expire_at), expire_at),
+                else_=m.next_expiry,
+            ),
+            update_time=now,
+            update_actor=sa.bindparam("p_scope", type_=sa.String()),
+        )
+        .returning(*members.c)
+    )
+
+
+def _debit_statement() -> sa.Update:
+    """The fast path of a redemption (see `MemberStore._debit`), built once."""
+    m = members.c
+    now = sa.bindparam("p_now", type_=UtcDateTime())
+    points = sa.bindparam("p_points", type_=sa.BigInteger())
+    return (
+        members.update()
+        .where(m.id == sa.bindparam("p_id"), m.balance >= points, _points_fast_path(now))
+        .values(
+            balance=m.balance - points,
+            update_time=now,
+            update_actor=sa.bindparam("p_scope", type_=sa.String()),
+        )
+        .returning(*members.c)
+    )
+
+
+# The hot path's statements are built once: building one per call (values(), where())
+# cost more CPU than compiling, which SQLAlchemy caches anyway.
+_WINDOW = _window_query()
+_CREDIT = _credit_statement()
+_DEBIT = _debit_statement()
+_INSERT_ENTRY = point_transactions.insert()
+_IDENTITIES = (
+    sa.select(identities)
+    .where(identities.c.member_id == sa.bindparam("p_member"), identities.c.erase_time.is_(None))
+    .order_by(identities.c.id)
+)
+# Record a request id unless it is there already (then no row comes back).
+_CLAIM_PG = pg_insert(request_ids).on_conflict_do_nothing().returning(request_ids.c.request_id)
+_CLAIM_SQLITE = (
+    sqlite_insert(request_ids).on_conflict_do_nothing().returning(request_ids.c.request_id)
+)
+
+
 class MemberStore:
     """Every query and transaction of the member service."""
 
@@ -419,20 +527,17 @@ class MemberStore:
         """Record the request id first (one statement on the hot path); if it was there
         already, return the earlier result instead. A concurrent twin waits on the unique
         key until the first commits, then sees its row."""
-        insert = pg_insert if not self.db.is_sqlite else sqlite_insert
         claimed = await conn.execute(
-            insert(request_ids)
-            .values(
-                scope=w.scope,
-                method=method,
-                request_id=w.request_id,
-                fingerprint=w.fingerprint,
-                member_id=member_id,
-                result=result,
-                create_time=w.now,
-            )
-            .on_conflict_do_nothing()
-            .returning(request_ids.c.request_id)
+            _CLAIM_SQLITE if self.db.is_sqlite else _CLAIM_PG,
+            {
+                "scope": w.scope,
+                "method": method,
+                "request_id": w.request_id,
+                "fingerprint": w.fingerprint,
+                "member_id": member_id,
+                "result": result,
+                "create_time": w.now,
+            },
         )
         if claimed.first() is not None:
             return None
@@ -440,41 +545,18 @@ class MemberStore:
         assert prior is not None
         return prior
 
-    def _member_query(self, member_id: str, now: dt.datetime | None) -> sa.Select[Any]:
-        """The member's row, with its qualifying points as of `now` in the same round trip."""
-        columns: list[Any] = [members]
-        if now is not None:
-            pt = point_transactions.c
-            columns.append(
-                sa.select(sa.func.coalesce(sa.func.sum(pt.points), 0))
-                .where(
-                    pt.member_id == members.c.id,
-                    pt.kind.in_([EntryKind.EARN.value, EntryKind.MERGE_IN.value]),
-                    pt.earned_time > tiers.window_start(now),
-                    pt.earned_time <= now,
-                )
-                .scalar_subquery()
-                .label("qualifying")
-            )
-        return sa.select(*columns).where(members.c.id == member_id)
-
-    async def _lock(
-        self, conn: AsyncConnection, member_id: str, now: dt.datetime | None = None
-    ) -> Row[Any]:
-        """The member's row (with `qualifying` if `now` is given), locked for the rest of
-        the transaction."""
-        query = self._member_query(member_id, now)
+    async def _lock(self, conn: AsyncConnection, member_id: str) -> Row[Any]:
+        """The member's row, locked for the rest of the transaction."""
+        query = sa.select(members).where(members.c.id == member_id)
         if not self.db.is_sqlite:
-            query = query.with_for_update(of=members)
+            query = query.with_for_update()
         row = (await conn.execute(query)).first()
         if row is None:
             raise MemberNotFound(f"member {member_id} not found", reason="MEMBER_NOT_FOUND")
         return row
 
-    async def _lock_active(
-        self, conn: AsyncConnection, member_id: str, now: dt.datetime | None = None
-    ) -> Row[Any]:
-        row = await self._lock(conn, member_id, now)
+    async def _lock_active(self, conn: AsyncConnection, member_id: str) -> Row[Any]:
+        row = await self._lock(conn, member_id)
         require_active(member_id, MemberState(row.state), row.merged_into)
         return row
 
@@ -515,7 +597,7 @@ class MemberStore:
                 "earned_time": e.earned_at,
                 "lot_id": e.lot_id,
             }
-            result = await conn.execute(point_transactions.insert().values(**values))
+            result = await conn.execute(_INSERT_ENTRY, values)
             seq = int(result.inserted_primary_key[0])  # type: ignore[index]
             booked.append(
                 TransactionRecord(
@@ -554,17 +636,39 @@ class MemberStore:
         )
         return balance, next_expiry
 
-    async def _qualifying(self, conn: AsyncConnection, member_id: str, now: dt.datetime) -> int:
-        pt = point_transactions.c
-        total = await conn.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(pt.points), 0)).where(
-                pt.member_id == member_id,
-                pt.kind.in_([EntryKind.EARN.value, EntryKind.MERGE_IN.value]),
-                pt.earned_time > tiers.window_start(now),
-                pt.earned_time <= now,
-            )
+    async def _window(
+        self, conn: AsyncConnection, member_id: str, now: dt.datetime
+    ) -> tuple[int, dt.datetime | None]:
+        """The qualifying points as of `now` from the ledger, and until when that sum holds
+        (None: for ever). One index range scan over the window, never the whole ledger."""
+        total, first, future = (await conn.execute(_WINDOW, {"m": member_id, "now": now,
+            "start": tiers.window_start(now)})).one()  # fmt: skip
+        # The first credit in the window leaves it no earlier than 12 months after it was
+        # earned (add_months never moves a date forward and back to a later one); a credit
+        # dated after `now` (a clock set back) enters it when that time comes.
+        ends = [t for t in (first and ledger.add_months(first, tiers.WINDOW_MONTHS), future) if t]
+        return int(total or 0), min(ends, default=None)
+
+    async def _refresh_qualifying(
+        self, conn: AsyncConnection, member_id: str, now: dt.datetime
+    ) -> int:
+        """Recompute the member's cached qualifying points as of `now` (row locked)."""
+        total, until = await self._window(conn, member_id, now)
+        await conn.execute(
+            members.update()
+            .where(members.c.id == member_id)
+            .values(qualifying=total, qualifying_asof=now, qualifying_until=until)
         )
-        return int(total or 0)
+        return total
+
+    async def _prepare(self, conn: AsyncConnection, member_id: str, now: dt.datetime) -> int:
+        """The slow path of a points write: lock the active member, expire its due lots and
+        bring its cached qualifying points up to `now`; the balance afterwards."""
+        row = await self._lock_active(conn, member_id)
+        balance, _ = await self._settle(conn, row, now)
+        if _cached_qualifying(row, now) is None:
+            await self._refresh_qualifying(conn, member_id, now)
+        return balance
 
     async def _review_tier(
         self,
@@ -578,7 +682,7 @@ class MemberStore:
     ) -> str:
         """Record a tier change if the qualifying points moved the member; the tier after."""
         if points is None:
-            points = await self._qualifying(conn, member_id, now)
+            points = await self._refresh_qualifying(conn, member_id, now)
         decision = tiers.review(current, points, self.config.tiers, cause)
         if decision is None:
             return current
@@ -629,25 +733,21 @@ class MemberStore:
         )
 
     async def _identities(self, conn: AsyncConnection, member_id: str) -> list[Row[Any]]:
-        return list(
-            (
-                await conn.execute(
-                    sa.select(identities)
-                    .where(identities.c.member_id == member_id, identities.c.erase_time.is_(None))
-                    .order_by(identities.c.id)
-                )
-            ).all()
-        )
+        return list((await conn.execute(_IDENTITIES, {"p_member": member_id})).all())
 
     async def _read_member(
         self, conn: AsyncConnection, member_id: str, now: dt.datetime
-    ) -> tuple[MemberRecord, dt.datetime | None] | None:
-        """The member as stored (two round trips) and its next expiry."""
-        row = (await conn.execute(self._member_query(member_id, now))).first()
+    ) -> tuple[MemberRecord, Row[Any]] | None:
+        """The member as stored (two round trips; a third when its cached qualifying
+        points do not hold at `now`) and its row."""
+        row = (await conn.execute(sa.select(members).where(members.c.id == member_id))).first()
         if row is None:
             return None
+        qualifying = _cached_qualifying(row, now)
+        if qualifying is None:
+            qualifying, _ = await self._window(conn, member_id, now)
         idents = await self._identities(conn, member_id)
-        return _member_record(row, idents, int(row.qualifying)), row.next_expiry
+        return _member_record(row, idents, qualifying), row
 
     # ------------------------------------------------------------------ members
 
@@ -658,12 +758,18 @@ class MemberStore:
             found = await self._read_member(conn, member_id, now)
         if found is None:
             raise MemberNotFound(f"member {member_id} not found", reason="MEMBER_NOT_FOUND")
-        record, next_expiry = found
-        stale_tier = (
-            record.state is MemberState.ACTIVE
-            and tiers.tier_for(record.qualifying_points, self.config.tiers).code != record.tier
+        record, stored = found
+        active = record.state is MemberState.ACTIVE
+        # A cache that ran out is rewritten once; one written at a later `now` (another
+        # replica's clock) is only read around, or replicas would rewrite it in turn.
+        ran_out = _cached_qualifying(stored, now) is None and not (
+            stored.qualifying_asof is not None and stored.qualifying_asof > now
         )
-        if (next_expiry is None or next_expiry > now) and not stale_tier:
+        stale = active and (
+            tiers.tier_for(record.qualifying_points, self.config.tiers).code != record.tier
+            or ran_out
+        )
+        if (stored.next_expiry is None or stored.next_expiry > now) and not stale:
             return record
 
         async def refresh(conn: AsyncConnection) -> None:
@@ -709,6 +815,9 @@ class MemberStore:
                     display_name=display_name,
                     city=city,
                     balance=0,
+                    # No ledger yet: no qualifying points, and none will leave.
+                    qualifying=0,
+                    qualifying_asof=w.now,
                     create_time=w.now,
                     create_actor=w.scope,
                     update_time=w.now,
@@ -975,12 +1084,41 @@ class MemberStore:
 
     # ------------------------------------------------------------------ points
 
+    async def _credit(
+        self, conn: AsyncConnection, w: Write, member_id: str, points: int, expire_at: dt.datetime
+    ) -> Row[Any] | None:
+        """The fast path of an earn, one statement: add `points` to the balance and the
+        qualifying points of an active member with no lot due and a cached qualifying sum
+        that holds now; the row afterwards (None: take the slow path)."""
+        params = {
+            "p_id": member_id,
+            "p_now": w.now,
+            "p_points": points,
+            "p_expire_at": expire_at,
+            "p_leaves": ledger.add_months(w.now, tiers.WINDOW_MONTHS),
+            "p_scope": w.scope,
+        }
+        return (await conn.execute(_CREDIT, params)).first()
+
+    async def _debit(
+        self, conn: AsyncConnection, w: Write, member_id: str, points: int
+    ) -> Row[Any] | None:
+        """The fast path of a redemption, one statement: take `points` from the balance of
+        an active member with no lot due, a cached qualifying sum that holds now and enough
+        points; the row afterwards (None: take the slow path). On PostgreSQL a concurrent
+        redemption waits for the row lock and re-checks `balance >= points` after it."""
+        params = {"p_id": member_id, "p_now": w.now, "p_points": points, "p_scope": w.scope}
+        return (await conn.execute(_DEBIT, params)).first()
+
     async def earn(
         self, w: Write, member_id: str, points: int, reason: str, source_ref: str
     ) -> tuple[TransactionRecord, MemberRecord]:
-        """Book earned points (a retried request id books nothing more). The hot path:
-        claim the request id, lock the member (with its qualifying points), append, update
-        the member, read its identities: five statements in one transaction."""
+        """Book earned points (a retried request id books nothing more). The hot path, four
+        statements in one transaction, none of which reads more than the member's row:
+        claim the request id, update the member (balance, cached qualifying points, next
+        expiry) returning it, append the entry, read its identities. When a lot is due,
+        the cached qualifying points do not hold any more or the member is not active, the
+        slow path locks the row, settles and recomputes first (`_prepare`)."""
         entry = ledger.earn(new_id("pt"), points, w.now, self.config.expiry_months)
         assert entry.expire_at is not None
         expire_at = entry.expire_at
@@ -989,34 +1127,21 @@ class MemberStore:
             prior = await self._claim(conn, w, "EarnPoints", entry.id, member_id)
             if prior is not None:
                 return prior, None
-            row = await self._lock_active(conn, member_id, w.now)
-            balance, next_expiry = await self._settle(conn, row, w.now)
-            balance, (txn,) = await self._book(
-                conn, member_id, [entry], balance, reason=reason, source_ref=source_ref,
-                actor=w.scope,
+            row = await self._credit(conn, w, member_id, points, expire_at)
+            if row is None:
+                await self._prepare(conn, member_id, w.now)
+                row = await self._credit(conn, w, member_id, points, expire_at)
+                assert row is not None, "the slow path leaves the fast path open"
+            _, (txn,) = await self._book(
+                conn, member_id, [entry], row.balance - points, reason=reason,
+                source_ref=source_ref, actor=w.scope,
             )  # fmt: skip
-            await conn.execute(
-                members.update()
-                .where(members.c.id == member_id)
-                .values(
-                    balance=balance,
-                    next_expiry=min(next_expiry or expire_at, expire_at),
-                    update_time=w.now,
-                    update_actor=w.scope,
-                )
-            )
-            qualifying = int(row.qualifying) + points
+            qualifying = int(row.qualifying)
             tier = await self._review_tier(
                 conn, member_id, row.tier, w.now, cause=f"earned {points}", points=qualifying
             )
-            member = replace(
-                _member_record(row, await self._identities(conn, member_id), qualifying),
-                balance=balance,
-                tier=tier,
-                update_time=w.now,
-                update_actor=w.scope,
-            )
-            return entry.id, (txn, member)
+            idents = await self._identities(conn, member_id)
+            return entry.id, (txn, replace(_member_record(row, idents, qualifying), tier=tier))
 
         txn_id, fresh = await self._write(op)
         if fresh is not None:
@@ -1026,35 +1151,31 @@ class MemberStore:
     async def redeem(
         self, w: Write, member_id: str, points: int, reason: str, source_ref: str
     ) -> tuple[TransactionRecord, MemberRecord]:
-        """Spend points; more than the balance (after expiry) is InsufficientPoints."""
+        """Spend points; more than the balance (after expiry) is InsufficientPoints. The
+        hot path is the earn's four statements; the UPDATE itself refuses to go negative."""
+        if points <= 0:
+            raise InvalidValue("points", "must be positive")
         entry_id = new_id("pt")
 
         async def op(conn: AsyncConnection) -> tuple[str, Any]:
             prior = await self._claim(conn, w, "RedeemPoints", entry_id, member_id)
             if prior is not None:
                 return prior, None
-            row = await self._lock_active(conn, member_id, w.now)
-            balance, _ = await self._settle(conn, row, w.now)
-            entry = ledger.redeem(entry_id, balance, points, w.now)
-            # Belt and braces under the row lock: the UPDATE itself refuses to go negative.
-            result = await conn.execute(
-                members.update()
-                .where(members.c.id == member_id, members.c.balance >= points)
-                .values(balance=members.c.balance - points, update_time=w.now, update_actor=w.scope)
-            )
-            if result.rowcount != 1:
-                raise InsufficientPoints(points, balance)
-            balance, (txn,) = await self._book(
-                conn, member_id, [entry], balance, reason=reason, source_ref=source_ref,
+            row = await self._debit(conn, w, member_id, points)
+            if row is None:
+                balance = await self._prepare(conn, member_id, w.now)
+                ledger.redeem(entry_id, balance, points, w.now)  # InsufficientPoints
+                row = await self._debit(conn, w, member_id, points)
+                if row is None:  # unreachable under the row lock; refused all the same
+                    raise InsufficientPoints(points, balance)
+            before = int(row.balance) + points
+            entry = ledger.redeem(entry_id, before, points, w.now)
+            _, (txn,) = await self._book(
+                conn, member_id, [entry], before, reason=reason, source_ref=source_ref,
                 actor=w.scope,
             )  # fmt: skip
-            member = replace(
-                _member_record(row, await self._identities(conn, member_id), int(row.qualifying)),
-                balance=balance,
-                update_time=w.now,
-                update_actor=w.scope,
-            )
-            return entry_id, (txn, member)
+            idents = await self._identities(conn, member_id)
+            return entry_id, (txn, _member_record(row, idents, int(row.qualifying)))
 
         try:
             txn_id, fresh = await self._write(op)
