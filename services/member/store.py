@@ -34,11 +34,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
+from mesh.schema import BigId, UtcDateTime, new_metadata
 from services.member import metrics
 from services.member.domain import consent, erasure, ledger, tiers
 from services.member.domain.config import MemberConfig
@@ -67,40 +68,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 T = TypeVar("T")
 
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "pk": "pk_%(table_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-    }
-)
-
-
-class UtcDateTime(sa.TypeDecorator[dt.datetime]):
-    """An aware UTC datetime on both back ends (SQLite drops the zone; this restores it)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, dt.datetime)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-# An autoincrementing 64-bit key: BIGINT identity on PostgreSQL, the rowid on SQLite.
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+metadata = new_metadata()
 LIVE = sa.text("erase_time IS NULL")
 OPEN = sa.text("end_time IS NULL")
 
