@@ -15,7 +15,7 @@ Numbers whose digits are all the same or a plain run (12345678901, 9876543210) a
 
 ADF is the one lenient path: an ADF lead needs a usable phone OR a usable email, the
 first usable of its phones wins, an unusable email is dropped with a note instead of
-refusing the lead, and a North American number that is well formed (NXX-NXX-XXXX) is
+refusing the lead, and a North American number that is well formed (3+3+4 digits) is
 accepted even when libphonenumber does not know its area code (the ADF specification's
 own example uses 393). The name is optional for ADF (the contact is what matters) and
 required everywhere else.
