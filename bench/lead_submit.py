@@ -32,9 +32,6 @@ import contextlib
 import datetime as dt
 import os
 import resource
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -46,8 +43,21 @@ import grpc
 from sqlalchemy import DateTime, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
+from bench.harness import (
+    LOOPBACK,
+    ROOT,
+    LatencyResult,
+    bearer_metadata,
+    keep_in_flight,
+    pin_to_core,
+    process_cpu_seconds,
+    serve_command,
+    server_settings,
+    start_server,
+    stop_server,
+    wait_for_term,
+)
+
 # How a server subprocess is started (a test may point it elsewhere).
 SERVER_CMD = ["-m", "bench.lead_submit"]
 CHANNELS = (1, 2, 3, 4, 6)  # brand site, autohome, yiche, tencent ads, call center
@@ -74,26 +84,8 @@ class NaiveLead(_Base):
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
-def _pin(core: int | None) -> None:
-    """Pin this process to one core, so the server's figure is one core's worth."""
-    if core is None or not hasattr(os, "sched_setaffinity"):
-        return
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {core})
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process, all threads (/proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    # Fields 14 and 15 (utime, stime), counted from the state field (3) after the name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _serve_until_term(
@@ -104,11 +96,7 @@ async def _serve_until_term(
     """Announce the port, wait for SIGTERM, stop, report peak RSS (and `stats`: group
     commits and the items in them) on stdout."""
     print(f"READY {port} {_peak_rss_mb():.1f}", flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    await done.wait()
+    await wait_for_term()
     await server_stop()
     if stats is not None:
         batches, items = stats()
@@ -211,19 +199,10 @@ async def serve_naive(url: str) -> None:
 
 async def serve_lead(url: str) -> None:
     """The real lead service, as `make run` would start it but on a free port."""
-    import dataclasses
-
-    from mesh.config import Settings
     from mesh.server import start
     from services.lead.app import build_spec
 
-    settings = dataclasses.replace(
-        Settings.from_env("lead"),
-        grpc_port=0,
-        metrics_port=0,
-        database_url=url,
-        access_log="errors",
-    )
+    settings = server_settings("lead", url)
     spec = build_spec()
     servicers: list[Any] = []
     made = spec.servicers[0].factory
@@ -250,18 +229,14 @@ class ServerProcess:
     """A server subprocess: started with `serve`, told to stop with SIGTERM."""
 
     def __init__(self, kind: str, url: str, core: int | None, env: dict[str, str]):
-        cmd = [sys.executable, *SERVER_CMD, "--serve", kind, "--url", url]
-        if core is not None:
-            cmd += ["--core", str(core)]
+        cmd = serve_command(SERVER_CMD, kind, url, core)
         self.kind = kind
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if not line or line[0] != "READY":
-            self.proc.kill()
-            raise RuntimeError(f"{kind} server did not start: {line}")
+        try:
+            self.proc, line = start_server(
+                cmd, "READY", on_failure=lambda p: p.kill(), cwd=ROOT, env=env, bufsize=1
+            )
+        except RuntimeError as e:
+            raise RuntimeError(f"{kind} server did not start: {e}") from None
         self.port = int(line[1])
         self.start_rss_mb = float(line[2])
         self.peak_rss_mb = 0.0
@@ -273,12 +248,7 @@ class ServerProcess:
 
     def stop(self) -> float:
         """Stop the server; returns its peak RSS in MB."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
+        out = stop_server(self.proc, timeout=30)
         for line in out.splitlines():
             if line.startswith("RSS "):
                 self.peak_rss_mb = float(line.split()[1])
@@ -292,14 +262,9 @@ class ServerProcess:
 
 
 @dataclass
-class Result:
+class Result(LatencyResult):
     """What one load phase measured."""
 
-    name: str
-    calls: int
-    errors: int
-    seconds: float
-    latencies: list[float]
     # The server process's CPU seconds (user + system, all threads) over the measured
     # window, and the calls it answered in that window; None when not measured.
     server_cpu: float | None = None
@@ -314,17 +279,6 @@ class Result:
         if self.server_cpu is None or not self.answered:
             return None
         return self.server_cpu / self.answered * 1e6
-
-    @property
-    def qps(self) -> float:
-        return self.calls / self.seconds if self.seconds else 0.0
-
-    def pct(self, p: float) -> float:
-        """Latency percentile in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
 class Mobiles:
@@ -375,29 +329,22 @@ async def drive(
     latencies: list[float] = []
     errors = 0
     answered = 0
-    counter = iter(range(1 << 62))
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
 
-    async def worker() -> None:
-        nonlocal errors, answered
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= end:
-                return
-            try:
-                await call(next(counter))
-            except grpc.aio.AioRpcError:
-                if t0 >= measure_from:
-                    errors += 1
-                continue
-            done = time.perf_counter()
-            if measure_from <= done <= end:
-                answered += 1
-            # Calls started in the window and answered within it: the QPS is the window's.
-            if t0 >= measure_from and done <= end:
-                latencies.append(done - t0)
+    def on_error(t0: float) -> None:
+        nonlocal errors
+        if t0 >= measure_from:
+            errors += 1
+
+    def on_answer(t0: float, done: float) -> None:
+        nonlocal answered
+        if measure_from <= done <= end:
+            answered += 1
+        # Calls started in the window and answered within it: the QPS is the window's.
+        if t0 >= measure_from and done <= end:
+            latencies.append(done - t0)
 
     async def cpu_meter() -> float | None:
         if server_pid is None:
@@ -409,13 +356,9 @@ async def drive(
         return None if before is None or after is None else after - before
 
     meter = asyncio.ensure_future(cpu_meter())
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await keep_in_flight(call, concurrency, end, on_error, on_answer)
     cpu = await meter
     return Result(name, len(latencies), errors, seconds, latencies, cpu, answered)
-
-
-def _metadata(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 async def submit_phase(
@@ -424,7 +367,7 @@ async def submit_phase(
     from marque.lead.v1 import lead_service_pb2_grpc
 
     mobiles = Mobiles(prefix)
-    md = _metadata(token)
+    md = bearer_metadata(token)
     async with grpc.aio.insecure_channel(server.target) as ch:
         stub = lead_service_pb2_grpc.LeadServiceStub(ch)
 
@@ -445,7 +388,7 @@ async def submit_phase(
 async def echo_phase(server: ServerProcess, token: str, args: argparse.Namespace) -> Result:
     from marque.testing.v1 import testing_service_pb2, testing_service_pb2_grpc
 
-    md = _metadata(token)
+    md = bearer_metadata(token)
     req = testing_service_pb2.EchoRequest(message="hello")
     async with grpc.aio.insecure_channel(server.target) as ch:
         stub = testing_service_pb2_grpc.TestingServiceStub(ch)
@@ -496,7 +439,7 @@ async def import_phase(target: str, token: str, rows: int, prefix: str) -> tuple
     async with grpc.aio.insecure_channel(target) as ch:
         stub = lead_service_pb2_grpc.LeadServiceStub(ch)
         t0 = time.perf_counter()
-        summary = await stub.ImportLeads(stream(), metadata=_metadata(token), timeout=600)
+        summary = await stub.ImportLeads(stream(), metadata=bearer_metadata(token), timeout=600)
         return summary, time.perf_counter() - t0
 
 
@@ -671,7 +614,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.serve:
-        _pin(args.core)
+        pin_to_core(args.core)
         serve: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "bare": serve_bare,
             "naive": lambda: serve_naive(args.url),

@@ -30,9 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,29 +40,30 @@ from typing import Any
 
 import grpc
 
-ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
+from bench.harness import (
+    LOOPBACK,
+    ROOT,
+    LatencyResult,
+    bearer_metadata,
+    cpu_seconds_or_nan,
+    keep_in_flight,
+    pin_to_core,
+    serve_command,
+    server_settings,
+    start_server,
+    stop_server,
+    wait_for_term,
+)
+
 SERVER_CMD = ["-m", "bench.member_earn"]
 
 
 # ---------------------------------------------------------------------------- servers
 
 
-def _pin(core: int | None) -> None:
-    """Pin this process to one core, so a server's figure is one core's worth."""
-    if core is None or not hasattr(os, "sched_setaffinity"):
-        return
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {core})
-
-
 async def _serve_until_term(stop: Callable[[], Awaitable[None]], port: int) -> None:
     print(f"READY {port}", flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    await done.wait()
+    await wait_for_term()
     await stop()
 
 
@@ -86,19 +84,10 @@ async def serve_bare() -> None:
 
 async def serve_member(url: str) -> None:
     """The real member service, as `make run` starts it but on a free port."""
-    import dataclasses
-
-    from mesh.config import Settings
     from mesh.server import start
     from services.member.app import build_spec
 
-    settings = dataclasses.replace(
-        Settings.from_env("member"),
-        grpc_port=0,
-        metrics_port=0,
-        database_url=url,
-        access_log="errors",
-    )
+    settings = server_settings("member", url)
     running = await start(build_spec(), settings)
     await _serve_until_term(lambda: running.stop(1.0), running.port)
 
@@ -107,67 +96,32 @@ class ServerProcess:
     """A server subprocess: started with `--serve`, stopped with SIGTERM."""
 
     def __init__(self, kind: str, url: str, core: int | None, env: dict[str, str]) -> None:
-        cmd = [sys.executable, *SERVER_CMD, "--serve", kind, "--url", url]
-        if core is not None:
-            cmd += ["--core", str(core)]
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if not line or line[0] != "READY":
-            self.proc.kill()
-            raise RuntimeError(f"{kind} server did not start: {line}")
+        cmd = serve_command(SERVER_CMD, kind, url, core)
+        try:
+            self.proc, line = start_server(
+                cmd, "READY", on_failure=lambda p: p.kill(), cwd=ROOT, env=env, bufsize=1
+            )
+        except RuntimeError as e:
+            raise RuntimeError(f"{kind} server did not start: {e}") from None
         self.target = f"{LOOPBACK}:{line[1]}"
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        stop_server(self.proc, timeout=30)
 
 
 # ---------------------------------------------------------------------------- load
 
 
 @dataclass
-class Result:
+class Result(LatencyResult):
     """What one load phase measured."""
 
-    name: str
-    calls: int
-    errors: int
-    seconds: float
-    latencies: list[float]
     cpu_seconds: float = float("nan")
 
     @property
     def cpu_us_per_call(self) -> float:
         """Server process CPU (user + system) per measured call, in microseconds."""
         return self.cpu_seconds / self.calls * 1e6 if self.calls else float("nan")
-
-    @property
-    def qps(self) -> float:
-        return self.calls / self.seconds if self.seconds else 0.0
-
-    def pct(self, p: float) -> float:
-        """Latency percentile in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux `/proc`; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(
@@ -183,7 +137,6 @@ async def drive(
     (calls, latencies and, given `server_pid`, the server's CPU time)."""
     latencies: list[float] = []
     errors = 0
-    counter = iter(range(1 << 62))
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
@@ -193,29 +146,23 @@ async def drive(
         if server_pid is None:
             return
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-        cpu.append(process_cpu_seconds(server_pid))
+        cpu.append(cpu_seconds_or_nan(server_pid))
 
-    async def worker() -> None:
+    def on_error(t0: float) -> None:
         nonlocal errors
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= end:
-                return
-            try:
-                await call(next(counter))
-            except grpc.aio.AioRpcError:
-                if t0 >= measure_from:
-                    errors += 1
-                continue
-            if t0 >= measure_from:
-                latencies.append(time.perf_counter() - t0)
+        if t0 >= measure_from:
+            errors += 1
+
+    def on_answer(t0: float, done: float) -> None:
+        if t0 >= measure_from:
+            latencies.append(done - t0)
 
     probe = asyncio.create_task(cpu_probe())
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await keep_in_flight(call, concurrency, end, on_error, on_answer)
     await probe
     cpu_seconds = float("nan")
     if server_pid is not None and cpu:
-        cpu_seconds = process_cpu_seconds(server_pid) - cpu[0]
+        cpu_seconds = cpu_seconds_or_nan(server_pid) - cpu[0]
     return Result(
         name, len(latencies), errors, time.perf_counter() - measure_from, latencies, cpu_seconds
     )
@@ -247,9 +194,7 @@ async def earn_phase(label: str, server: ServerProcess, args: argparse.Namespace
     from mesh.identity import Caller, Kind
     from mesh.keys import mint_token
 
-    md = (
-        ("authorization", f"Bearer {mint_token(Caller(Kind.SERVICE, 'bench', service='bench'))}"),
-    )
+    md = bearer_metadata(mint_token(Caller(Kind.SERVICE, "bench", service="bench")))
     run = uuid.uuid4().hex[:8]
     async with grpc.aio.insecure_channel(server.target) as ch:
         stub = member_service_pb2_grpc.MemberServiceStub(ch)
@@ -424,7 +369,7 @@ def main() -> None:
     parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _pin(args.core)
+        pin_to_core(args.core)
         asyncio.run(serve_bare() if args.serve == "bare" else serve_member(args.url))
         return
     with tempfile.TemporaryDirectory(prefix="bench-member-var-") as var:

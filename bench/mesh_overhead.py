@@ -34,7 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.harness import (
+    ROOT,
+    bearer_metadata,
+    cpu_seconds_or_nan,
+    keep_in_flight,
+    percentile,
+    pin_to_core,
+    start_server,
+    stop_server,
+)
+
 SERVICE = "marque.testing.v1.TestingService"
 KINDS = ("bare", "mesh10", "mesh100", "otel100")
 LABELS = {
@@ -45,11 +55,6 @@ LABELS = {
 }
 
 # --------------------------------------------------------------------------- servers
-
-
-def _pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {core})
 
 
 def _null_processor() -> Any:
@@ -123,7 +128,7 @@ def serve_main(kind: str) -> None:
 
     from mesh import logging as mesh_logging
 
-    _pin(0)
+    pin_to_core(0 if (os.cpu_count() or 1) > 1 else None)
     mesh_logging.configure("lead", "INFO")
     logging.getLogger("mesh.server").setLevel(logging.WARNING)
     profile = os.environ.get("MARQUE_BENCH_PROFILE")
@@ -139,30 +144,22 @@ class Server:
     """One server subprocess."""
 
     def __init__(self, kind: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.mesh_overhead", "--serve", kind],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("PORT "):
-            self.stop()
-            raise RuntimeError(f"{kind} server did not start")
-        self.target = f"127.0.0.1:{int(line.split()[1])}"
+        try:
+            self.proc, line = start_server(
+                [sys.executable, "-m", "bench.mesh_overhead", "--serve", kind],
+                "PORT",
+                on_failure=lambda p: stop_server(p, timeout=10),
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+        except RuntimeError:
+            raise RuntimeError(f"{kind} server did not start") from None
+        self.target = f"127.0.0.1:{int(line[1])}"
 
     def stop(self) -> None:
         """SIGTERM, then wait (kill after 10 s)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_server(self.proc, timeout=10)
 
 
 # ------------------------------------------------------------------------------ load
@@ -178,21 +175,6 @@ class Result:
     errors: int
     # Server CPU (all its threads) per call: robust when neighbours steal the core.
     cpu_us: float = float("nan")
-
-
-def _percentile(sorted_values: Sequence[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user+system CPU seconds of a process so far (Linux /proc), NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _client_core() -> set[int] | None:
@@ -231,7 +213,7 @@ def h2load(target: str, token: str, args: argparse.Namespace, workdir: Path, pid
     ]
     core = _client_core()
     cpu: list[float] = []
-    sampler = threading.Timer(args.warmup, lambda: cpu.append(process_cpu_seconds(pid)))
+    sampler = threading.Timer(args.warmup, lambda: cpu.append(cpu_seconds_or_nan(pid)))
     sampler.start()
     out = subprocess.run(
         cmd,
@@ -241,7 +223,7 @@ def h2load(target: str, token: str, args: argparse.Namespace, workdir: Path, pid
         preexec_fn=(lambda: os.sched_setaffinity(0, core)) if core else None,
         check=False,
     )
-    cpu.append(process_cpu_seconds(pid))
+    cpu.append(cpu_seconds_or_nan(pid))
     sampler.cancel()
     if out.returncode != 0 or not log_file.exists():
         raise RuntimeError(f"h2load failed: {out.stdout[-500:]} {out.stderr[-500:]}")
@@ -259,7 +241,7 @@ def h2load(target: str, token: str, args: argparse.Namespace, workdir: Path, pid
         if line.startswith("finished in"):
             qps = float(line.split(",")[1].split()[0])
     cpu_us = (cpu[-1] - cpu[0]) / len(durations) * 1e6 if len(cpu) == 2 and durations else 0.0
-    return Result(qps, _percentile(durations, 0.5), _percentile(durations, 0.99), errors, cpu_us)
+    return Result(qps, percentile(durations, 0.5), percentile(durations, 0.99), errors, cpu_us)
 
 
 async def python_load(target: str, token: str, args: argparse.Namespace, pid: int) -> Result:
@@ -271,7 +253,7 @@ async def python_load(target: str, token: str, args: argparse.Namespace, pid: in
     core = _client_core()
     if core:
         os.sched_setaffinity(0, core)
-    md = (("authorization", f"Bearer {token}"),)
+    md = bearer_metadata(token)
     request = pb.EchoRequest(message="hello mesh")
     latencies: list[float] = []
     errors = 0
@@ -283,26 +265,27 @@ async def python_load(target: str, token: str, args: argparse.Namespace, pid: in
 
         cpu: list[float] = []
         loop = asyncio.get_running_loop()
-        loop.call_later(args.warmup, lambda: cpu.append(process_cpu_seconds(pid)))
+        loop.call_later(args.warmup, lambda: cpu.append(cpu_seconds_or_nan(pid)))
 
-        async def worker() -> None:
+        def on_error(t0: float) -> None:
             nonlocal errors
-            while (now := time.perf_counter()) < end:
-                try:
-                    await stub.Echo(request, metadata=md)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                if now >= measure_from:
-                    latencies.append((time.perf_counter() - now) * 1000)
+            errors += 1
+            on_answer(t0, time.perf_counter())  # a failed call's latency counts too
 
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-        cpu.append(process_cpu_seconds(pid))
+        def on_answer(t0: float, done: float) -> None:
+            if t0 >= measure_from:
+                latencies.append((done - t0) * 1000)
+
+        await keep_in_flight(
+            lambda _n: stub.Echo(request, metadata=md), args.concurrency, end, on_error, on_answer
+        )
+        cpu.append(cpu_seconds_or_nan(pid))
     latencies.sort()
     cpu_us = (cpu[-1] - cpu[0]) / len(latencies) * 1e6 if len(cpu) == 2 and latencies else 0.0
     return Result(
         len(latencies) / args.seconds,
-        _percentile(latencies, 0.5),
-        _percentile(latencies, 0.99),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
         errors,
         cpu_us,
     )
@@ -317,7 +300,7 @@ async def preflight(target: str, token: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         reply = await pb_grpc.TestingServiceStub(channel).Echo(
             pb.EchoRequest(message="preflight"),
-            metadata=(("authorization", f"Bearer {token}"),),
+            metadata=bearer_metadata(token),
             timeout=10,
         )
     assert reply.message == "preflight"
