@@ -9,20 +9,17 @@ conventions rather than rules of the lead business.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from marque.common.v1 import audit_pb2, paging_pb2
+from marque.common.v1 import audit_pb2
 from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from mesh.errors import DomainError, InvalidArgument
 from mesh.identity import Caller, Kind, current_caller
+from mesh.paging import decode_token, encode_token, filter_hash, page_size
 from mesh.validation import validate, validates_stream
 from services.lead import store
 from services.lead.domain.model import (
@@ -39,8 +36,6 @@ from services.lead.domain.model import (
 from services.lead.engine import ImportRow, LeadEngine, ListQuery, Payload, RawAdf
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 
 # Enum maps built once: the domain's names are the proto's without the prefix.
 _CHANNEL_OUT: dict[Channel, lead_pb2.Channel] = {
@@ -208,43 +203,6 @@ def dealer_pb(dealer: Dealer) -> lead_pb2.Dealer:
 
 
 # ------------------------------------------------------------------------------ paging
-
-
-def page_size(requested: int) -> int:
-    """AIP-158: 0 is the default, above the maximum is capped, negative is refused (the
-    proto's validation refuses it first; this keeps the rule true without it)."""
-    if requested < 0:
-        raise InvalidArgument.for_field("page_size", "must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def filter_hash(*parts: object) -> str:
-    """A short hash of the filter a token was issued for."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-def encode_token(after_key: str, fhash: str) -> str:
-    """An opaque page token: the last sort key and the filter hash, base64url."""
-    raw = paging_pb2.PageCursor(after_key=after_key, filter_hash=fhash).SerializeToString()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str, fhash: str) -> str | None:
-    """The sort key of a page token, None for no token; INVALID_ARGUMENT for a token that
-    is not ours or was issued for other filters."""
-    if not token:
-        return None
-    try:
-        cursor = paging_pb2.PageCursor.FromString(
-            base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        )
-    except (binascii.Error, ValueError, DecodeError):
-        raise InvalidArgument.for_field("page_token", "not a valid page token") from None
-    if cursor.filter_hash != fhash or not cursor.after_key:
-        raise InvalidArgument.for_field(
-            "page_token", "issued for other filters; start again without a token"
-        )
-    return cursor.after_key
 
 
 # ------------------------------------------------------------------------------ servicer

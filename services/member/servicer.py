@@ -8,20 +8,20 @@ probe member ids. Domain errors become `mesh.errors` (the mesh maps them to stat
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from marque.common.v1 import audit_pb2, paging_pb2
+from marque.common.v1 import audit_pb2
 from marque.member.v1 import member_pb2, member_service_pb2
 
 from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mesh.identity import Caller, Kind, current_caller
+from mesh.paging import decode_token, encode_token, filter_hash, page_size
 from services.member.domain import consent, identities, rules
 from services.member.domain.errors import (
     InvalidValue,
@@ -47,8 +47,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 Clock = Callable[[], dt.datetime]
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 UPDATABLE = ("display_name", "city", "preferred_dealer_id")
 
 _IDENTITY_TYPES = {
@@ -134,40 +132,8 @@ def _fingerprint(request: Message) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument.for_field("page_size", "must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _filter_hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
-
-
-def _encode_token(after_key: str, fhash: str) -> str:
-    raw = paging_pb2.PageCursor(after_key=after_key, filter_hash=fhash).SerializeToString()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str, fhash: str) -> str | None:
-    """The after-key of a page token issued for the same filter; None for no token."""
-    if not token:
-        return None
-    try:
-        cursor = paging_pb2.PageCursor.FromString(
-            base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        )
-    except (ValueError, DecodeError):
-        raise InvalidArgument.for_field("page_token", "not a valid page token") from None
-    if cursor.filter_hash != fhash or not cursor.after_key:
-        raise InvalidArgument.for_field(
-            "page_token", "issued for another request; start again without a token"
-        )
-    return cursor.after_key
-
-
 def _int_key(token: str, fhash: str) -> int | None:
-    key = _decode_token(token, fhash)
+    key = decode_token(token, fhash)
     if key is None:
         return None
     try:
@@ -480,8 +446,8 @@ class MemberServicer:
     async def ListPointTransactions(
         self, request: member_service_pb2.ListPointTransactionsRequest, context: Any
     ) -> member_service_pb2.ListPointTransactionsResponse:
-        size = _page_size(request.page_size)
-        fhash = _filter_hash("ListPointTransactions", request.member_id)
+        size = page_size(request.page_size)
+        fhash = filter_hash("ListPointTransactions", request.member_id)
         before = _int_key(request.page_token, fhash)
         await self._view(request.member_id)
         rows = await self.store.list_transactions(request.member_id, before, size + 1)
@@ -489,15 +455,15 @@ class MemberServicer:
         rows = rows[:size]
         return member_service_pb2.ListPointTransactionsResponse(
             transactions=[transaction_pb(t) for t in rows],
-            next_page_token=_encode_token(str(rows[-1].seq), fhash) if more else "",
+            next_page_token=encode_token(str(rows[-1].seq), fhash) if more else "",
         )
 
     @_domain_errors
     async def ListTierChanges(
         self, request: member_service_pb2.ListTierChangesRequest, context: Any
     ) -> member_service_pb2.ListTierChangesResponse:
-        size = _page_size(request.page_size)
-        fhash = _filter_hash("ListTierChanges", request.member_id)
+        size = page_size(request.page_size)
+        fhash = filter_hash("ListTierChanges", request.member_id)
         before = _int_key(request.page_token, fhash)
         await self._view(request.member_id)
         # Reading the member first re-evaluates a tier that the rolling window moved.
@@ -507,7 +473,7 @@ class MemberServicer:
         rows = rows[:size]
         return member_service_pb2.ListTierChangesResponse(
             tier_changes=[tier_change_pb(t) for t in rows],
-            next_page_token=_encode_token(str(rows[-1].seq), fhash) if more else "",
+            next_page_token=encode_token(str(rows[-1].seq), fhash) if more else "",
         )
 
     # ------------------------------------------------------------------ vehicles
@@ -546,9 +512,9 @@ class MemberServicer:
     async def ListVehicles(
         self, request: member_service_pb2.ListVehiclesRequest, context: Any
     ) -> member_service_pb2.ListVehiclesResponse:
-        size = _page_size(request.page_size)
-        fhash = _filter_hash("ListVehicles", request.member_id)
-        after = _decode_token(request.page_token, fhash)
+        size = page_size(request.page_size)
+        fhash = filter_hash("ListVehicles", request.member_id)
+        after = decode_token(request.page_token, fhash)
         await self._view(request.member_id)
         cars = await self.store.list_vehicles(request.member_id, after, size + 1)
         more = len(cars) > size
@@ -556,7 +522,7 @@ class MemberServicer:
         caller = current_caller()
         return member_service_pb2.ListVehiclesResponse(
             vehicles=[vehicle_pb(c, caller, request.member_id) for c in cars],
-            next_page_token=_encode_token(cars[-1].vin, fhash) if more else "",
+            next_page_token=encode_token(cars[-1].vin, fhash) if more else "",
         )
 
     @_domain_errors
