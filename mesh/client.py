@@ -49,6 +49,7 @@ from mesh import config as mesh_config
 from mesh.catalog import BY_NAME
 from mesh.identity import Caller, Kind, current_caller
 from mesh.keys import TokenError, mint_token
+from mesh.metrics import code_label
 
 log = logging.getLogger(__name__)
 
@@ -229,45 +230,11 @@ class _MethodMetrics:
         child = self.handled_by_code.get(code)
         if child is None:
             names = self.handled._labelnames
-            values = {**self.labels, "grpc_code": _code_label(code)}
+            values = {**self.labels, "grpc_code": code_label(code)}
             child = self.handled.labels(**{n: values.get(n, "") for n in names})
             self.handled_by_code[code] = child
         child.inc()
         self.seconds.observe(elapsed)
-
-
-# go-grpc-prometheus spells codes the Go way; dashboards and alert rules match on these.
-GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.OK: "OK",
-    grpc.StatusCode.CANCELLED: "Canceled",
-    grpc.StatusCode.UNKNOWN: "Unknown",
-    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
-    grpc.StatusCode.NOT_FOUND: "NotFound",
-    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
-    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
-    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
-    grpc.StatusCode.ABORTED: "Aborted",
-    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
-    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
-    grpc.StatusCode.INTERNAL: "Internal",
-    grpc.StatusCode.UNAVAILABLE: "Unavailable",
-    grpc.StatusCode.DATA_LOSS: "DataLoss",
-    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
-}
-
-
-def _code_label(code: grpc.StatusCode) -> str:
-    """The `grpc_code` label value: as mesh.metrics spells it for the server side if it
-    exports a `code_label()`, else the go-grpc-prometheus (Go) name."""
-    try:
-        fn = getattr(importlib.import_module("mesh.metrics"), "code_label", None)
-    except ImportError:
-        fn = None
-    if callable(fn):
-        return str(fn(code))
-    return GO_CODE_NAMES.get(code, code.name)
 
 
 class _Metrics:
