@@ -43,13 +43,14 @@ from typing import Any
 
 import grpc
 from grpc.aio import ClientCallDetails, Metadata
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 
 from mesh import config as mesh_config
 from mesh.catalog import BY_NAME
 from mesh.identity import Caller, Kind, current_caller
 from mesh.keys import TokenError, mint_token
 from mesh.metrics import code_label
+from mesh.tracing import attach_pending, current_span_context
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ class _Core:
         sampler then decides on a new root); only the header when it is not sampled."""
         if not self.tracing:
             return _NO_TRACING
-        ctx = trace.get_current_span().get_span_context()
+        ctx = current_span_context()
         if ctx.is_valid and not ctx.trace_flags.sampled:
             return _INJECT_ONLY
         return _CLIENT_SPAN if spans_allowed else _INJECT_ONLY
@@ -382,6 +383,7 @@ class _Core:
         if caller.kind is not Kind.ANONYMOUS and ON_BEHALF_OF not in metadata:
             metadata.add(ON_BEHALF_OF, caller.ref)
         if inject:
+            attach_pending()
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             for key, value in carrier.items():

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from opentelemetry import trace
+from mesh.tracing import current_span_context
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[email]"),
@@ -109,7 +109,7 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second_text}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        ctx = trace.get_current_span().get_span_context()
+        ctx = current_span_context()
         line: dict[str, Any] = {
             "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname,

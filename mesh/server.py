@@ -203,7 +203,7 @@ async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtim
             runtime,
             validate_stream=validates_stream(descriptor.methods_by_name[name]),
         )
-        wrapped[name] = await chain.build()
+        wrapped[name] = chain.build()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
     # grpc-stubs predates registered methods (grpcio >= 1.63), hence the cast.
     cast(Any, server).add_registered_method_handlers(service, wrapped)

@@ -1,10 +1,17 @@
-"""OpenTelemetry set-up from the standard OTEL_* variables, and the cheap sampling gate.
+"""OpenTelemetry set-up from the standard OTEL_* variables, the cheap sampling gate, and
+the server spans of sampled calls.
 
 opentelemetry-instrumentation-grpc costs ~75-100 µs per call even when the call is not
-sampled (context extraction, span objects). The gate decides sampling first, from the
-`traceparent` header and the configured ratio, exactly as ParentBased(TraceIdRatioBased)
-would; only sampled calls take the instrumented path. Unsampled calls get a
-NonRecordingSpan so downstream calls still propagate "not sampled" with the trace id.
+sampled (context extraction, span objects), and ~130 µs when it is. The gate decides
+sampling first, from the `traceparent` header and the configured ratio, exactly as
+ParentBased(TraceIdRatioBased) would. A sampled call gets a SERVER span with the
+attributes of the OpenTelemetry RPC semantic conventions, started straight on the SDK
+tracer (`ServerSpan`). An unsampled call only notes its (trace id, span id) in a context
+variable: the NonRecordingSpan that lets downstream calls propagate "not sampled" with the
+same trace id is built when something asks for it (`attach_pending`, called by
+mesh.client before it injects headers; `current_span_context`, used by the log lines).
+Code that calls another OpenTelemetry-instrumented library from an unsampled call calls
+`attach_pending()` first, or that library starts a trace of its own.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ import random
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
 
+import grpc
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
@@ -28,10 +38,23 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
+    RPC_GRPC_STATUS_CODE,
+    RPC_METHOD,
+    RPC_SERVICE,
+    RPC_SYSTEM,
+)
+from opentelemetry.semconv.attributes.network_attributes import (
+    NETWORK_PEER_ADDRESS,
+    NETWORK_PEER_PORT,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
 
 _TRACE_ID_MASK = (1 << 64) - 1
 _preset_trace_id: ContextVar[int] = ContextVar("marque_preset_trace_id", default=0)
+# (trace id, span id) of the unsampled call being served, until something needs the span.
+_pending: ContextVar[tuple[int, int] | None] = ContextVar("marque_unsampled", default=None)
 
 
 class PresetIdGenerator(IdGenerator):
@@ -91,7 +114,11 @@ class Tracing:
     """The tracer provider of a process and the gate parameters derived from its sampler."""
 
     provider: TracerProvider
-    ratio: float | None  # None: no gate, every call takes the instrumented path
+    ratio: float | None  # None: no gate, every call is given to the SDK's sampler
+
+    def __post_init__(self) -> None:
+        self.tracer = self.provider.get_tracer("mesh.tracing")
+        self._bound = _bound_for(self.ratio)
 
     @property
     def bound(self) -> int:
@@ -99,7 +126,8 @@ class Tracing:
         return _bound_for(self.ratio)
 
     def decide(self, traceparent: str | None) -> bool:
-        """True: take the instrumented path. False: a NonRecordingSpan has been attached."""
+        """True: trace the call (`ServerSpan`). False: it is not sampled, and its trace
+        context is pending (see `attach_pending`)."""
         ratio = self.ratio
         if ratio is None:
             return True
@@ -109,15 +137,15 @@ class Tracing:
                 trace_id, span_id, flags = parent
                 if flags & 1:
                     return True
-                _attach(trace_id, span_id)
+                _pending.set((trace_id, span_id))
                 return False
         if ratio >= 1.0:
             return True
         trace_id = random.getrandbits(128) or 1
-        if (trace_id & _TRACE_ID_MASK) < _bound_for(ratio):
+        if (trace_id & _TRACE_ID_MASK) < self._bound:
             _preset_trace_id.set(trace_id)
             return True
-        _attach(trace_id, random.getrandbits(64) or 1)
+        _pending.set((trace_id, random.getrandbits(64) or 1))
         return False
 
     def shutdown(self) -> None:
@@ -133,10 +161,94 @@ def _bound_for(ratio: float | None) -> int:
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
-def _attach(trace_id: int, span_id: int) -> None:
-    ctx = SpanContext(trace_id, span_id, is_remote=True, trace_flags=_NOT_SAMPLED)
-    # The call runs in its own task: the attached context ends with it, no detach needed.
+def attach_pending() -> None:
+    """Make the unsampled call's trace context OpenTelemetry's current one, so what is
+    called next propagates it (a no-op when there is none, or a span is current)."""
+    pending = _pending.get()
+    if pending is None:
+        return
+    _pending.set(None)
+    if trace.get_current_span().get_span_context().is_valid:
+        return
+    ctx = SpanContext(pending[0], pending[1], is_remote=True, trace_flags=_NOT_SAMPLED)
+    # A call runs in its own task: the attached context ends with it, no detach needed.
     otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ctx)))
+
+
+def current_span_context() -> SpanContext:
+    """The span context of the call being served, sampled or not (invalid outside one)."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        return ctx
+    pending = _pending.get()
+    if pending is None:
+        return ctx
+    return SpanContext(pending[0], pending[1], is_remote=True, trace_flags=_NOT_SAMPLED)
+
+
+# Codes that are the server's fault: the span's status is ERROR (RPC semantic conventions).
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+class ServerSpan:
+    """The SERVER span of one sampled call, current (with the caller's trace context and
+    baggage) until the call ends."""
+
+    __slots__ = ("span",)
+
+    def __init__(
+        self, tracing: Tracing, full_method: str, context: grpc.aio.ServicerContext
+    ) -> None:
+        service, _, method = full_method.lstrip("/").partition("/")
+        metadata = context.invocation_metadata() or ()
+        carrier = {k: v for k, v in metadata if k in _TRACE_HEADERS and isinstance(v, str)}
+        parent = propagate.extract(carrier) if carrier else None
+        attributes: dict[str, Any] = {
+            RPC_SYSTEM: "grpc",
+            RPC_SERVICE: service,
+            RPC_METHOD: method,
+        }
+        attributes.update(_peer_attributes(context.peer()))
+        self.span = tracing.tracer.start_span(
+            full_method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+        # A call runs in its own task: the attached context ends with it, no detach needed.
+        otel_context.attach(trace.set_span_in_context(self.span, parent))
+
+    def end(self, code: grpc.StatusCode, error: BaseException | None = None) -> None:
+        """Record the final status code (ERROR for server faults) and end the span.
+
+        Attributes are the required and recommended ones of the RPC conventions; each
+        costs the SDK's validation, so the optional ones are left out."""
+        span = self.span
+        span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+        if code in _SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR, code.name))
+            if error is not None:
+                span.record_exception(error)
+        span.end()
+
+
+def _peer_attributes(peer: str | None) -> dict[str, Any]:
+    """network.peer.* of a grpc peer string: "ipv4:10.0.0.1:5432", "ipv6:[::1]:5432"."""
+    kind, _, address = unquote(peer or "").partition(":")
+    if kind not in ("ipv4", "ipv6") or not address:
+        return {}
+    host, _, port = address.rpartition(":")
+    out: dict[str, Any] = {NETWORK_PEER_ADDRESS: host.strip("[]")}
+    if port.isdigit():
+        out[NETWORK_PEER_PORT] = int(port)
+    return out
 
 
 def parse_traceparent(value: str) -> tuple[int, int, int] | None:

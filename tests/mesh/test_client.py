@@ -389,3 +389,27 @@ def test_own_service_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client._own_service_name() is None
     monkeypatch.setenv("MARQUE_SERVICE_NAME", "lead")
     assert client._own_service_name() == "lead"
+
+
+async def test_a_served_unsampled_call_propagates_its_trace(
+    server: tuple[str, Recorder], served_deadline: list[float | None], spans: InMemorySpanExporter
+) -> None:
+    """Inside a served call the gate did not sample, mesh.client injects that call's trace
+    id as "not sampled" and records no client span."""
+    from mesh import tracing
+
+    target, rec = server
+    gate = tracing.configure("lead", env={"OTEL_TRACES_SAMPLER_ARG": "0"}, set_global=False)
+    stub = pb_grpc.TestingServiceStub(client.channel_to(target))
+
+    async def served() -> str:
+        assert gate.decide(None) is False
+        ctx = tracing.current_span_context()
+        await stub.Echo(pb.EchoRequest(message="cheap"))
+        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-00"
+
+    import asyncio
+
+    expected = await asyncio.create_task(served())  # a call is its own task, as when served
+    assert rec.seen[0]["metadata"]["traceparent"] == expected
+    assert spans.get_finished_spans() == ()

@@ -136,3 +136,14 @@ def test_buffered_handler_writes_at_once_off_the_loop() -> None:
         assert json.loads(stream.getvalue())["msg"] == "no loop, [phone]"
     finally:
         logger.removeHandler(handler)
+
+
+async def test_unsampled_calls_log_their_trace_id(tmp_path: Path, log_lines: io.StringIO) -> None:
+    tracing, exporter = traced({"OTEL_TRACES_SAMPLER_ARG": "0"})
+    async with serve(tmp_path, tracing_=tracing, access_log="all") as s:
+        reply = await s.stub.Echo(pb.EchoRequest(message="hi"), metadata=bearer(s.keys))
+    (line,) = [
+        json.loads(line) for line in log_lines.getvalue().splitlines() if '"mesh.access"' in line
+    ]
+    assert exporter.get_finished_spans() == ()
+    assert reply.trace_id and line["trace_id"] == reply.trace_id and len(line["span_id"]) == 16

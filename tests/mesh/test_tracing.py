@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 
+import grpc
 import pytest
 from marque.testing.v1 import testing_service_pb2 as pb
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from mesh.tracing import configure, parse_traceparent
+from mesh.tracing import attach_pending, configure, current_span_context, parse_traceparent
 from tests.mesh.serving import bearer, serve, traced
 
 RELAY = "/marque.testing.v1.TestingService/Relay"
@@ -118,3 +121,66 @@ def test_parse_traceparent() -> None:
 def test_sampler_from_env(env: dict[str, str], ratio: float | None) -> None:
     tracing = configure("lead", env=env, set_global=False)
     assert tracing.ratio == ratio
+
+
+async def test_server_spans_follow_the_rpc_conventions(tmp_path: Path) -> None:
+    tracing, exporter = traced()
+    async with serve(tmp_path, tracing_=tracing) as s:
+        md = bearer(s.keys)
+        await s.stub.Echo(pb.EchoRequest(message="m"), metadata=md)
+        for fail in ("not_found", "crash"):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await s.stub.Echo(pb.EchoRequest(message="m", fail_with=fail), metadata=md)
+    ok, not_found, crash = exporter.get_finished_spans()
+    for span in (ok, not_found, crash):
+        assert span.name == ECHO and span.kind is SpanKind.SERVER
+        assert span.attributes is not None
+        assert span.attributes["rpc.system"] == "grpc"
+        assert span.attributes["rpc.service"] == "marque.testing.v1.TestingService"
+        assert span.attributes["rpc.method"] == "Echo"
+        assert span.attributes["network.peer.address"] == "127.0.0.1"
+        assert isinstance(span.attributes["network.peer.port"], int)
+    codes = [s.attributes["rpc.grpc.status_code"] for s in (ok, not_found, crash) if s.attributes]
+    assert codes == [0, 5, 13]
+    # A client's mistake is not the server's error; a crash is, with its exception.
+    assert ok.status.status_code is StatusCode.UNSET and not ok.events
+    assert not_found.status.status_code is StatusCode.UNSET and not not_found.events
+    assert crash.status.status_code is StatusCode.ERROR
+    (event,) = crash.events
+    assert event.name == "exception" and event.attributes is not None
+    assert event.attributes["exception.type"] == "RuntimeError"
+
+
+async def test_a_sampled_parent_keeps_its_tracestate(tmp_path: Path) -> None:
+    tracing, exporter = traced({"OTEL_TRACES_SAMPLER_ARG": "0"})
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with serve(tmp_path, tracing_=tracing) as s:
+        await s.stub.Echo(
+            pb.EchoRequest(message="m"),
+            metadata=[*bearer(s.keys), ("traceparent", parent), ("tracestate", "vendor=abc")],
+        )
+    (span,) = exporter.get_finished_spans()
+    assert span.context.trace_state.get("vendor") == "abc"
+    assert span.parent is not None and span.parent.is_remote
+
+
+def test_unsampled_context_is_pending_until_asked_for() -> None:
+    """The gate only notes an unsampled call's ids; they become OpenTelemetry's current
+    context when asked for, and are injected as "not sampled" with the same trace id."""
+    tracing = configure("lead", env={"OTEL_TRACES_SAMPLER_ARG": "0"}, set_global=False)
+
+    def in_a_call() -> tuple[SpanContext, SpanContext, dict[str, str]]:
+        assert tracing.decide(None) is False
+        before = trace.get_current_span().get_span_context()
+        pending = current_span_context()
+        attach_pending()
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        assert trace.get_current_span().get_span_context() == pending
+        return before, pending, carrier
+
+    before, pending, carrier = contextvars.copy_context().run(in_a_call)
+    assert not before.is_valid  # nothing was built for the call itself
+    assert pending.is_valid and not pending.trace_flags.sampled
+    assert carrier["traceparent"] == f"00-{pending.trace_id:032x}-{pending.span_id:016x}-00"
+    assert not current_span_context().is_valid  # it stayed inside that call's context

@@ -11,11 +11,10 @@ import grpc
 import grpc.aio
 from marque.testing.v1 import testing_service_pb2 as pb
 from marque.testing.v1 import testing_service_pb2_grpc as pb_grpc
-from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace import TracerProvider
 
-from mesh import chain
+from mesh import chain, tracing
 from mesh.errors import (
     AlreadyExists,
     DomainError,
@@ -38,7 +37,7 @@ _ERRORS: dict[str, type[DomainError]] = {
 
 
 def _trace_id() -> str:
-    ctx = trace.get_current_span().get_span_context()
+    ctx = tracing.current_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 
@@ -67,6 +66,9 @@ class TestingServicer(pb_grpc.TestingServiceServicer):
         return pb.AdminEchoResponse(message=request.message)
 
     async def Relay(self, request: pb.RelayRequest, context: Any) -> pb.RelayResponse:
+        # Plain OpenTelemetry client instrumentation, not mesh.client: it needs the unsampled
+        # call's trace context made current first (mesh.client does that itself).
+        tracing.attach_pending()
         interceptors = aio_client_interceptors(tracer_provider=self.provider)
         deadline = chain.current_deadline()
         timeout = None if deadline is None else deadline - time.monotonic()
