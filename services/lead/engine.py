@@ -68,6 +68,12 @@ CREATE_DEALER = "CreateDealer"
 IMPORT_CHUNK = 500
 # How long a process trusts its copy of the dealer registry (see LeadEngine._dealers).
 DEALER_CACHE_SECONDS = 5.0
+# The writer keeps its connection between batches while they follow each other this
+# closely; after a longer pause it takes a fresh (pinged) one from the pool.
+WRITER_IDLE_SECONDS = 5.0
+# While SubmitLeads keep the writer busy, it waits this long for more of them before each
+# batch (see groupcommit.py): ~10% less CPU per call at 64 in flight, for 1 ms.
+WRITER_LINGER_SECONDS = 0.001
 MAX_LISTED_REJECTIONS = 1000
 
 
@@ -96,6 +102,51 @@ def _channel_of(payload: Payload) -> str:
 def utcnow() -> dt.datetime:
     """The clock; tests replace it on the engine."""
     return dt.datetime.now(dt.UTC)
+
+
+class HeldConnection:
+    """The writer's connection, kept from one batch to the next.
+
+    Checking a connection out of the pool for every batch costs a ping on checkout and a
+    rollback on return: two more hand-overs to the SQLite thread or two more PostgreSQL
+    round trips per batch. Every batch ends its own transaction (commit, or rollback on
+    error), so the connection is idle between batches. A batch that fails drops it (it
+    may be broken); a pause longer than `idle_seconds` returns it to the pool, so the next
+    batch gets a pinged one.
+    """
+
+    def __init__(self, db: Database, idle_seconds: float = WRITER_IDLE_SECONDS) -> None:
+        self._db = db
+        self._idle = idle_seconds
+        self._conn: AsyncConnection | None = None
+        self._last = 0.0
+
+    async def get(self) -> AsyncConnection:
+        """The connection for the next batch."""
+        if self._conn is not None and time.monotonic() - self._last > self._idle:
+            await self.close()
+        if self._conn is None:
+            self._conn = await self._db.engine.connect()
+        return self._conn
+
+    def done(self) -> None:
+        """The batch ended its transaction; keep the connection."""
+        self._last = time.monotonic()
+
+    async def drop(self) -> None:
+        """The batch failed: discard the connection rather than trust it again."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.invalidate()
+            finally:
+                await conn.close()
+
+    async def close(self) -> None:
+        """Return the connection to the pool (idle, or the writer stops)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +227,12 @@ class LeadEngine:
         self._dealer_cache: tuple[float, list[Dealer]] | None = None
         self._load_rows: set[tuple[str, dt.date]] = set()
         self.writer: GroupCommitter[Submission, Submitted] = GroupCommitter(
-            self._write_batch, max_batch=max_batch, name="lead-writer"
+            self._write_batch,
+            max_batch=max_batch,
+            name="lead-writer",
+            linger=WRITER_LINGER_SECONDS,
         )
+        self._writer_conn = HeldConnection(db)
 
     async def start(self) -> None:
         """Start the writer task (on the serving loop)."""
@@ -186,6 +241,7 @@ class LeadEngine:
     async def stop(self) -> None:
         """Finish pending writes, stop the writer."""
         await self.writer.stop()
+        await self._writer_conn.close()
 
     # -------------------------------------------------------------------------- intake
 
@@ -295,7 +351,23 @@ class LeadEngine:
         return summary
 
     async def _write_batch(self, batch: Sequence[Submission]) -> list[Submitted | BaseException]:
-        """One transaction for the whole batch (see the module docstring)."""
+        """One transaction for the whole batch (see the module docstring), on the writer's
+        held connection."""
+        if self._dealers_stale():
+            async with self.db.engine.connect() as conn:
+                await self._dealers(conn)
+        conn = await self._writer_conn.get()
+        try:
+            results = await self._write_batch_on(conn, batch)
+        except BaseException:
+            await self._writer_conn.drop()
+            raise
+        self._writer_conn.done()
+        return results
+
+    async def _write_batch_on(
+        self, conn: AsyncConnection, batch: Sequence[Submission]
+    ) -> list[Submitted | BaseException]:
         now = self.clock()
         today = now.date()
         rids = [s.clean.request_id for s in batch if s.clean.request_id]
@@ -311,105 +383,97 @@ class LeadEngine:
             + [f"r|{r}" for r in rids]
         )
         results: list[Submitted | BaseException] = []
-        if self._dealers_stale():
-            async with self.db.engine.connect() as conn:
-                await self._dealers(conn)
-        async with self.db.engine.connect() as conn:
-            # Every lookup in one call: one hand-over to the SQLite thread, or one
-            # PostgreSQL pipeline (see store.py).
-            dealers = await self._dealers(conn)
-            load_ids = self._load_ids(dealers, batch)
-            lookup = store.postgres_batch_lookup if self.is_postgres else store.sqlite_batch_lookup
-            found = await lookup(
-                conn,
-                lock_keys=lock_keys,
-                method=SUBMIT,
-                request_ids=rids,
-                pairs=pairs,
-                keys=keys,
-                day=today,
-                load_ids=load_ids,
-                missing_load_rows=[d for d in load_ids if (d, today) not in self._load_rows],
-            )
-            by_request, by_channel, key_db = found.by_request, found.by_channel, found.key_db
-            state, loads = found.leads, found.loads
-            by_brand: dict[str, list[Dealer]] = {}
-            added: dict[str, int] = {}
-            created: dict[str, Lead] = {}
-            changed: dict[str, Lead] = {}
-            new_tps: list[tuple[str, store.Touchpoint]] = []
-            key_now: dict[tuple[str, str], str] = dict(key_db)
-            remembered: list[tuple[str, str, str]] = []
+        # Every lookup in one call: one hand-over to the SQLite thread, or one
+        # PostgreSQL pipeline (see store.py).
+        dealers = await self._dealers(conn)
+        load_ids = self._load_ids(dealers, batch)
+        lookup = store.postgres_batch_lookup if self.is_postgres else store.sqlite_batch_lookup
+        found = await lookup(
+            conn,
+            lock_keys=lock_keys,
+            method=SUBMIT,
+            request_ids=rids,
+            pairs=pairs,
+            keys=keys,
+            day=today,
+            load_ids=load_ids,
+            missing_load_rows=[d for d in load_ids if (d, today) not in self._load_rows],
+        )
+        by_request, by_channel, key_db = found.by_request, found.by_channel, found.key_db
+        state, loads = found.leads, found.loads
+        by_brand: dict[str, list[Dealer]] = {}
+        added: dict[str, int] = {}
+        created: dict[str, Lead] = {}
+        changed: dict[str, Lead] = {}
+        new_tps: list[tuple[str, store.Touchpoint]] = []
+        key_now: dict[tuple[str, str], str] = dict(key_db)
+        remembered: list[tuple[str, str, str]] = []
 
-            for sub in batch:
-                clean = sub.clean
-                key = (clean.contact_key, clean.brand_key)
-                pair = (clean.channel.value, clean.channel_lead_id)
-                same_request = state.get(by_request.get(clean.request_id, ""))
-                same_channel = (
-                    state.get(by_channel.get(pair, "")) if clean.channel_lead_id else None
-                )
-                current = state.get(key_now.get(key, ""))
-                try:
-                    res = intake(
-                        clean,
-                        lead_id=new_lead_id(now),
-                        now=now,
-                        actor=sub.actor,
-                        payload_ref=sub.payload_ref,
-                        same_request=same_request,
-                        same_channel_lead=same_channel,
-                        candidates=[current] if current is not None else [],
-                        dealers=_selling(by_brand, dealers, clean.brand_key),
-                        assigned_today=loads,
-                        config=self.config,
-                        walk_in_dealer_id=sub.walk_in_dealer_id,
-                    )
-                except DomainError as e:
-                    results.append(e)
-                    continue
-                lead = res.lead
-                if res.outcome is not SubmitOutcome.DUPLICATE:
-                    state[lead.id] = lead
-                    if res.outcome is SubmitOutcome.CREATED or lead.id in created:
-                        created[lead.id] = lead
-                        key_now[key] = lead.id
-                    else:
-                        changed[lead.id] = lead
-                    new_tps.append((lead.id, lead.touchpoints[-1]))
-                    if clean.channel_lead_id:
-                        by_channel[pair] = lead.id
-                    if res.routed is not None and res.routed.dealer_id is not None:
-                        d = res.routed.dealer_id
-                        loads[d] = loads.get(d, 0) + 1
-                        added[d] = added.get(d, 0) + 1
-                if clean.request_id and clean.request_id not in by_request:
-                    by_request[clean.request_id] = lead.id
-                    remembered.append((clean.request_id, lead.id, res.outcome.value))
-                results.append(Submitted(res.outcome, lead))
-
-            key_inserts = [(c, b, i) for (c, b), i in key_now.items() if (c, b) not in key_db]
-            key_updates = [
-                (c, b, i)
-                for (c, b), i in key_now.items()
-                if (c, b) in key_db and key_db[(c, b)] != i
-            ]
-            write = store.postgres_batch_write if self.is_postgres else store.sqlite_batch_write
-            await write(
-                conn,
-                store.BatchWrites(
-                    created=list(created.values()),
-                    changed=list(changed.values()),
-                    touchpoints=new_tps,
-                    key_inserts=key_inserts,
-                    key_updates=key_updates,
-                    requests=remembered,
-                    method=SUBMIT,
+        for sub in batch:
+            clean = sub.clean
+            key = (clean.contact_key, clean.brand_key)
+            pair = (clean.channel.value, clean.channel_lead_id)
+            same_request = state.get(by_request.get(clean.request_id, ""))
+            same_channel = state.get(by_channel.get(pair, "")) if clean.channel_lead_id else None
+            current = state.get(key_now.get(key, ""))
+            try:
+                res = intake(
+                    clean,
+                    lead_id=new_lead_id(now),
                     now=now,
-                    day=today,
-                    added=added,
-                ),
-            )
+                    actor=sub.actor,
+                    payload_ref=sub.payload_ref,
+                    same_request=same_request,
+                    same_channel_lead=same_channel,
+                    candidates=[current] if current is not None else [],
+                    dealers=_selling(by_brand, dealers, clean.brand_key),
+                    assigned_today=loads,
+                    config=self.config,
+                    walk_in_dealer_id=sub.walk_in_dealer_id,
+                )
+            except DomainError as e:
+                results.append(e)
+                continue
+            lead = res.lead
+            if res.outcome is not SubmitOutcome.DUPLICATE:
+                state[lead.id] = lead
+                if res.outcome is SubmitOutcome.CREATED or lead.id in created:
+                    created[lead.id] = lead
+                    key_now[key] = lead.id
+                else:
+                    changed[lead.id] = lead
+                new_tps.append((lead.id, lead.touchpoints[-1]))
+                if clean.channel_lead_id:
+                    by_channel[pair] = lead.id
+                if res.routed is not None and res.routed.dealer_id is not None:
+                    d = res.routed.dealer_id
+                    loads[d] = loads.get(d, 0) + 1
+                    added[d] = added.get(d, 0) + 1
+            if clean.request_id and clean.request_id not in by_request:
+                by_request[clean.request_id] = lead.id
+                remembered.append((clean.request_id, lead.id, res.outcome.value))
+            results.append(Submitted(res.outcome, lead))
+
+        key_inserts = [(c, b, i) for (c, b), i in key_now.items() if (c, b) not in key_db]
+        key_updates = [
+            (c, b, i) for (c, b), i in key_now.items() if (c, b) in key_db and key_db[(c, b)] != i
+        ]
+        write = store.postgres_batch_write if self.is_postgres else store.sqlite_batch_write
+        await write(
+            conn,
+            store.BatchWrites(
+                created=list(created.values()),
+                changed=list(changed.values()),
+                touchpoints=new_tps,
+                key_inserts=key_inserts,
+                key_updates=key_updates,
+                requests=remembered,
+                method=SUBMIT,
+                now=now,
+                day=today,
+                added=added,
+            ),
+        )
         self._load_rows.update((d, today) for d in load_ids)
         return results
 

@@ -9,7 +9,11 @@ after that commit resolves each caller's future: acknowledged means committed.
 
 Under light load a batch is a single item and latency is one transaction; under heavy load
 batches grow by themselves (items queue while the previous batch commits), so throughput
-rises with concurrency instead of collapsing. No timer waits for a batch to fill.
+rises with concurrency instead of collapsing. Each batch also has a fixed cost (hand-overs
+to the database thread or round trips, one statement per table), so while the writer is
+busy (its previous batch held at least `siblings` items) it lingers `linger` seconds
+before taking the next one, letting callers that are about to enqueue join it: PostgreSQL's
+own `commit_delay`/`commit_siblings`. A lone caller never waits for company.
 
 A failing batch must not fail its neighbours: when `process` raises for a whole batch
 (a database error), every item is retried alone, so one poisoned item fails only its own
@@ -45,11 +49,23 @@ class _Job(Generic[T, R]):
 class GroupCommitter(Generic[T, R]):
     """Serialises writes of one process through one writer task, committing them in groups."""
 
-    def __init__(self, process: BatchFn[T, R], *, max_batch: int = 256, name: str = "writer"):
+    def __init__(
+        self,
+        process: BatchFn[T, R],
+        *,
+        max_batch: int = 256,
+        name: str = "writer",
+        linger: float = 0.0,
+        siblings: int = 2,
+    ):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if linger < 0 or siblings < 1:
+            raise ValueError("linger must be >= 0 and siblings >= 1")
         self._process = process
         self._max_batch = max_batch
+        self._linger = linger
+        self._siblings = siblings
         self._name = name
         self._queue: asyncio.Queue[_Job[T, R] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -90,8 +106,11 @@ class GroupCommitter(Generic[T, R]):
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def _run(self) -> None:
+        previous = 0  # items in the previous batch
         while True:
             first = await self._queue.get()
+            if self._linger and previous >= self._siblings and first is not None:
+                await asyncio.sleep(self._linger)
             batch: list[_Job[T, R]] = []
             stop = first is None
             if first is not None:
@@ -102,6 +121,7 @@ class GroupCommitter(Generic[T, R]):
                     stop = True
                     continue
                 batch.append(job)
+            previous = len(batch)
             if batch:
                 await self._commit(batch)
             if stop and self._queue.empty():

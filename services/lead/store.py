@@ -564,15 +564,15 @@ async def insert_dealer(conn: AsyncConnection, dealer: Dealer, actor: str) -> bo
 # keeps every statement's text constant whatever the batch size, and is still a search on
 # the index (the same ones as the Core queries above).
 
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
-
 
 def _sqlite_value(value: Any) -> Any:
     """A Python value as the column types store it on SQLite (UTC text, JSON text)."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.UTC).strftime(_SQLITE_TIME)
+        # SQLAlchemy's SQLite DATETIME text, "YYYY-MM-DD HH:MM:SS.ffffff" (isoformat is
+        # several times cheaper than strftime).
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     if isinstance(value, list | tuple):
         return json.dumps(list(value))
     return value

@@ -84,13 +84,51 @@ def test_every_format_of_a_cn_mobile_normalises_to_the_same_e164(number: str) ->
 def test_an_eleven_digit_number_is_accepted_only_if_libphonenumber_says_mobile(
     number: str,
 ) -> None:
-    parsed = phonenumbers.parse(number, "CN")
+    try:
+        parsed = phonenumbers.parse(number, "CN")
+    except phonenumbers.NumberParseException:  # e.g. 110... read as a short service code
+        assert check_mobile(number, "CN").e164 is None
+        return
     is_mobile = (
         phonenumbers.is_valid_number(parsed)
         and phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.MOBILE
         and not is_junk_digits(number)
     )
     assert (check_mobile(number, "CN").e164 is not None) == is_mobile
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.sampled_from(["1", "44", "49", "33", "81", "852", "86", "61", "971"]),
+    st.from_regex(r"\A[0-9]{6,12}\Z"),
+)
+def test_international_numbers_are_judged_as_libphonenumber_judges_them(
+    country: str, digits: str
+) -> None:
+    """check_mobile looks the region and the type up once instead of calling
+    is_valid_number: it must accept exactly the valid mobiles libphonenumber knows."""
+    text = f"+{country}{digits}"
+    parsed = phonenumbers.parse(text)
+    mobile_types = (
+        {phonenumbers.PhoneNumberType.MOBILE}
+        if phonenumbers.region_code_for_number(parsed) == "CN"
+        else {
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        }
+    )
+    expected = (
+        phonenumbers.is_possible_number(parsed)
+        and phonenumbers.is_valid_number(parsed)
+        and phonenumbers.number_type(parsed) in mobile_types
+        and not is_junk_digits(str(parsed.national_number))
+    )
+    result = check_mobile(text, "CN")
+    assert (result.e164 is not None) == expected, (text, result)
+    if expected:
+        assert result.e164 == phonenumbers.format_number(
+            parsed, phonenumbers.PhoneNumberFormat.E164
+        )
 
 
 @settings(deadline=None)

@@ -58,3 +58,37 @@ async def test_stop_drains_then_refuses() -> None:
     assert [p.result() for p in pending] == [i * 2 for i in range(10)]
     with pytest.raises(WriterStopped):
         await writer.submit(1)
+
+
+async def _staggered(writer: GroupCommitter[int, int]) -> list[int]:
+    """Two at once, one while they commit, one after that commit is done."""
+
+    async def later(delay: float, item: int) -> int:
+        await asyncio.sleep(delay)
+        return await writer.submit(item)
+
+    return list(
+        await asyncio.gather(writer.submit(0), writer.submit(1), later(0.005, 2), later(0.04, 3))
+    )
+
+
+@pytest.mark.parametrize(
+    ("linger", "batches"), [(0.0, [[0, 1], [2], [3]]), (0.1, [[0, 1], [2, 3]])]
+)
+async def test_a_busy_writer_lingers_for_company(linger: float, batches: list[list[int]]) -> None:
+    rec = Recorder()
+    writer = GroupCommitter(rec, linger=linger)
+    writer.start()
+    assert await _staggered(writer) == [0, 2, 4, 6]
+    await writer.stop()
+    assert rec.batches == batches
+
+
+async def test_a_lone_caller_never_waits_for_company() -> None:
+    rec = Recorder()
+    writer = GroupCommitter(rec, linger=30.0)  # would time the test out if it applied
+    writer.start()
+    for i in range(3):
+        assert await asyncio.wait_for(writer.submit(i), timeout=5) == i * 2
+    await writer.stop()
+    assert rec.batches == [[0], [1], [2]]

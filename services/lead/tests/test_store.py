@@ -256,3 +256,64 @@ async def test_lead_ids_sort_by_time() -> None:
     ids = [new_lead_id(t + dt.timedelta(milliseconds=i)) for i in range(50)]
     assert ids == sorted(ids)
     assert all(len(i) == 28 and i.startswith("L") for i in ids)
+
+
+def _pool_events(engine: LeadEngine) -> dict[str, int]:
+    """Counts of pool check-outs and invalidations on the engine's database."""
+    seen = {"checkout": 0, "invalidate": 0}
+    sync = engine.db.engine.sync_engine
+
+    @sa.event.listens_for(sync, "checkout")
+    def _checkout(*_: object) -> None:
+        seen["checkout"] += 1
+
+    @sa.event.listens_for(sync, "invalidate")
+    def _invalidate(*_: object) -> None:
+        seen["invalidate"] += 1
+
+    return seen
+
+
+async def test_writer_keeps_its_connection_between_batches(engine: LeadEngine) -> None:
+    await engine.submit(lead_input("13800138001"), SERVICE, "p0")  # connects, reads dealers
+    seen = _pool_events(engine)
+    for i in range(2, 5):
+        await engine.submit(lead_input(f"1380013800{i}"), SERVICE, f"p{i}")
+    assert seen == {"checkout": 0, "invalidate": 0}
+    assert engine.writer.batches == 4
+
+
+async def test_writer_takes_a_fresh_connection_after_a_pause(engine: LeadEngine) -> None:
+    engine._writer_conn._idle = 0.0  # every gap between batches counts as a pause
+    await engine.submit(lead_input("13800138001"), SERVICE, "p0")
+    seen = _pool_events(engine)
+    for i in range(2, 5):
+        await engine.submit(lead_input(f"1380013800{i}"), SERVICE, f"p{i}")
+    assert seen == {"checkout": 3, "invalidate": 0}
+
+
+async def test_a_failed_batch_drops_the_writer_connection(
+    engine: LeadEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await engine.submit(lead_input("13800138001"), SERVICE, "p0")
+    name = "postgres_batch_write" if engine.is_postgres else "sqlite_batch_write"
+    real = getattr(store, name)
+    calls: list[int] = []
+
+    async def fails_once(conn: object, w: store.BatchWrites) -> None:
+        calls.append(len(w.created))
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("connection lost"))
+        await real(conn, w)
+
+    monkeypatch.setattr(store, name, fails_once)
+    seen = _pool_events(engine)
+    first, second = await asyncio.gather(
+        engine.submit(lead_input("13800138002"), SERVICE, "p2"),
+        engine.submit(lead_input("13800138003"), SERVICE, "p3"),
+    )
+    # The batch of two failed, its connection was discarded, each was retried alone.
+    assert calls == [2, 1, 1]
+    assert first.outcome is second.outcome is SubmitOutcome.CREATED
+    assert seen["invalidate"] == 1 and seen["checkout"] == 1
+    assert await count(engine, store.leads) == 3
