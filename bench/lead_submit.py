@@ -15,7 +15,9 @@ more than one; the load client runs on the others):
 The client drives SubmitLead with distinct mobiles at a fixed concurrency for a bounded
 time after a warm-up and prints QPS, p50, p99 and the ratios. Then it streams 100k
 generated rows (a few bad, some repeated mobiles) through ImportLeads on a fresh lead
-server and prints rows/s, seconds and that server's peak RSS (getrusage in the server).
+server and prints rows/s, seconds and that server's peak RSS (getrusage in the server),
+beside the bare server counting the same rows and the naive one importing the first
+5000 of them (one commit per row: all 100k would take minutes).
 
 PostgreSQL runs when `MARQUE_BENCH_POSTGRES_URL` or `MARQUE_TEST_POSTGRES_URL` is set: a
 throwaway database is created beside the one named there and dropped afterwards.
@@ -572,7 +574,24 @@ async def run_import(
     finally:
         bare.stop()
     print(f"  {'bare (count only)':<22} {args.rows / bare_s:8.0f} rows/s  {bare_s:6.1f} s")
+    # The naive service commits row by row: a bounded prefix of the same rows gives its rate.
+    naive_rows = min(args.rows, args.naive_import_rows)
     for backend, base_url in backends:
+        naive_rate = 0.0
+        if naive_rows:
+            with throwaway_postgres(base_url, "naiveimport") as pg:
+                url = pg or f"sqlite+aiosqlite:///{tmp / 'naive-import.db'}"
+                naive = ServerProcess("naive", url, server_core, env)
+                try:
+                    _, naive_s = await import_phase(naive.target, token, naive_rows, "134")
+                finally:
+                    naive.stop()
+            naive_rate = naive_rows / naive_s
+            print(
+                f"  {'naive ORM (' + backend + ')':<22} {naive_rate:8.0f} rows/s  "
+                f"{naive_s:6.1f} s for the first {naive_rows} rows",
+                flush=True,
+            )
         with throwaway_postgres(base_url, "import") as pg:
             url = pg or f"sqlite+aiosqlite:///{tmp / 'import.db'}"
             lead = ServerProcess("lead", url, server_core, env)
@@ -580,9 +599,10 @@ async def run_import(
                 summary, secs = await import_phase(lead.target, token, args.rows, "136")
             finally:
                 peak = lead.stop()
+            vs_naive = f"  {args.rows / secs / naive_rate:5.1f}x naive" if naive_rate else ""
             print(
                 f"  {'lead (' + backend + ')':<22} {args.rows / secs:8.0f} rows/s  {secs:6.1f} s"
-                f"  peak RSS {peak:6.1f} MB (at start {lead.start_rss_mb:.1f} MB)"
+                f"{vs_naive}  peak RSS {peak:6.1f} MB (at start {lead.start_rss_mb:.1f} MB)"
                 f"  created {summary.created} merged {summary.merged}"
                 f" duplicates {summary.duplicates} rejected {summary.rejected}",
                 flush=True,
@@ -606,6 +626,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per phase")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
     parser.add_argument("--rows", type=int, default=100_000, help="ImportLeads rows (0: skip)")
+    parser.add_argument(
+        "--naive-import-rows",
+        type=int,
+        default=5_000,
+        help="rows the naive service imports (it commits each; 0: skip it)",
+    )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--phases", default="submit,import", help="comma-separated: submit, import")
     parser.add_argument("--serve", choices=["bare", "naive", "lead"], help=argparse.SUPPRESS)
