@@ -588,6 +588,22 @@ _LEAD_BOOLS = frozenset(
     {"test_drive_requested", "consent_contact", "consent_marketing", "consent_share"}
 )
 _TP_COLUMNS = ("lead_id", "channel", "channel_lead_id", "occur_time", "payload_ref", "request_id")
+_LEAD_TIME_AT = tuple(i for i, c in enumerate(_LEAD_COLUMNS) if c in _LEAD_TIMES)
+_LEAD_REASONS_AT = _LEAD_COLUMNS.index("rating_reasons")
+
+
+def _sqlite_lead_values(lead: Lead) -> list[Any]:
+    """A lead's `leads` row in column order, stored as `_sqlite_value` would store each
+    value, converting only the columns that need it (a generic conversion of all 33
+    values costs ~30 µs per lead in a busy server)."""
+    row = lead_row(lead)
+    values = [row[c] for c in _LEAD_COLUMNS]
+    for i in _LEAD_TIME_AT:
+        values[i] = _sqlite_value(values[i])
+    values[_LEAD_REASONS_AT] = _sqlite_value(values[_LEAD_REASONS_AT])
+    return values
+
+
 _IDS = "(SELECT value FROM json_each(?))"
 _SQL_REQUESTS = (
     f"SELECT request_id, resource_id FROM request_ids WHERE method = ? AND request_id IN {_IDS}"
@@ -749,10 +765,10 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
     changed leads written back whole, touchpoints, (contact, brand) keys pointed at their
     current lead, request ids remembered, dealer counts raised; rolled back whole on any
     error."""
-    new_rows = [[_sqlite_value(v) for v in lead_row(lead).values()] for lead in w.created]
+    new_rows = [_sqlite_lead_values(lead) for lead in w.created]
     changed_rows = []
     for lead in w.changed:
-        row = [_sqlite_value(v) for v in lead_row(lead).values()]
+        row = _sqlite_lead_values(lead)
         changed_rows.append([*row[1:], row[0]])
     now = _sqlite_value(w.now)
     tp_rows = [

@@ -79,7 +79,7 @@ def name_problem(name: str) -> str | None:
     key = name.casefold()
     if key in _JUNK_NAMES or _JUNK_NAME_PATTERN.match(key):
         return "looks like a test or placeholder name"
-    if not any(ch.isalpha() for ch in key):
+    if not any(map(str.isalpha, key)):
         return "contains no letters"
     compact = key.replace(" ", "")
     if len(set(compact)) == 1 and (len(compact) >= 3 or compact.isascii()):

@@ -317,3 +317,14 @@ async def test_a_failed_batch_drops_the_writer_connection(
     assert first.outcome is second.outcome is SubmitOutcome.CREATED
     assert seen["invalidate"] == 1 and seen["checkout"] == 1
     assert await count(engine, store.leads) == 3
+
+
+async def test_sqlite_rows_convert_every_column_that_needs_it(engine: LeadEngine) -> None:
+    """The fast row builder converts only the time and list columns: it must give what
+    converting every value of `lead_row` in table-column order gives."""
+    lead = (await engine.submit(lead_input(email="li@example.com"), SERVICE, "p")).lead
+    row = store.lead_row(lead)
+    columns = [c.name for c in store.leads.c]
+    generic = [store._sqlite_value(row[c]) for c in columns]
+    assert store._sqlite_lead_values(lead) == generic
+    assert set(row) == set(columns)
