@@ -49,6 +49,12 @@ _GO_CODES: dict[grpc.StatusCode, str] = {
 }
 
 
+# Status codes by number: the chain counts codes in a list indexed by number, because
+# hashing an Enum member runs Python code (Enum.__hash__) on every call.
+_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+_CODE_SLOTS = max(_BY_NUMBER) + 1
+
+
 def code_label(code: grpc.StatusCode) -> str:
     """The `grpc_code` label value of a status code, as go-grpc-prometheus spells it."""
     return _GO_CODES.get(code, code.name)
@@ -85,7 +91,7 @@ class MethodStats:
         self.started = 0
         self.received = 0
         self.sent = 0
-        self.handled: dict[grpc.StatusCode, int] = {}
+        self.handled = [0] * _CODE_SLOTS  # calls by status code number
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
         self.count = 0
@@ -94,7 +100,7 @@ class MethodStats:
 
     def done(self, code: grpc.StatusCode, seconds: float) -> None:
         """Count a finished call and observe its duration."""
-        self.handled[code] = self.handled.get(code, 0) + 1
+        self.handled[code._value_[0]] += 1
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
         self.total += seconds
         self.count += 1
@@ -143,8 +149,9 @@ class _ServerCollector(Collector):
             started.add_metric(labels, s.started)
             received.add_metric(labels, s.received)
             sent.add_metric(labels, s.sent)
-            for code, n in list(s.handled.items()):
-                handled.add_metric([*labels, code_label(code)], n)
+            for number, n in enumerate(list(s.handled)):
+                if n:
+                    handled.add_metric([*labels, code_label(_BY_NUMBER[number])], n)
             cumulative, rows = 0, []
             for bound, n in zip((*BUCKETS, float("inf")), s.buckets, strict=True):
                 cumulative += n

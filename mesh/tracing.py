@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -207,11 +207,15 @@ class ServerSpan:
     __slots__ = ("span",)
 
     def __init__(
-        self, tracing: Tracing, full_method: str, context: grpc.aio.ServicerContext
+        self,
+        tracing: Tracing,
+        full_method: str,
+        context: grpc.aio.ServicerContext,
+        metadata: Sequence[tuple[str, str | bytes]] | None = None,
     ) -> None:
         service, _, method = full_method.lstrip("/").partition("/")
-        metadata = context.invocation_metadata() or ()
-        carrier = {k: v for k, v in metadata if k in _TRACE_HEADERS and isinstance(v, str)}
+        pairs = metadata if metadata is not None else (context.invocation_metadata() or ())
+        carrier = {k: v for k, v in pairs if k in _TRACE_HEADERS and isinstance(v, str)}
         parent = propagate.extract(carrier) if carrier else None
         attributes: dict[str, Any] = {
             RPC_SYSTEM: "grpc",
