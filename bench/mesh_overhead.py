@@ -14,7 +14,12 @@ The load comes from h2load (nghttp2-client) replaying a prepared gRPC request wh
 installed, so the figures are the server's; else from a Python grpc.aio client (which costs
 about as much CPU as the server). The table says which one measured.
 
-    python -m bench.mesh_overhead [--seconds 5] [--warmup 1] [--concurrency 64] [--rounds 2]
+    python -m bench.mesh_overhead [--seconds 5] [--warmup 1] [--concurrency 64] [--rounds 3]
+
+`--instructions` measures instead what a shared machine's noise cannot move: each server
+runs under `valgrind --tool=callgrind`, its counters are zeroed after 800 warm-up calls
+from h2load and read after `--calls` more (all threads), and the table gives instructions
+per call (needs valgrind and h2load; about half a minute per server).
 """
 
 from __future__ import annotations
@@ -367,6 +372,101 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
     return results
 
 
+def _echo_request(workdir: Path) -> Path:
+    from marque.testing.v1 import testing_service_pb2 as pb
+
+    body = pb.EchoRequest(message="hello mesh").SerializeToString()
+    request = workdir / "echo.bin"
+    request.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
+    return request
+
+
+def _h2load_calls(target: str, token: str, request: Path, calls: int) -> None:
+    cmd = [
+        "h2load",
+        f"-n{calls}",
+        "-c4",
+        "-m16",
+        "-d",
+        str(request),
+        "-H",
+        "te: trailers",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        f"authorization: Bearer {token}",
+        f"http://{target}/{SERVICE}/Echo",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if f"{calls} succeeded" not in out.stdout:
+        raise RuntimeError(f"h2load under callgrind failed: {out.stdout[-300:]}")
+
+
+def instructions(args: argparse.Namespace) -> dict[str, float]:
+    """Instructions per call of each kind under callgrind (deterministic)."""
+    from mesh.identity import Caller, Kind
+    from mesh.keys import load_keys, mint_token
+
+    if not (
+        shutil.which("valgrind") and shutil.which("callgrind_control") and shutil.which("h2load")
+    ):
+        raise SystemExit("--instructions needs valgrind (callgrind_control) and h2load")
+    counts: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="marque-bench-cg-") as tmp:
+        workdir = Path(tmp)
+        env = {
+            **os.environ,
+            "MARQUE_VAR_DIR": tmp,
+            "MARQUE_GRPC_PORT": "0",
+            "MARQUE_METRICS_PORT": "0",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")]),
+        }
+        token = mint_token(Caller(Kind.OEM, "bench"), keys=load_keys({"MARQUE_VAR_DIR": tmp}))
+        request = _echo_request(workdir)
+        for kind in args.kinds:
+            out_file = workdir / f"callgrind.{kind}"
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out_file}",
+                sys.executable,
+                "-m",
+                "bench.mesh_overhead",
+                "--serve",
+                kind,
+            ]
+            proc, line = start_server(
+                cmd,
+                "PORT",
+                on_failure=lambda p: stop_server(p, timeout=30),
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                target = f"127.0.0.1:{int(line[1])}"
+                _h2load_calls(target, token, request, 800)
+                control = ["callgrind_control", str(proc.pid)]
+                subprocess.run([*control[:1], "-z", *control[1:]], capture_output=True, check=True)
+                _h2load_calls(target, token, request, args.calls)
+                subprocess.run([*control[:1], "-d", *control[1:]], capture_output=True, check=True)
+            finally:
+                stop_server(proc, timeout=60)
+            dumps = sorted(workdir.glob(f"callgrind.{kind}.*"))
+            total = next(
+                int(text.split()[1])
+                for text in dumps[0].read_text().splitlines()
+                if text.startswith(("summary:", "totals:"))
+            )
+            counts[kind] = total / args.calls
+    bare = counts.get("bare")
+    print(f"\ninstructions per call (callgrind, {args.calls} calls after 800, all threads)")
+    for kind, n in counts.items():
+        vs = f"  bare's rate at this cost: {bare / n:.1%}" if bare else ""
+        print(f"{LABELS[kind]:32} {n / 1000:8.1f}k{vs}")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line entry."""
     parser = argparse.ArgumentParser(prog="python -m bench.mesh_overhead")
@@ -376,10 +476,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--python-client", action="store_true", help="do not use h2load")
+    parser.add_argument(
+        "--instructions", action="store_true", help="instructions per call under callgrind"
+    )
+    parser.add_argument("--calls", type=int, default=2000, help="calls counted (--instructions)")
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve_main(args.serve)
+        return
+    if args.instructions:
+        instructions(args)
         return
     run(args)
 
