@@ -13,7 +13,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from mesh import logging as mesh_logging
 from mesh import tracing as mesh_tracing
 from mesh.auth import Authenticator, Policy
-from mesh.chain import MethodChain, Runtime
+from mesh.chain import MethodChain, Runtime, note_metadata
 from mesh.config import Settings
 from mesh.keys import KeySet
 from mesh.metrics import MetricsServer
@@ -204,10 +204,24 @@ async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtim
             validate_stream=validates_stream(descriptor.methods_by_name[name]),
         )
         wrapped[name] = chain.build()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
-    # grpc-stubs predates registered methods (grpcio >= 1.63), hence the cast.
-    cast(Any, server).add_registered_method_handlers(service, wrapped)
+    server.add_generic_rpc_handlers((_ChainHandlers(service, wrapped),))
     return service
+
+
+class _ChainHandlers(grpc.GenericRpcHandler):
+    """A service's chained handlers, found by grpc's generic look-up rather than as
+    registered methods: grpc builds the call's metadata for that look-up either way, and
+    here the chain gets that tuple instead of asking grpc to build it a second time (the
+    generic look-up costs less than the second build)."""
+
+    def __init__(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._by_path = {f"/{service}/{name}": h for name, h in handlers.items()}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = self._by_path.get(handler_call_details.method)
+        if handler is not None:
+            note_metadata(tuple(handler_call_details.invocation_metadata or ()))
+        return handler
 
 
 async def serve(spec: ServiceSpec, settings: Settings) -> None:

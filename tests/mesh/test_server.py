@@ -256,3 +256,19 @@ async def test_stop_reports_not_serving_then_drains(tmp_path: Path) -> None:
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert (await sleeping).slept_millis == 300
         await stopping
+
+
+async def test_concurrent_calls_each_see_their_own_caller(tmp_path: Path) -> None:
+    """The chain reads each call's metadata from grpc's handler look-up: calls in flight
+    together, each with another token, must never see one another's caller."""
+    async with serve(tmp_path) as s:
+        subjects = [f"u{i}" for i in range(40)]
+        replies = await asyncio.gather(
+            *(
+                s.stub.Echo(
+                    pb.EchoRequest(message=subject), metadata=bearer(s.keys, subject=subject)
+                )
+                for subject in subjects
+            )
+        )
+    assert [r.caller for r in replies] == [f"oem:{subject}" for subject in subjects]
