@@ -166,6 +166,7 @@ async def start(
     # Everything loaded so far (modules, descriptors, the chain) lives for the whole process:
     # keep it out of the cyclic collector so full collections stay cheap under load.
     gc.freeze()
+    _tune_gc()
     for name in [*names, ""]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     metrics = MetricsServer(settings.host, settings.metrics_port) if serve_metrics else None
@@ -185,6 +186,23 @@ async def start(
         extra={"grpc_port": port, "metrics_port": running.metrics_port, "services": names},
     )
     return running
+
+
+# Allocations (net of frees) between young-generation collections; CPython's default is 700.
+# Under load a call's objects are still alive when a 700-allocation collection runs, so
+# they are promoted and soon force full collections that stop the process for tens of ms
+# (measured in the lead service at 64 calls in flight: five full collections of up to
+# 50 ms in 10 s, the p99 of every call in flight). At 10 000 most of them die young first:
+# no full collection in the same run, young collections of ~3 ms at most.
+GC_GEN0_THRESHOLD = 10_000
+
+
+def _tune_gc() -> None:
+    import os
+    threshold = int(os.environ.get("MARQUE_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD))
+    if threshold > 0:
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(threshold, gen1, gen2)
 
 
 async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtime) -> str:

@@ -272,3 +272,20 @@ async def test_concurrent_calls_each_see_their_own_caller(tmp_path: Path) -> Non
             )
         )
     assert [r.caller for r in replies] == [f"oem:{subject}" for subject in subjects]
+
+
+async def test_serving_raises_the_young_generation_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        async with serve(tmp_path):
+            assert gc.get_threshold() == (10_000, before[1], before[2])
+        monkeypatch.setenv("MARQUE_GC_GEN0_THRESHOLD", "0")  # 0: leave CPython's own
+        gc.set_threshold(*before)
+        async with serve(tmp_path):
+            assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)
