@@ -191,31 +191,20 @@ def _client_core() -> set[int] | None:
 
 def h2load(target: str, token: str, args: argparse.Namespace, workdir: Path, pid: int) -> Result:
     """Drive Echo with h2load replaying one length-prefixed EchoRequest."""
-    from marque.testing.v1 import testing_service_pb2 as pb
-
-    body = pb.EchoRequest(message="hello mesh").SerializeToString()
-    request = workdir / "echo.bin"
-    request.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
+    request = _echo_request(workdir)
     log_file = workdir / "h2load.log"
     log_file.unlink(missing_ok=True)
     clients = 4
-    cmd = [
-        "h2load",
+    cmd = _h2load_command(
+        target,
+        token,
+        request,
         f"-c{clients}",
         f"-m{max(1, args.concurrency // clients)}",
         f"-D{round(args.seconds * 1000)}ms",
         f"--warm-up-time={round(args.warmup * 1000)}ms",
-        "-d",
-        str(request),
-        "-H",
-        "te: trailers",
-        "-H",
-        "content-type: application/grpc",
-        "-H",
-        f"authorization: Bearer {token}",
         f"--log-file={log_file}",
-        f"http://{target}/{SERVICE}/Echo",
-    ]
+    )
     core = _client_core()
     cpu: list[float] = []
     sampler = threading.Timer(args.warmup, lambda: cpu.append(cpu_seconds_or_nan(pid)))
@@ -323,15 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
     results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="marque-bench-") as tmp:
         workdir = Path(tmp)
-        env = {
-            **os.environ,
-            "MARQUE_VAR_DIR": tmp,
-            "MARQUE_GRPC_PORT": "0",
-            "MARQUE_METRICS_PORT": "0",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")]),
-        }
-        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-        env.pop("OTEL_TRACES_EXPORTER", None)
+        env = _server_env(tmp)
         keys = load_keys({"MARQUE_VAR_DIR": tmp})
         token = mint_token(Caller(Kind.OEM, "bench"), keys=keys, ttl_seconds=3600)
         # Rounds interleave the kinds so a noisy neighbour hits them alike; best run counts.
@@ -372,21 +353,11 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
     return results
 
 
-def _echo_request(workdir: Path) -> Path:
-    from marque.testing.v1 import testing_service_pb2 as pb
-
-    body = pb.EchoRequest(message="hello mesh").SerializeToString()
-    request = workdir / "echo.bin"
-    request.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
-    return request
-
-
-def _h2load_calls(target: str, token: str, request: Path, calls: int) -> None:
-    cmd = [
+def _h2load_command(target: str, token: str, request: Path, *options: str) -> list[str]:
+    """h2load posting the prepared gRPC request to Echo, with `options`."""
+    return [
         "h2load",
-        f"-n{calls}",
-        "-c4",
-        "-m16",
+        *options,
         "-d",
         str(request),
         "-H",
@@ -397,6 +368,33 @@ def _h2load_calls(target: str, token: str, request: Path, calls: int) -> None:
         f"authorization: Bearer {token}",
         f"http://{target}/{SERVICE}/Echo",
     ]
+
+
+def _server_env(var_dir: str) -> dict[str, str]:
+    """A server subprocess's environment: its own var dir and free ports, no exporter."""
+    env = {
+        **os.environ,
+        "MARQUE_VAR_DIR": var_dir,
+        "MARQUE_GRPC_PORT": "0",
+        "MARQUE_METRICS_PORT": "0",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")]),
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env.pop("OTEL_TRACES_EXPORTER", None)
+    return env
+
+
+def _echo_request(workdir: Path) -> Path:
+    from marque.testing.v1 import testing_service_pb2 as pb
+
+    body = pb.EchoRequest(message="hello mesh").SerializeToString()
+    request = workdir / "echo.bin"
+    request.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
+    return request
+
+
+def _h2load_calls(target: str, token: str, request: Path, calls: int) -> None:
+    cmd = _h2load_command(target, token, request, f"-n{calls}", "-c4", "-m16")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if f"{calls} succeeded" not in out.stdout:
         raise RuntimeError(f"h2load under callgrind failed: {out.stdout[-300:]}")
@@ -407,20 +405,12 @@ def instructions(args: argparse.Namespace) -> dict[str, float]:
     from mesh.identity import Caller, Kind
     from mesh.keys import load_keys, mint_token
 
-    if not (
-        shutil.which("valgrind") and shutil.which("callgrind_control") and shutil.which("h2load")
-    ):
+    if not all(shutil.which(tool) for tool in ("valgrind", "callgrind_control", "h2load")):
         raise SystemExit("--instructions needs valgrind (callgrind_control) and h2load")
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="marque-bench-cg-") as tmp:
         workdir = Path(tmp)
-        env = {
-            **os.environ,
-            "MARQUE_VAR_DIR": tmp,
-            "MARQUE_GRPC_PORT": "0",
-            "MARQUE_METRICS_PORT": "0",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")]),
-        }
+        env = _server_env(tmp)
         token = mint_token(Caller(Kind.OEM, "bench"), keys=load_keys({"MARQUE_VAR_DIR": tmp}))
         request = _echo_request(workdir)
         for kind in args.kinds:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -198,7 +199,6 @@ GC_GEN0_THRESHOLD = 10_000
 
 
 def _tune_gc() -> None:
-    import os
     threshold = int(os.environ.get("MARQUE_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD))
     if threshold > 0:
         _, gen1, gen2 = gc.get_threshold()
