@@ -118,12 +118,7 @@ class Tracing:
 
     def __post_init__(self) -> None:
         self.tracer = self.provider.get_tracer("mesh.tracing")
-        self._bound = _bound_for(self.ratio)
-
-    @property
-    def bound(self) -> int:
-        """TraceIdRatioBased's bound on the low 64 bits of a trace id."""
-        return _bound_for(self.ratio)
+        self._bound = _bound_for(self.ratio)  # TraceIdRatioBased's, on the low 64 bits
 
     def decide(self, traceparent: str | None) -> bool:
         """True: trace the call (`ServerSpan`). False: it is not sampled, and its trace
