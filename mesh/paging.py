@@ -6,11 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 from marque.common.v1 import paging_pb2
 
 from mesh.errors import InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -51,3 +55,15 @@ def decode_token(token: str, fhash: str) -> str | None:
             "page_token", "issued for other filters; start again without a token"
         )
     return cursor.after_key
+
+
+def split_page(
+    rows: Sequence[T], size: int, key: Callable[[T], str], fhash: str
+) -> tuple[list[T], str]:
+    """A page of `rows` read with limit `size + 1` (the extra row only says that another page
+    follows) and the token of the next page: its sort key taken from the page's last row by
+    `key`, or "" on the last page."""
+    page = list(rows[:size])
+    if len(rows) <= size:
+        return page, ""
+    return page, encode_token(key(page[-1]), fhash)

@@ -19,7 +19,7 @@ from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
 from mesh.errors import DomainError, InvalidArgument
 from mesh.identity import Caller, Kind, current_caller
-from mesh.paging import decode_token, encode_token, filter_hash, page_size
+from mesh.paging import decode_token, filter_hash, page_size, split_page
 from mesh.validation import validate, validates_stream
 from services.lead import store
 from services.lead.domain.model import (
@@ -295,13 +295,13 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
                 after = (_EPOCH + dt.timedelta(microseconds=int(micros)), lead_id)
             except ValueError:
                 raise InvalidArgument.for_field("page_token", "not a valid page token") from None
-        leads = await self.engine.list_leads(ListQuery(flt, after, size + 1))
-        next_token = ""
-        if len(leads) > size:
-            leads = leads[:size]
-            last = leads[-1]
+        rows = await self.engine.list_leads(ListQuery(flt, after, size + 1))
+
+        def sort_key(last: Lead) -> str:
             last_us = (last.create_time - _EPOCH) // dt.timedelta(microseconds=1)
-            next_token = encode_token(f"{last_us}|{last.id}", fhash)
+            return f"{last_us}|{last.id}"
+
+        leads, next_token = split_page(rows, size, sort_key, fhash)
         return lead_service_pb2.ListLeadsResponse(
             leads=[lead_pb(x) for x in leads], next_page_token=next_token
         )
@@ -347,17 +347,14 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
         size = page_size(request.page_size)
         fhash = filter_hash("dealers", request.brand, request.province, request.city)
         after = decode_token(request.page_token, fhash) or ""
-        dealers = await self.engine.list_dealers(
+        rows = await self.engine.list_dealers(
             after_id=after,
             limit=size + 1,
             brand=request.brand,
             province=request.province,
             city=request.city,
         )
-        next_token = ""
-        if len(dealers) > size:
-            dealers = dealers[:size]
-            next_token = encode_token(dealers[-1].id, fhash)
+        dealers, next_token = split_page(rows, size, lambda d: d.id, fhash)
         return lead_service_pb2.ListDealersResponse(
             dealers=[dealer_pb(d) for d in dealers], next_page_token=next_token
         )

@@ -21,7 +21,7 @@ from marque.member.v1 import member_pb2, member_service_pb2
 
 from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mesh.identity import Caller, Kind, current_caller
-from mesh.paging import decode_token, encode_token, filter_hash, page_size
+from mesh.paging import decode_token, filter_hash, page_size, split_page
 from services.member.domain import consent, identities, rules
 from services.member.domain.errors import (
     InvalidValue,
@@ -451,11 +451,9 @@ class MemberServicer:
         before = _int_key(request.page_token, fhash)
         await self._view(request.member_id)
         rows = await self.store.list_transactions(request.member_id, before, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+        page, next_token = split_page(rows, size, lambda t: str(t.seq), fhash)
         return member_service_pb2.ListPointTransactionsResponse(
-            transactions=[transaction_pb(t) for t in rows],
-            next_page_token=encode_token(str(rows[-1].seq), fhash) if more else "",
+            transactions=[transaction_pb(t) for t in page], next_page_token=next_token
         )
 
     @_domain_errors
@@ -469,11 +467,9 @@ class MemberServicer:
         # Reading the member first re-evaluates a tier that the rolling window moved.
         await self.store.get_member(request.member_id, self.clock())
         rows = await self.store.list_tier_changes(request.member_id, before, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+        page, next_token = split_page(rows, size, lambda t: str(t.seq), fhash)
         return member_service_pb2.ListTierChangesResponse(
-            tier_changes=[tier_change_pb(t) for t in rows],
-            next_page_token=encode_token(str(rows[-1].seq), fhash) if more else "",
+            tier_changes=[tier_change_pb(t) for t in page], next_page_token=next_token
         )
 
     # ------------------------------------------------------------------ vehicles
@@ -516,13 +512,12 @@ class MemberServicer:
         fhash = filter_hash("ListVehicles", request.member_id)
         after = decode_token(request.page_token, fhash)
         await self._view(request.member_id)
-        cars = await self.store.list_vehicles(request.member_id, after, size + 1)
-        more = len(cars) > size
-        cars = cars[:size]
+        rows = await self.store.list_vehicles(request.member_id, after, size + 1)
+        cars, next_token = split_page(rows, size, lambda c: c.vin, fhash)
         caller = current_caller()
         return member_service_pb2.ListVehiclesResponse(
             vehicles=[vehicle_pb(c, caller, request.member_id) for c in cars],
-            next_page_token=encode_token(cars[-1].vin, fhash) if more else "",
+            next_page_token=next_token,
         )
 
     @_domain_errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mesh.errors import InvalidArgument
-from mesh.paging import decode_token, encode_token, filter_hash, page_size
+from mesh.paging import decode_token, encode_token, filter_hash, page_size, split_page
 
 
 def test_page_size_default_cap_and_negative() -> None:
@@ -26,3 +26,11 @@ def test_token_round_trip_and_filter_binding() -> None:
     assert other.value.field_violations[0].field == "page_token"
     with pytest.raises(InvalidArgument):
         decode_token("%%%not-a-token", f)
+
+
+def test_split_page_reads_one_row_more_than_it_returns() -> None:
+    fhash = filter_hash("ListThings")
+    page, token = split_page([1, 2, 3], 2, str, fhash)
+    assert page == [1, 2] and decode_token(token, fhash) == "2"
+    assert split_page([1, 2], 2, str, fhash) == ([1, 2], "")
+    assert split_page([], 2, str, fhash) == ([], "")
