@@ -37,6 +37,7 @@ from mesh.db import Database
 from mesh.errors import AlreadyExists, DomainError, NotFound, PermissionDenied
 from mesh.identity import Caller, Kind
 from services.lead import metrics, store
+from services.lead.dealercache import DealerCache
 from services.lead.domain import followup, routing
 from services.lead.domain.adf import parse_adf
 from services.lead.domain.cleansing import cleanse
@@ -66,7 +67,8 @@ CREATE_DEALER = "CreateDealer"
 # Rows of an import cleansed and committed together; two chunks are in flight at once
 # (one committing while the next is cleansed), so memory stays bounded by ~2 chunks.
 IMPORT_CHUNK = 500
-# How long a process trusts its copy of the dealer registry (see LeadEngine._dealers).
+# How long a process routes with its copy of the dealer registry before refreshing it in
+# the background (see dealercache.py).
 DEALER_CACHE_SECONDS = 5.0
 # The writer keeps its connection between batches while they follow each other this
 # closely; after a longer pause it takes a fresh (pinged) one from the pool.
@@ -224,7 +226,7 @@ class LeadEngine:
         self.config = config
         self.clock: Callable[[], dt.datetime] = utcnow
         self.is_postgres = not db.is_sqlite
-        self._dealer_cache: tuple[float, list[Dealer]] | None = None
+        self.dealers = DealerCache(self._read_dealers, DEALER_CACHE_SECONDS)
         self._load_rows: set[tuple[str, dt.date]] = set()
         self.writer: GroupCommitter[Submission, Submitted] = GroupCommitter(
             self._write_batch,
@@ -241,6 +243,7 @@ class LeadEngine:
     async def stop(self) -> None:
         """Finish pending writes, stop the writer."""
         await self.writer.stop()
+        await self.dealers.close()
         await self._writer_conn.close()
 
     # -------------------------------------------------------------------------- intake
@@ -353,12 +356,10 @@ class LeadEngine:
     async def _write_batch(self, batch: Sequence[Submission]) -> list[Submitted | BaseException]:
         """One transaction for the whole batch (see the module docstring), on the writer's
         held connection."""
-        if self._dealers_stale():
-            async with self.db.engine.connect() as conn:
-                await self._dealers(conn)
+        dealers = await self.dealers.get()
         conn = await self._writer_conn.get()
         try:
-            results = await self._write_batch_on(conn, batch)
+            results = await self._write_batch_on(conn, batch, dealers)
         except BaseException:
             await self._writer_conn.drop()
             raise
@@ -366,7 +367,7 @@ class LeadEngine:
         return results
 
     async def _write_batch_on(
-        self, conn: AsyncConnection, batch: Sequence[Submission]
+        self, conn: AsyncConnection, batch: Sequence[Submission], dealers: list[Dealer]
     ) -> list[Submitted | BaseException]:
         now = self.clock()
         today = now.date()
@@ -385,7 +386,6 @@ class LeadEngine:
         results: list[Submitted | BaseException] = []
         # Every lookup in one call: one hand-over to the SQLite thread, or one
         # PostgreSQL pipeline (see store.py).
-        dealers = await self._dealers(conn)
         load_ids = self._load_ids(dealers, batch)
         lookup = store.postgres_batch_lookup if self.is_postgres else store.sqlite_batch_lookup
         found = await lookup(
@@ -477,20 +477,9 @@ class LeadEngine:
         self._load_rows.update((d, today) for d in load_ids)
         return results
 
-    def _dealers_stale(self) -> bool:
-        return (
-            self._dealer_cache is None
-            or time.monotonic() - self._dealer_cache[0] > DEALER_CACHE_SECONDS
-        )
-
-    async def _dealers(self, conn: AsyncConnection) -> list[Dealer]:
-        """The dealer registry, cached for DEALER_CACHE_SECONDS: routing needs it for every
-        batch and it changes rarely. A dealer created through this process is seen at
-        once; one created through another replica within the cache time."""
-        if self._dealers_stale():
-            self._dealer_cache = (time.monotonic(), await store.all_dealers(conn))
-        assert self._dealer_cache is not None
-        return self._dealer_cache[1]
+    async def _read_dealers(self) -> list[Dealer]:
+        async with self.db.engine.connect() as conn:
+            return await store.all_dealers(conn)
 
     @staticmethod
     def _load_ids(dealers: list[Dealer], batch: Sequence[Submission]) -> list[str]:
@@ -621,6 +610,7 @@ class LeadEngine:
                 conn, CREATE_DEALER, [(request_id, dealer.id, "DONE")], now
             )
             await conn.commit()
+        self.dealers.invalidate()
         return dealer
 
     async def seed_dealers(self, demo: Sequence[Dealer]) -> int:
@@ -635,5 +625,5 @@ class LeadEngine:
             for d in demo:
                 await store.insert_dealer(conn, replace(d, create_time=now), "service:lead")
             await conn.commit()
-        self._dealer_cache = None
+        self.dealers.invalidate()
         return len(demo)

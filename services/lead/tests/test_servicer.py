@@ -637,3 +637,30 @@ async def test_dealers_create_is_idempotent_and_list_pages(lead: Harness) -> Non
         lead_service_pb2.ListDealersRequest(brand="lumen"), metadata=oem
     )
     assert [x.id for x in lumen.dealers] == ["GZ1"]
+
+
+async def test_a_dealer_created_while_leads_flow_is_routed_to_at_once(lead: Harness) -> None:
+    """The registry is cached for routing; creating a dealer through the service must not
+    leave new leads of its city in the OEM pool until the cache expires."""
+
+    def in_guangzhou(mobile: str) -> lead_service_pb2.SubmitLeadRequest:
+        req = submit_request(mobile)
+        req.lead.customer.city, req.lead.customer.province = "Guangzhou", "Guangdong"
+        return req
+
+    before = await lead.submit(in_guangzhou("13800138101"))
+    assert before.lead.dealer_id == ""  # no dealer in Guangzhou or Guangdong yet: OEM pool
+    gz = lead_pb2.Dealer(
+        id="GZ9",
+        name="Guangzhou Nine",
+        brands=["Marque"],
+        province="Guangdong",
+        city="Guangzhou",
+        daily_capacity=10,
+        active=True,
+    )
+    await lead.stub.CreateDealer(
+        lead_service_pb2.CreateDealerRequest(dealer=gz, request_id="gz9"), metadata=md(OEM)
+    )
+    after = await lead.submit(in_guangzhou("13800138102"))
+    assert after.lead.dealer_id == "GZ9"
