@@ -20,7 +20,8 @@ What grpcio lacks is added by four small client interceptors, one per call kind:
   many unsampled calls cost a header and not a span (client streams always take the
   header-only path: the instrumentation would deadlock their `call.write()` API);
 - metrics: `grpc_client_started_total`, `grpc_client_handled_total`,
-  `grpc_client_handling_seconds` from `mesh.metrics` (go-grpc-prometheus names).
+  `grpc_client_handling_seconds` through `mesh.metrics.client_method` (go-grpc-prometheus
+  names).
 
 Unary calls (and client streams) get a default timeout (`MARQUE_CLIENT_TIMEOUT`, 10 s) when
 neither the call nor a per-method override sets one; server and bidi streams get none by
@@ -31,14 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import json
-import logging
 import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -47,12 +45,11 @@ from opentelemetry import propagate
 
 from mesh import config as mesh_config
 from mesh.catalog import BY_NAME
+from mesh.chain import current_deadline
 from mesh.identity import Caller, Kind, current_caller
 from mesh.keys import TokenError, mint_token
-from mesh.metrics import code_label
+from mesh.metrics import ClientMethod, client_method
 from mesh.tracing import attach_pending, current_span_context
-
-log = logging.getLogger(__name__)
 
 ON_BEHALF_OF = "x-marque-on-behalf-of"
 DEFAULT_TIMEOUT = 10.0
@@ -183,29 +180,6 @@ class _StaticToken:
 # -- deadline -------------------------------------------------------------------------------
 
 
-def _no_deadline() -> float | None:
-    return None
-
-
-_deadline_source: list[Callable[[], float | None]] = []
-
-
-def _served_deadline() -> float | None:
-    """Absolute `time.monotonic()` deadline of the call being served, or None.
-
-    `mesh.chain` is imported on first use (not at import time) so that the server side may
-    itself import this module.
-    """
-    if not _deadline_source:
-        try:
-            source = importlib.import_module("mesh.chain").current_deadline
-        except (ImportError, AttributeError):  # a client-only process without the server
-            log.warning("mesh.chain.current_deadline is missing: deadlines are not propagated")
-            source = _no_deadline
-        _deadline_source.append(source)
-    return _deadline_source[0]()
-
-
 def _deadline_exceeded(method: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(
         grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -214,88 +188,6 @@ def _deadline_exceeded(method: str) -> grpc.aio.AioRpcError:
         details=f"deadline of the served call expired before calling {method}",
         debug_error_string=None,
     )
-
-
-# -- metrics --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _MethodMetrics:
-    started: Any
-    handled: Any  # the labelled-less parent; children per code are cached below
-    seconds: Any
-    labels: dict[str, str]
-    handled_by_code: dict[grpc.StatusCode, Any]
-
-    def done(self, code: grpc.StatusCode, elapsed: float) -> None:
-        child = self.handled_by_code.get(code)
-        if child is None:
-            names = self.handled._labelnames
-            values = {**self.labels, "grpc_code": code_label(code)}
-            child = self.handled.labels(**{n: values.get(n, "") for n in names})
-            self.handled_by_code[code] = child
-        child.inc()
-        self.seconds.observe(elapsed)
-
-
-class _Metrics:
-    """Finds the client metrics that mesh.metrics defines, once; none if it has none."""
-
-    def __init__(self) -> None:
-        self._resolved = False
-        self._collectors: tuple[Any, Any, Any] | None = None
-        self._by_method: dict[tuple[str, str], _MethodMetrics | None] = {}
-
-    def _resolve(self) -> None:
-        self._resolved = True
-        try:
-            metrics = importlib.import_module("mesh.metrics")
-        except ImportError:
-            log.debug("mesh.metrics not available: client calls are not measured")
-            return
-        from prometheus_client.metrics import MetricWrapperBase
-
-        found: dict[str, Any] = {}
-        for value in vars(metrics).values():
-            if isinstance(value, MetricWrapperBase):
-                found[value._name] = value
-        started = found.get("grpc_client_started") or found.get("grpc_client_started_total")
-        handled = found.get("grpc_client_handled") or found.get("grpc_client_handled_total")
-        seconds = found.get("grpc_client_handling_seconds")
-        if started is not None and handled is not None and seconds is not None:
-            self._collectors = (started, handled, seconds)
-        else:
-            log.debug("mesh.metrics defines no grpc_client_* metrics: calls are not measured")
-
-    def for_method(self, grpc_type: str, method: str) -> _MethodMetrics | None:
-        key = (grpc_type, method)
-        try:
-            return self._by_method[key]
-        except KeyError:
-            pass
-        if not self._resolved:
-            self._resolve()
-        result: _MethodMetrics | None = None
-        if self._collectors is not None:
-            started, handled, seconds = self._collectors
-            service, _, name = method.lstrip("/").partition("/")
-            labels = {"grpc_type": grpc_type, "grpc_service": service, "grpc_method": name}
-
-            def pick(metric: Any) -> dict[str, str]:
-                return {n: labels.get(n, "") for n in metric._labelnames}
-
-            result = _MethodMetrics(
-                started=started.labels(**pick(started)),
-                handled=handled,
-                seconds=seconds.labels(**pick(seconds)),
-                labels=labels,
-                handled_by_code={},
-            )
-        self._by_method[key] = result
-        return result
-
-
-_METRICS = _Metrics()
 
 
 # -- the interceptors -----------------------------------------------------------------------
@@ -368,7 +260,7 @@ class _Core:
         """Deadline, identity and (if `inject`) trace context, in one new metadata."""
         method = _method_name(details)
         timeout = self._own_timeout(method, details.timeout, grpc_type)
-        deadline = _served_deadline()
+        deadline = current_deadline()
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -394,12 +286,10 @@ class _Core:
 
     @staticmethod
     async def measured_unary(
-        continuation: Any, measure: _MethodMetrics | None, details: Any, request: Any
+        continuation: Any, measure: ClientMethod, details: Any, request: Any
     ) -> Any:
         """Unary-unary: the caller awaits the whole call anyway, so it is awaited here (no
         extra task or callback per call)."""
-        if measure is None:
-            return await continuation(details, request)
         measure.started.inc()
         start = time.perf_counter()
         code = grpc.StatusCode.UNKNOWN
@@ -418,12 +308,10 @@ class _Core:
 
     @staticmethod
     async def measured_stream(
-        continuation: Any, measure: _MethodMetrics | None, details: Any, request: Any
+        continuation: Any, measure: ClientMethod, details: Any, request: Any
     ) -> Any:
         """Streams: the call is handed out at once (the caller reads or writes it) and
         measured when it ends."""
-        if measure is None:
-            return await continuation(details, request)
         measure.started.inc()
         start = time.perf_counter()
         try:
@@ -459,7 +347,7 @@ class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
         core = self._core
         mode = core.trace_mode()
         new = core.prepare(details, UNARY, inject=mode == _INJECT_ONLY)
-        measure = _METRICS.for_method(UNARY, _method_name(details))
+        measure = client_method(UNARY, _method_name(details))
         if mode == _CLIENT_SPAN:
             inner = functools.partial(core.measured_unary, continuation, measure)
             return await _otel_interceptors()[0].intercept_unary_unary(inner, new, request)
@@ -474,7 +362,7 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
         core = self._core
         mode = core.trace_mode()
         new = core.prepare(details, SERVER_STREAM, inject=mode == _INJECT_ONLY)
-        measure = _METRICS.for_method(SERVER_STREAM, _method_name(details))
+        measure = client_method(SERVER_STREAM, _method_name(details))
         if mode == _CLIENT_SPAN:
             inner = functools.partial(core.measured_stream, continuation, measure)
             return await _otel_interceptors()[1].intercept_unary_stream(inner, new, request)
@@ -491,7 +379,7 @@ class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
         core = self._core
         mode = core.trace_mode(spans_allowed=False)
         new = core.prepare(details, CLIENT_STREAM, inject=mode == _INJECT_ONLY)
-        measure = _METRICS.for_method(CLIENT_STREAM, _method_name(details))
+        measure = client_method(CLIENT_STREAM, _method_name(details))
         return await core.measured_stream(continuation, measure, new, requests)
 
 
@@ -503,7 +391,7 @@ class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
         core = self._core
         mode = core.trace_mode()
         new = core.prepare(details, BIDI_STREAM, inject=mode == _INJECT_ONLY)
-        measure = _METRICS.for_method(BIDI_STREAM, _method_name(details))
+        measure = client_method(BIDI_STREAM, _method_name(details))
         if mode == _CLIENT_SPAN:
             inner = functools.partial(core.measured_stream, continuation, measure)
             return await _otel_interceptors()[3].intercept_stream_stream(inner, new, requests)

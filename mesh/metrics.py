@@ -3,7 +3,7 @@
 Server-side series are kept in plain per-method counters and exported by one collector:
 a `prometheus_client` histogram costs ~20 µs per observation under its locks, while the
 chain runs on one event-loop thread and needs a couple of µs per call. Client-side twins
-are ordinary `prometheus_client` collectors (mesh/client.py finds them by metric name).
+are ordinary `prometheus_client` collectors, counted through `client_method` (mesh.client).
 Domain metrics of services go in the same default registry.
 """
 
@@ -185,24 +185,39 @@ grpc_client_handling_seconds = Histogram(
 )
 
 
-class ClientMetrics:
-    """A small API for client-side call measurement, for mesh/client.py."""
+class ClientMethod:
+    """One client method's series, labelled once: a call then costs an increment and an
+    observation, not a label look-up under prometheus_client's lock per series."""
 
-    def started(self, grpc_type: str, full_method: str) -> None:
-        """Count a call that starts."""
+    __slots__ = ("_handled", "_labels", "seconds", "started")
+
+    def __init__(self, grpc_type: str, full_method: str) -> None:
         service, _, method = full_method.lstrip("/").partition("/")
-        grpc_client_started_total.labels(grpc_type, service, method).inc()
+        self._labels = (grpc_type, service, method)
+        self.started = grpc_client_started_total.labels(*self._labels)
+        self.seconds = grpc_client_handling_seconds.labels(*self._labels)
+        self._handled: dict[grpc.StatusCode, Counter] = {}
 
-    def observe(
-        self, grpc_type: str, full_method: str, code: grpc.StatusCode, seconds: float
-    ) -> None:
+    def done(self, code: grpc.StatusCode, seconds: float) -> None:
         """Count a finished call with its code and duration."""
-        service, _, method = full_method.lstrip("/").partition("/")
-        grpc_client_handled_total.labels(grpc_type, service, method, code_label(code)).inc()
-        grpc_client_handling_seconds.labels(grpc_type, service, method).observe(seconds)
+        handled = self._handled.get(code)
+        if handled is None:
+            handled = grpc_client_handled_total.labels(*self._labels, code_label(code))
+            self._handled[code] = handled
+        handled.inc()
+        self.seconds.observe(seconds)
 
 
-client_metrics = ClientMetrics()
+_CLIENT_METHODS: dict[tuple[str, str], ClientMethod] = {}
+
+
+def client_method(grpc_type: str, full_method: str) -> ClientMethod:
+    """The series of calls of one kind to one method (`/package.Service/Method`)."""
+    key = (grpc_type, full_method)
+    method = _CLIENT_METHODS.get(key)
+    if method is None:
+        method = _CLIENT_METHODS[key] = ClientMethod(grpc_type, full_method)
+    return method
 
 
 class MetricsServer:

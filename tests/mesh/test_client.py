@@ -77,7 +77,7 @@ async def server() -> AsyncIterator[tuple[str, Recorder]]:
 def served_deadline(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
     """Stands in for mesh.chain.current_deadline(): tests set value[0]."""
     value: list[float | None] = [None]
-    monkeypatch.setattr(client, "_deadline_source", [lambda: value[0]])
+    monkeypatch.setattr(client, "current_deadline", lambda: value[0])
     return value
 
 
@@ -285,10 +285,8 @@ async def test_unsampled_parent_only_propagates(
 async def test_client_metrics(
     server: tuple[str, Recorder], served_deadline: list[float | None]
 ) -> None:
-    metrics = pytest.importorskip("mesh.metrics")
     from prometheus_client import REGISTRY
 
-    del metrics
     target, _ = server
     stub = pb_grpc.TestingServiceStub(client.channel_to(target))
     labels = {
@@ -307,24 +305,31 @@ async def test_client_metrics(
     assert REGISTRY.get_sample_value("grpc_client_started_total", stream_labels) is not None
 
 
-async def test_client_metrics_follow_the_metrics_module(
-    server: tuple[str, Recorder], served_deadline: list[float | None], monkeypatch: Any
+async def test_client_metrics_count_each_code(
+    server: tuple[str, Recorder], served_deadline: list[float | None]
 ) -> None:
-    """Whatever attribute names mesh.metrics uses, the collectors are found by metric name."""
-    import sys
-    import types
+    """A failed call (all four attempts UNAVAILABLE) and a good one: started twice, one
+    handled per code, both timed; a server stream's end is counted too."""
+    from prometheus_client import REGISTRY
 
-    from prometheus_client import CollectorRegistry, Counter, Histogram
+    unary = {
+        "grpc_type": "unary",
+        "grpc_service": "marque.testing.v1.TestingService",
+        "grpc_method": "Echo",
+    }
+    stream = {**unary, "grpc_type": "server_stream", "grpc_method": "StreamEcho"}
+    series = {
+        "started": ("grpc_client_started_total", unary),
+        "unavailable": ("grpc_client_handled_total", {**unary, "grpc_code": "Unavailable"}),
+        "ok": ("grpc_client_handled_total", {**unary, "grpc_code": "OK"}),
+        "timed": ("grpc_client_handling_seconds_count", unary),
+        "stream_ok": ("grpc_client_handled_total", {**stream, "grpc_code": "OK"}),
+    }
 
-    registry = CollectorRegistry()
-    fake = types.ModuleType("mesh.metrics")
-    names = ["grpc_type", "grpc_service", "grpc_method"]
-    fake.A = Counter("grpc_client_started_total", "s", names, registry=registry)  # type: ignore[attr-defined]
-    fake.B = Counter("grpc_client_handled_total", "h", [*names, "grpc_code"], registry=registry)  # type: ignore[attr-defined]
-    fake.C = Histogram("grpc_client_handling_seconds", "d", names, registry=registry)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mesh.metrics", fake)
-    monkeypatch.setattr(client, "_METRICS", client._Metrics())
+    def read() -> dict[str, float]:
+        return {k: REGISTRY.get_sample_value(n, lb) or 0.0 for k, (n, lb) in series.items()}
 
+    before = read()
     target, rec = server
     rec.fail_first = 4  # all 4 attempts fail: the call fails UNAVAILABLE
     stub = pb_grpc.TestingServiceStub(client.channel_to(target))
@@ -335,24 +340,14 @@ async def test_client_metrics_follow_the_metrics_module(
         pass
     await client.close_channels()
 
-    unary = {
-        "grpc_type": "unary",
-        "grpc_service": "marque.testing.v1.TestingService",
-        "grpc_method": "Echo",
+    after = read()
+    assert {k: after[k] - before[k] for k in series} == {
+        "started": 2,
+        "unavailable": 1,
+        "ok": 1,
+        "timed": 2,
+        "stream_ok": 1,
     }
-    assert registry.get_sample_value("grpc_client_started_total", unary) == 2
-    assert (
-        registry.get_sample_value(
-            "grpc_client_handled_total", {**unary, "grpc_code": "Unavailable"}
-        )
-        == 1
-    )
-    assert registry.get_sample_value("grpc_client_handled_total", {**unary, "grpc_code": "OK"}) == 1
-    assert registry.get_sample_value("grpc_client_handling_seconds_count", unary) == 2
-    stream = {**unary, "grpc_type": "server_stream", "grpc_method": "StreamEcho"}
-    assert (
-        registry.get_sample_value("grpc_client_handled_total", {**stream, "grpc_code": "OK"}) == 1
-    )
 
 
 async def test_client_stream_write_api(
