@@ -6,6 +6,7 @@ same names through a ConfigMap and Secrets.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ class Settings:
     # Servers close connections after this age so dns:/// round_robin clients rebalance.
     max_connection_age_ms: int = 300_000
     max_connection_age_grace_ms: int = 30_000
+    # Request ids (idempotent retries) are forgotten after this many days, swept every
+    # `retention_sweep_seconds` (mesh/retention.py).
+    request_id_retention_days: float = 7.0
+    retention_sweep_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +97,12 @@ class Settings:
         access_log = env.get("MARQUE_ACCESS_LOG", "errors")
         if access_log not in ("all", "sampled", "errors"):
             raise ValueError("MARQUE_ACCESS_LOG must be all, sampled or errors")
+        retention = _float(env, "MARQUE_REQUEST_ID_RETENTION_DAYS", 7.0)
+        sweep = _float(env, "MARQUE_RETENTION_SWEEP_SECONDS", 3600.0)
+        if not (0 < retention < math.inf and 0 < sweep < math.inf):
+            raise ValueError(
+                "MARQUE_REQUEST_ID_RETENTION_DAYS and MARQUE_RETENTION_SWEEP_SECONDS must be > 0"
+            )
         return cls(
             service=service,
             host=env.get("MARQUE_BIND_HOST", "127.0.0.1"),
@@ -106,4 +117,6 @@ class Settings:
             log_level=env.get("MARQUE_LOG_LEVEL", "INFO").upper(),
             max_connection_age_ms=_int(env, "MARQUE_MAX_CONNECTION_AGE_MS", 300_000),
             max_connection_age_grace_ms=_int(env, "MARQUE_MAX_CONNECTION_AGE_GRACE_MS", 30_000),
+            request_id_retention_days=retention,
+            retention_sweep_seconds=sweep,
         )

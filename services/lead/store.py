@@ -154,6 +154,7 @@ request_ids = sa.Table(
     sa.Column("resource_id", sa.String(32), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Index("ix_request_ids_create_time", "create_time"),  # the retention sweep
 )
 
 # Leads routed to each dealer per UTC day, to stay within daily capacity across processes.

@@ -1,7 +1,8 @@
 """How the mesh runs the member service: `build_spec()` for `mesh.server.run` / `start`.
 
 Start-up opens the database from `settings.database_url` and upgrades its schema with the
-hand-written Alembic migrations; shutdown disposes the engine. The clock and the
+hand-written Alembic migrations, and starts the sweeper that forgets request ids after their
+retention (mesh/retention.py); shutdown stops it and disposes the engine. The clock and the
 programme configuration (expiry, tiers) can be injected, so tests can move time.
 """
 
@@ -11,22 +12,29 @@ from marque.member.v1 import member_service_pb2, member_service_pb2_grpc
 
 from mesh.config import Settings
 from mesh.db import Database
+from mesh.retention import Sweeper, request_id_sweeper
 from mesh.server import Servicer, ServiceSpec
 from services.member.domain.config import MemberConfig
 from services.member.servicer import Clock, MemberServicer, utc_now
-from services.member.store import MIGRATIONS, MemberStore
+from services.member.store import MIGRATIONS, MemberStore, request_ids
 
 
 def build_spec(*, config: MemberConfig | None = None, clock: Clock = utc_now) -> ServiceSpec:
     """The member service as the mesh serves it."""
     state: dict[str, MemberStore] = {}
+    sweepers: list[Sweeper] = []
 
     async def startup(settings: Settings) -> None:
         db = Database(settings.database_url)
         await db.migrate(MIGRATIONS)
         state["store"] = MemberStore(db, config or MemberConfig.from_env())
+        sweeper = request_id_sweeper(db, request_ids.c.create_time, settings, clock)
+        sweeper.start()
+        sweepers.append(sweeper)
 
     async def shutdown() -> None:
+        while sweepers:
+            await sweepers.pop().stop()
         store = state.pop("store", None)
         if store is not None:
             await store.db.dispose()

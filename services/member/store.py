@@ -224,6 +224,7 @@ request_ids = sa.Table(
     sa.Column("result", sa.String(80), nullable=False),
     sa.Column("create_time", UtcDateTime(), nullable=False),
     sa.Index("ix_request_ids_member_id", "member_id"),
+    sa.Index("ix_request_ids_create_time", "create_time"),  # the retention sweep
 )
 
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock

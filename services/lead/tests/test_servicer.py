@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -129,8 +129,12 @@ class Harness:
 
 
 @asynccontextmanager
-async def serve(database_url: str, config: LeadConfig | None = None) -> AsyncIterator[Harness]:
-    settings = Settings(service="lead", grpc_port=0, metrics_port=0, database_url=database_url)
+async def serve(
+    database_url: str, config: LeadConfig | None = None, **settings_kw: Any
+) -> AsyncIterator[Harness]:
+    settings = Settings(
+        service="lead", grpc_port=0, metrics_port=0, database_url=database_url, **settings_kw
+    )
     running = await start(build_spec(seed=False, config=config), settings)
     db = Database(database_url)
     try:
@@ -664,3 +668,24 @@ async def test_a_dealer_created_while_leads_flow_is_routed_to_at_once(lead: Harn
     )
     after = await lead.submit(in_guangzhou("13800138102"))
     assert after.lead.dealer_id == "GZ9"
+
+
+async def test_request_ids_are_forgotten_after_their_retention(database_url: str) -> None:
+    """The sweeper runs in the served process: once a request id is older than the
+    retention its row goes, and the lead it made stays."""
+    async with serve(
+        database_url, request_id_retention_days=0.5 / 86400, retention_sweep_seconds=0.05
+    ) as lead:
+        kept_at_start = await lead.count(store.request_ids)  # the fixture's CreateDealers
+        resp = await lead.submit(submit_request("13800138201", request_id="forget-me"))
+        assert kept_at_start + 1 >= await lead.count(store.request_ids) >= 1
+        for _ in range(100):
+            if await lead.count(store.request_ids) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await lead.count(store.request_ids) == 0
+        assert await lead.count(store.leads) == 1
+        got = await lead.stub.GetLead(
+            lead_service_pb2.GetLeadRequest(id=resp.lead.id), metadata=md(OEM)
+        )
+        assert got.lead.id == resp.lead.id

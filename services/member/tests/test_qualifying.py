@@ -153,7 +153,7 @@ async def test_upgrade_from_0001_recomputes_from_the_ledger(database_url: str) -
                 ),
                 {"t": T0, "exp": ledger.add_months(T0, 24)},
             )
-        assert await db.migrate(MIGRATIONS) == "0002"
+        assert await db.migrate(MIGRATIONS) == "0003"
         s = MemberStore(db)
         now = T0 + dt.timedelta(days=1)
         got = await s.get_member("m_old", now)

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
@@ -169,9 +170,13 @@ class Harness:
 
 
 @asynccontextmanager
-async def serve(database_url: str, config: MemberConfig | None = None) -> AsyncIterator[Harness]:
+async def serve(
+    database_url: str, config: MemberConfig | None = None, **settings_kw: Any
+) -> AsyncIterator[Harness]:
     clock = Clock(T0)
-    settings = Settings(service="member", grpc_port=0, metrics_port=0, database_url=database_url)
+    settings = Settings(
+        service="member", grpc_port=0, metrics_port=0, database_url=database_url, **settings_kw
+    )
     running = await start(build_spec(config=config or MemberConfig(), clock=clock), settings)
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:
@@ -855,3 +860,35 @@ async def test_dealer_sees_only_its_customers_and_only_the_mobile(member: Harnes
         ),
         grpc.StatusCode.NOT_FOUND,
     )
+
+
+async def test_request_ids_are_forgotten_after_their_retention(database_url: str) -> None:
+    """The sweeper runs in the served process, on the service's clock: an earn's request id
+    answers retries while kept, and its row is gone once older than the retention."""
+    from mesh.db import Database
+    from services.member.store import request_ids
+
+    async def kept() -> int:
+        async with db.engine.connect() as conn:
+            q = sa.select(sa.func.count()).select_from(request_ids)
+            return int((await conn.execute(q)).scalar_one())
+
+    db = Database(database_url)
+    try:
+        async with serve(
+            database_url, request_id_retention_days=1.0, retention_sweep_seconds=0.05
+        ) as m:
+            member = await m.register("13800138000")
+            await m.earn(member.id, 100, request_id="earn-1")
+            again = await m.earn(member.id, 100, request_id="earn-1")
+            assert again.member.points_balance == 100  # a retry, not a second earn
+            await asyncio.sleep(0.2)  # sweeps ran: nothing is a day old yet
+            assert await kept() == 2  # the registration's and the earn's
+            m.clock.advance(days=1, seconds=1)
+            for _ in range(100):
+                if await kept() == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await kept() == 0
+    finally:
+        await db.dispose()

@@ -40,8 +40,8 @@ def w(request_id: str, now: dt.datetime = T0) -> Write:
 async def test_migration_matches_the_tables(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert await db.migrate(MIGRATIONS) == "0002"
-        assert await db.migrate(MIGRATIONS) == "0002"  # idempotent
+        assert await db.migrate(MIGRATIONS) == "0003"
+        assert await db.migrate(MIGRATIONS) == "0003"  # idempotent
 
         def diff(conn: sa.Connection) -> list[object]:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
