@@ -54,7 +54,6 @@ class Sweeper:
             raise ValueError("the column must belong to a table with a primary key")
         self._db = db
         self._table = table
-        self._column = column
         self.keep = keep
         self.every = every
         self._batch = batch
