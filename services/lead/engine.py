@@ -11,7 +11,9 @@ One SubmitLead, in the writer's batch transaction:
    connection's thread; store.postgres_batch_lookup: one pipelined round trip): SQLite
    `BEGIN IMMEDIATE`, PostgreSQL advisory locks on the batch's contact, channel-lead and
    request-id keys (so two processes never decide on the same person at once); then,
-   with one indexed query each, request ids seen, channel lead ids seen, the current lead
+   with one indexed query each, request ids seen (each caller's own: request ids are
+   scoped by caller, and a reused one with another body is refused), channel lead ids
+   seen (a dealer's walk-in ids in that dealer's own namespace), the current lead
    of each (contact, brand), those leads with their touchpoints (row-locked on
    PostgreSQL), and today's routed counts of the dealers (row-locked);
 2. decide each submission in arrival order with `domain.intake.intake`, against the
@@ -35,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
 from mesh.errors import AlreadyExists, DomainError, NotFound, PermissionDenied
+from mesh.idempotency import RequestIdReused, fingerprint, scope_of
 from mesh.identity import Caller, Kind
 from services.lead import metrics, store
 from services.lead.dealercache import DealerCache
@@ -55,6 +58,7 @@ from services.lead.domain.model import (
     payload_ref,
     rejections_of,
 )
+from services.lead.domain.visibility import View, can_read, reply_view
 from services.lead.groupcommit import GroupCommitter, WriterFailed
 
 log = logging.getLogger(__name__)
@@ -153,20 +157,36 @@ class HeldConnection:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """One cleansed submission waiting for the writer."""
+    """One cleansed submission waiting for the writer: what it asks (`fingerprint`) and
+    whose request id it carries (`scope`)."""
 
     clean: CleanLead
     actor: str
     payload_ref: str
     walk_in_dealer_id: str | None = None
+    scope: str = ""
+    fingerprint: str = ""
+
+    @property
+    def request_key(self) -> store.RequestKey:
+        """The request id in its caller's namespace."""
+        return (self.scope, self.clean.request_id)
+
+    @property
+    def channel_key(self) -> store.ChannelKey:
+        """The channel lead id in its namespace (a dealer's walk-ins are that dealer's)."""
+        clean = self.clean
+        return (clean.channel.value, self.walk_in_dealer_id or "", clean.channel_lead_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """What became of a submission."""
+    """What became of a submission, and how much of the lead its caller may be shown
+    (`view`, decided once the caller is known; see domain/visibility.py)."""
 
     outcome: SubmitOutcome
     lead: Lead
+    view: View = View.FULL
 
 
 @dataclass(slots=True)
@@ -270,7 +290,11 @@ class LeadEngine:
             raise
         result = await self.writer.submit(sub)
         self._count(sub, result)
-        return result
+        view = reply_view(caller, result.lead)
+        if view is View.NONE:
+            # A dealer learns only that another dealer follows this customer.
+            return Submitted(SubmitOutcome.OTHER_DEALER, result.lead, View.NONE)
+        return replace(result, view=view)
 
     def _submission(self, clean: CleanLead, caller: Caller, payload_ref: str) -> Submission:
         walk_in = None
@@ -289,11 +313,13 @@ class LeadEngine:
                     "a dealer may only submit DEALER_WALK_IN leads", reason="DEALER_CHANNEL"
                 )
             walk_in = caller.dealer_id
-        return Submission(clean, caller.ref, payload_ref, walk_in)
+        # What the request asks, as decoded and cleansed (a retry sends the same payload).
+        asked = fingerprint(SUBMIT, clean.channel.value, clean.channel_lead_id, payload_ref)
+        return Submission(clean, caller.ref, payload_ref, walk_in, scope_of(caller), asked)
 
     def _count(self, sub: Submission, result: Submitted) -> None:
         metrics.record_submitted(sub.clean.channel.value, result.outcome.value.lower())
-        if result.outcome is not SubmitOutcome.DUPLICATE:
+        if result.outcome in (SubmitOutcome.CREATED, SubmitOutcome.MERGED):
             metrics.record_graded(result.lead.grade.value)
 
     async def import_rows(self, rows: AsyncIterator[ImportRow], caller: Caller) -> ImportSummary:
@@ -311,7 +337,7 @@ class LeadEngine:
                     self._count(sub, res)
                     if res.outcome is SubmitOutcome.CREATED:
                         summary.created += 1
-                    elif res.outcome is SubmitOutcome.MERGED:
+                    elif res.outcome in (SubmitOutcome.MERGED, SubmitOutcome.OTHER_DEALER):
                         summary.merged += 1
                     else:
                         summary.duplicates += 1
@@ -371,17 +397,13 @@ class LeadEngine:
     ) -> list[Submitted | BaseException]:
         now = self.clock()
         today = now.date()
-        rids = [s.clean.request_id for s in batch if s.clean.request_id]
-        pairs = [
-            (s.clean.channel.value, s.clean.channel_lead_id)
-            for s in batch
-            if s.clean.channel_lead_id
-        ]
+        rkeys = [s.request_key for s in batch if s.clean.request_id]
+        ckeys = [s.channel_key for s in batch if s.clean.channel_lead_id]
         keys = [(s.clean.contact_key, s.clean.brand_key) for s in batch]
         lock_keys = (
             [f"k|{c}|{b}" for c, b in keys]
-            + [f"c|{c}|{i}" for c, i in pairs]
-            + [f"r|{r}" for r in rids]
+            + [f"c|{c}|{d}|{i}" for c, d, i in ckeys]
+            + [f"r|{s}|{r}" for s, r in rkeys]
         )
         results: list[Submitted | BaseException] = []
         # Every lookup in one call: one hand-over to the SQLite thread, or one
@@ -392,8 +414,8 @@ class LeadEngine:
             conn,
             lock_keys=lock_keys,
             method=SUBMIT,
-            request_ids=rids,
-            pairs=pairs,
+            request_keys=rkeys,
+            channel_keys=ckeys,
             keys=keys,
             day=today,
             load_ids=load_ids,
@@ -407,13 +429,17 @@ class LeadEngine:
         changed: dict[str, Lead] = {}
         new_tps: list[tuple[str, store.Touchpoint]] = []
         key_now: dict[tuple[str, str], str] = dict(key_db)
-        remembered: list[tuple[str, str, str]] = []
+        remembered: list[store.Remembered] = []
 
         for sub in batch:
             clean = sub.clean
             key = (clean.contact_key, clean.brand_key)
-            pair = (clean.channel.value, clean.channel_lead_id)
-            same_request = state.get(by_request.get(clean.request_id, ""))
+            pair = sub.channel_key
+            prior = by_request.get(sub.request_key) if clean.request_id else None
+            if prior is not None and prior.fingerprint != sub.fingerprint:
+                results.append(RequestIdReused())
+                continue
+            same_request = state.get(prior.resource_id) if prior is not None else None
             same_channel = state.get(by_channel.get(pair, "")) if clean.channel_lead_id else None
             current = state.get(key_now.get(key, ""))
             try:
@@ -449,9 +475,12 @@ class LeadEngine:
                     d = res.routed.dealer_id
                     loads[d] = loads.get(d, 0) + 1
                     added[d] = added.get(d, 0) + 1
-            if clean.request_id and clean.request_id not in by_request:
-                by_request[clean.request_id] = lead.id
-                remembered.append((clean.request_id, lead.id, res.outcome.value))
+            if clean.request_id and prior is None:
+                done = store.Remembered(
+                    sub.scope, clean.request_id, sub.fingerprint, lead.id, res.outcome.value
+                )
+                by_request[sub.request_key] = store.Prior(lead.id, done.outcome, done.fingerprint)
+                remembered.append(done)
             results.append(Submitted(res.outcome, lead))
 
         key_inserts = [(c, b, i) for (c, b), i in key_now.items() if (c, b) not in key_db]
@@ -498,9 +527,19 @@ class LeadEngine:
 
     @staticmethod
     def _visible(lead: Lead | None, lead_id: str, caller: Caller) -> Lead:
-        if lead is None or (caller.kind is Kind.DEALER and lead.dealer_id != caller.dealer_id):
+        if lead is None or not can_read(caller, lead):
             raise NotFound(f"lead {lead_id} not found", reason="LEAD_NOT_FOUND")
         return lead
+
+    @staticmethod
+    def scoped_filter(flt: store.LeadFilter, caller: Caller) -> store.LeadFilter:
+        """ListLeads' filters limited to what the caller may read: a dealer lists only its
+        own leads, so asking for another dealer's (or the OEM pool's) finds nothing."""
+        if caller.kind is not Kind.DEALER:
+            return flt
+        own = caller.dealer_id or ""
+        asked_other = flt.dealer_id not in (None, own) or flt.unassigned_only
+        return replace(flt, dealer_id=own, unassigned_only=False, nothing=asked_other or not own)
 
     async def list_leads(self, query: ListQuery) -> list[Lead]:
         """One page (limit + 1 rows are read to know whether another page follows)."""
@@ -549,7 +588,9 @@ class LeadEngine:
                 config=self.config,
             )
 
-        return await self._change_lead(UPDATE_STATUS, lead_id, request_id, caller, change)
+        asked = fingerprint(UPDATE_STATUS, lead_id, status.value, lost_reason)
+        request = (request_id, asked)
+        return await self._change_lead(UPDATE_STATUS, lead_id, request, caller, change)
 
     async def assign(
         self, lead_id: str, dealer_id: str, reason: str, request_id: str, caller: Caller
@@ -562,31 +603,38 @@ class LeadEngine:
             decision = routing.manual(dealer, dealer_id, lead.brand, reason)
             return reassign(lead, decision, now=now, actor=caller.ref, config=self.config)
 
-        return await self._change_lead(ASSIGN, lead_id, request_id, caller, change)
+        asked = fingerprint(ASSIGN, lead_id, dealer_id, reason)
+        return await self._change_lead(ASSIGN, lead_id, (request_id, asked), caller, change)
 
     async def _change_lead(
         self,
         method: str,
         lead_id: str,
-        request_id: str,
+        request: tuple[str, str],
         caller: Caller,
         change: Callable[[Lead, dt.datetime], Lead],
     ) -> Lead:
-        """Read-modify-write one lead under its lock, idempotent by request id."""
+        """Read-modify-write one lead under its lock, idempotent by the caller's request id
+        (`request`: the id and the request's fingerprint)."""
+        request_id, asked = request
         now = self.clock()
+        scope = scope_of(caller)
         async with self.db.engine.connect() as conn:
-            await store.lock_for_write(conn, [f"r|{method}|{request_id}"])
-            seen = await store.request_results(conn, method, [request_id])
-            if request_id in seen:
-                lead = await store.get_lead(conn, seen[request_id][0])
+            await store.lock_for_write(conn, [f"r|{scope}|{method}|{request_id}"])
+            prior = await store.request_result(conn, method, scope, request_id)
+            if prior is not None:
+                lead = await store.get_lead(conn, prior.resource_id)
                 await conn.rollback()
+                if prior.fingerprint != asked:
+                    raise RequestIdReused()
                 return self._visible(lead, lead_id, caller)
             found = await store.leads_by_ids(conn, [lead_id], for_update=self.is_postgres)
             lead = self._visible(found.get(lead_id), lead_id, caller)
             updated = change(lead, now)
             if updated is not lead:
                 await store.update_leads(conn, [updated])
-            await store.remember_requests(conn, method, [(request_id, lead_id, "DONE")], now)
+            done = store.Remembered(scope, request_id, asked, lead_id, "DONE")
+            await store.remember_requests(conn, method, [done], now)
             await conn.commit()
         return updated
 
@@ -594,21 +642,26 @@ class LeadEngine:
         """CreateDealer: a new id is created; a retried request id returns the dealer it
         created; a taken id with another request id is ALREADY_EXISTS."""
         now = self.clock()
+        asked = fingerprint(CREATE_DEALER, replace(dealer, create_time=None))
         dealer = replace(dealer, create_time=now)
+        scope = scope_of(caller)
         async with self.db.engine.connect() as conn:
-            await store.lock_for_write(conn, [f"r|{CREATE_DEALER}|{request_id}", f"d|{dealer.id}"])
-            seen = await store.request_results(conn, CREATE_DEALER, [request_id])
-            if request_id in seen:
-                existing = await store.get_dealer(conn, seen[request_id][0])
+            await store.lock_for_write(
+                conn, [f"r|{scope}|{CREATE_DEALER}|{request_id}", f"d|{dealer.id}"]
+            )
+            prior = await store.request_result(conn, CREATE_DEALER, scope, request_id)
+            if prior is not None:
+                existing = await store.get_dealer(conn, prior.resource_id)
                 await conn.rollback()
+                if prior.fingerprint != asked:
+                    raise RequestIdReused()
                 assert existing is not None
                 return existing
             if not await store.insert_dealer(conn, dealer, caller.ref):
                 await conn.rollback()
                 raise AlreadyExists(f"dealer {dealer.id} exists", reason="DEALER_EXISTS")
-            await store.remember_requests(
-                conn, CREATE_DEALER, [(request_id, dealer.id, "DONE")], now
-            )
+            done = store.Remembered(scope, request_id, asked, dealer.id, "DONE")
+            await store.remember_requests(conn, CREATE_DEALER, [done], now)
             await conn.commit()
         self.dealers.invalidate()
         return dealer

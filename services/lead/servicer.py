@@ -33,7 +33,8 @@ from services.lead.domain.model import (
     Touchpoint,
     payload_ref,
 )
-from services.lead.engine import ImportRow, LeadEngine, ListQuery, Payload, RawAdf
+from services.lead.domain.visibility import View
+from services.lead.engine import ImportRow, LeadEngine, ListQuery, Payload, RawAdf, Submitted
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -65,6 +66,7 @@ _OUTCOME_OUT = {
     "CREATED": lead_service_pb2.SUBMIT_OUTCOME_CREATED,
     "MERGED": lead_service_pb2.SUBMIT_OUTCOME_MERGED,
     "DUPLICATE": lead_service_pb2.SUBMIT_OUTCOME_DUPLICATE,
+    "OTHER_DEALER": lead_service_pb2.SUBMIT_OUTCOME_OTHER_DEALER,
 }
 
 
@@ -89,6 +91,7 @@ def _lead_input(
         series=v.series,
         model=v.model,
         trim=v.trim,
+        model_year=v.model_year,
         time_frame=_FRAME_IN[msg.time_frame],
         preferred_dealer_id=msg.preferred_dealer_id,
         consents=Consents(k.contact, k.marketing, k.share_with_dealer),
@@ -98,13 +101,14 @@ def _lead_input(
     )
 
 
-def _payload(request: Any, default_channel: Channel | None) -> Payload:
+def _payload(request: Any, default_channel: Channel | None, caller: Caller) -> Payload:
     """The payload of a SubmitLeadRequest or an ImportLeadsRequest row.
 
-    The channel: the request's; for raw_adf, ADF when unspecified; for structured rows,
-    `default_channel` (BULK_IMPORT for imports; none for SubmitLead, where it is required).
+    The channel: the request's; else the one a channel caller's token names; for raw_adf,
+    ADF when unspecified; for structured rows, `default_channel` (BULK_IMPORT for imports;
+    none for SubmitLead, where it is required of callers that are not a channel).
     """
-    channel = _CHANNEL_IN.get(request.channel)
+    channel = _CHANNEL_IN.get(request.channel) or _token_channel(caller)
     if request.WhichOneof("payload") == "raw_adf":
         return RawAdf(
             document=request.raw_adf,
@@ -116,6 +120,15 @@ def _payload(request: Any, default_channel: Channel | None) -> Payload:
     if channel is None:
         raise InvalidArgument.for_field("channel", "required", reason="CHANNEL_REQUIRED")
     return _lead_input(request.lead, channel, request.channel_lead_id, request.request_id)
+
+
+def _token_channel(caller: Caller) -> Channel | None:
+    """The channel a channel principal's token names (None for other callers, or a name
+    that is no channel: the engine then refuses the mismatch)."""
+    if caller.kind is not Kind.CHANNEL or not caller.channel:
+        return None
+    name = caller.channel.upper().removeprefix("CHANNEL_")
+    return Channel(name) if name in Channel.__members__ else None
 
 
 def _time(ts: Timestamp) -> dt.datetime:
@@ -140,6 +153,7 @@ def _touchpoint_pb(tp: Touchpoint) -> lead_pb2.Touchpoint:
         channel_lead_id=tp.channel_lead_id,
         time=_ts(tp.time),
         payload_ref=tp.payload_ref,
+        dealer_id=tp.dealer_id,
     )
 
 
@@ -160,7 +174,11 @@ def lead_pb(lead: Lead) -> lead_pb2.Lead:
             province=lead.province,
         ),
         vehicle=lead_pb2.VehicleInterest(
-            brand=lead.brand, series=lead.series, model=lead.model, trim=lead.trim
+            brand=lead.brand,
+            series=lead.series,
+            model=lead.model,
+            trim=lead.trim,
+            model_year=lead.model_year,
         ),
         time_frame=_FRAME_OUT[lead.time_frame],
         test_drive_requested=lead.test_drive_requested,
@@ -223,17 +241,20 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
     async def SubmitLead(
         self, request: lead_service_pb2.SubmitLeadRequest, context: Any
     ) -> lead_service_pb2.SubmitLeadResponse:
-        payload = _payload(request, None)
+        caller = current_caller()
+        payload = _payload(request, None, caller)
         raw = request.raw_adf.encode() if isinstance(payload, RawAdf) else b""
         ref = payload_ref(raw or request.lead.SerializeToString(deterministic=True))
-        result = await self.engine.submit(payload, current_caller(), ref)
+        result = await self.engine.submit(payload, caller, ref)
         return lead_service_pb2.SubmitLeadResponse(
-            lead=lead_pb(result.lead), outcome=_OUTCOME_OUT[result.outcome.value]
+            lead=_reply_lead(result), outcome=_OUTCOME_OUT[result.outcome.value]
         )
 
     async def ImportLeads(
         self, request_iterator: AsyncIterator[lead_service_pb2.ImportLeadsRequest], context: Any
     ) -> lead_service_pb2.ImportLeadsResponse:
+        caller = current_caller()
+
         async def rows() -> AsyncIterator[ImportRow]:
             n = 0
             async for request in request_iterator:
@@ -246,11 +267,11 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
                 try:
                     if self._validate_rows:
                         validate(request)
-                    yield n, _payload(request, Channel.BULK_IMPORT), raw
+                    yield n, _payload(request, Channel.BULK_IMPORT, caller), raw
                 except DomainError as e:
                     yield n, e, raw
 
-        summary = await self.engine.import_rows(rows(), current_caller())
+        summary = await self.engine.import_rows(rows(), caller)
         return lead_service_pb2.ImportLeadsResponse(
             received=summary.received,
             created=summary.created,
@@ -275,7 +296,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
     ) -> lead_service_pb2.ListLeadsResponse:
         caller = current_caller()
         size = page_size(request.page_size)
-        flt = _lead_filter(request, caller, self.engine.clock())
+        flt = self.engine.scoped_filter(_lead_filter(request, self.engine.clock()), caller)
         fhash = filter_hash(
             "leads",
             flt.dealer_id,
@@ -360,16 +381,19 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
         )
 
 
-def _lead_filter(
-    request: lead_service_pb2.ListLeadsRequest, caller: Caller, now: dt.datetime
-) -> store.LeadFilter:
-    """The request's filters, scoped: a dealer only ever lists its own leads."""
-    if caller.kind is Kind.DEALER:
-        dealer_id: str | None = caller.dealer_id or ""
-        unassigned = False
-    else:
-        dealer_id = request.dealer_id or None
-        unassigned = request.unassigned_only and dealer_id is None
+def _reply_lead(result: Submitted) -> lead_pb2.Lead | None:
+    """The lead of a submission's reply, as far as the caller may read it."""
+    if result.view is View.FULL:
+        return lead_pb(result.lead)
+    if result.view is View.ID_ONLY:
+        return lead_pb2.Lead(id=result.lead.id)
+    return None
+
+
+def _lead_filter(request: lead_service_pb2.ListLeadsRequest, now: dt.datetime) -> store.LeadFilter:
+    """The request's filters as asked (the engine scopes them to the caller)."""
+    dealer_id = request.dealer_id or None
+    unassigned = request.unassigned_only and dealer_id is None
     grade = _GRADE_IN.get(request.grade)
     status = _STATUS_IN.get(request.status)
     channel = _CHANNEL_IN.get(request.channel)

@@ -77,6 +77,7 @@ leads = sa.Table(
     sa.Column("series", sa.String(64), nullable=False),
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("trim", sa.String(64), nullable=False),
+    sa.Column("model_year", sa.Integer, nullable=False, server_default="0"),
     sa.Column("time_frame", sa.String(24), nullable=False),
     sa.Column("test_drive_requested", sa.Boolean, nullable=False),
     sa.Column("channel", sa.String(24), nullable=False),
@@ -128,29 +129,37 @@ touchpoints = sa.Table(
     sa.Column("occur_time", UtcDateTime, nullable=False),
     sa.Column("payload_ref", sa.String(80), nullable=False),
     sa.Column("request_id", sa.String(128), nullable=False),
+    # The dealer a walk-in happened at ("" for other channels); see model.Touchpoint.
+    sa.Column("dealer_id", sa.String(32), nullable=False, server_default=""),
     # A lead's touchpoints, oldest first.
     sa.Index(None, "lead_id", "id"),
-    # A resent channel lead is found by (channel, channel_lead_id); unique where the
-    # channel gave an id, so a resend can never become a second touchpoint.
+    # A resent channel lead is found by (channel, channel_lead_id, dealer); unique where
+    # the channel gave an id, so a resend can never become a second touchpoint. The dealer
+    # is part of the key because each dealer numbers its own walk-ins.
     # The channel's id first: it is the selective column, so an `IN` list of ids is an
     # index range whatever the planner's statistics say (PostgreSQL, fresh or not).
     sa.Index(
         "uq_touchpoints_channel_lead",
         "channel_lead_id",
         "channel",
+        "dealer_id",
         unique=True,
         sqlite_where=sa.text("channel_lead_id <> ''"),
         postgresql_where=sa.text("channel_lead_id <> ''"),
     ),
 )
 
-# AIP-155 request ids: a retried mutating call returns what the first one returned.
+# AIP-155 request ids: a retried mutating call returns what the first one returned. They
+# belong to the caller (`scope`, the caller's ref): the same string from two callers is two
+# requests. `fingerprint` hashes the request, so a reused id with another body is refused.
 request_ids = sa.Table(
     "request_ids",
     metadata,
     # request_id first (the selective column of `request_id IN (...)` lookups).
     sa.Column("request_id", sa.String(128), primary_key=True),
     sa.Column("method", sa.String(32), primary_key=True),
+    sa.Column("scope", sa.String(160), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("resource_id", sa.String(32), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
@@ -187,6 +196,7 @@ def lead_row(lead: Lead) -> dict[str, Any]:
         "series": lead.series,
         "model": lead.model,
         "trim": lead.trim,
+        "model_year": lead.model_year,
         "time_frame": lead.time_frame.value,
         "test_drive_requested": lead.test_drive_requested,
         "channel": lead.channel.value,
@@ -218,6 +228,7 @@ def touchpoint_row(lead_id: str, tp: Touchpoint) -> dict[str, Any]:
         "occur_time": tp.time,
         "payload_ref": tp.payload_ref,
         "request_id": tp.request_id,
+        "dealer_id": tp.dealer_id,
     }
 
 
@@ -228,6 +239,7 @@ def _touchpoint(row: Any) -> Touchpoint:
         channel_lead_id=row.channel_lead_id,
         request_id=row.request_id,
         payload_ref=row.payload_ref,
+        dealer_id=row.dealer_id,
     )
 
 
@@ -247,6 +259,7 @@ def _lead(row: Any, tps: tuple[Touchpoint, ...]) -> Lead:
         series=row.series,
         model=row.model,
         trim=row.trim,
+        model_year=row.model_year,
         time_frame=TimeFrame(row.time_frame),
         test_drive_requested=row.test_drive_requested,
         channel=Channel(row.channel),
@@ -342,19 +355,28 @@ async def get_lead(conn: AsyncConnection, lead_id: str) -> Lead | None:
     return (await leads_by_ids(conn, [lead_id])).get(lead_id)
 
 
-async def request_results(
-    conn: AsyncConnection, method: str, ids: Iterable[str]
-) -> dict[str, tuple[str, str]]:
-    """request id -> (resource id, outcome) for the ids already seen (pk_request_ids)."""
-    wanted = sorted({r for r in ids if r})
-    if not wanted:
-        return {}
-    rows = await conn.execute(
-        sa.select(request_ids.c.request_id, request_ids.c.resource_id, request_ids.c.outcome)
-        .where(request_ids.c.method == method)
-        .where(request_ids.c.request_id.in_(wanted))
-    )
-    return {r.request_id: (r.resource_id, r.outcome) for r in rows}
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """What an earlier call with a request id did: its resource, outcome and fingerprint."""
+
+    resource_id: str
+    outcome: str
+    fingerprint: str
+
+
+async def request_result(
+    conn: AsyncConnection, method: str, scope: str, request_id: str
+) -> Prior | None:
+    """The earlier call of this caller with this request id, if any (pk_request_ids)."""
+    row = (
+        await conn.execute(
+            sa.select(request_ids.c.resource_id, request_ids.c.outcome, request_ids.c.fingerprint)
+            .where(request_ids.c.request_id == request_id)
+            .where(request_ids.c.method == method)
+            .where(request_ids.c.scope == scope)
+        )
+    ).first()
+    return Prior(row.resource_id, row.outcome, row.fingerprint) if row else None
 
 
 async def all_dealers(conn: AsyncConnection) -> list[Dealer]:
@@ -399,6 +421,8 @@ class LeadFilter:
     create_start: dt.datetime | None = None
     create_end: dt.datetime | None = None
     overdue_at: dt.datetime | None = None
+    # Nothing can match (a dealer asking for another dealer's leads): no query at all.
+    nothing: bool = False
 
 
 async def list_leads(
@@ -414,6 +438,8 @@ async def list_leads(
     else ix_leads_create_time_id, read backwards; the other filters are checked on the
     rows of that range.
     """
+    if flt.nothing:
+        return []
     query = sa.select(leads)
     if flt.dealer_id is not None:
         query = query.where(leads.c.dealer_id == flt.dealer_id)
@@ -530,16 +556,35 @@ async def update_leads(conn: AsyncConnection, changed: Sequence[Lead]) -> None:
     await conn.execute(_LEAD_UPDATE, params)
 
 
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """One request id to remember: whose, which request (fingerprint), what it did."""
+
+    scope: str
+    request_id: str
+    fingerprint: str
+    resource_id: str
+    outcome: str
+
+
 async def remember_requests(
-    conn: AsyncConnection, method: str, results: Sequence[tuple[str, str, str]], now: dt.datetime
+    conn: AsyncConnection, method: str, results: Sequence[Remembered], now: dt.datetime
 ) -> None:
-    """Record (request id, resource id, outcome) so retries return the same result."""
-    rows = [
-        {"method": method, "request_id": r, "resource_id": i, "outcome": o, "create_time": now}
-        for r, i, o in results
-        if r
-    ]
+    """Record request ids so retries return the same result."""
+    rows = [_request_row(method, r, now) for r in results if r.request_id]
     await bulk_insert(conn, request_ids, rows)
+
+
+def _request_row(method: str, r: Remembered, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "request_id": r.request_id,
+        "method": method,
+        "scope": r.scope,
+        "fingerprint": r.fingerprint,
+        "resource_id": r.resource_id,
+        "outcome": r.outcome,
+        "create_time": now,
+    }
 
 
 async def insert_dealer(conn: AsyncConnection, dealer: Dealer, actor: str) -> bool:
@@ -588,7 +633,15 @@ _LEAD_TIMES = frozenset({"follow_up_due_time", "last_touch_time", "create_time",
 _LEAD_BOOLS = frozenset(
     {"test_drive_requested", "consent_contact", "consent_marketing", "consent_share"}
 )
-_TP_COLUMNS = ("lead_id", "channel", "channel_lead_id", "occur_time", "payload_ref", "request_id")
+_TP_COLUMNS = (
+    "lead_id",
+    "channel",
+    "channel_lead_id",
+    "occur_time",
+    "payload_ref",
+    "request_id",
+    "dealer_id",
+)
 _LEAD_TIME_AT = tuple(i for i, c in enumerate(_LEAD_COLUMNS) if c in _LEAD_TIMES)
 _LEAD_REASONS_AT = _LEAD_COLUMNS.index("rating_reasons")
 
@@ -607,10 +660,11 @@ def _sqlite_lead_values(lead: Lead) -> list[Any]:
 
 _IDS = "(SELECT value FROM json_each(?))"
 _SQL_REQUESTS = (
-    f"SELECT request_id, resource_id FROM request_ids WHERE method = ? AND request_id IN {_IDS}"
+    "SELECT scope, request_id, resource_id, outcome, fingerprint FROM request_ids "
+    f"WHERE method = ? AND request_id IN {_IDS}"
 )
 _SQL_CHANNEL_IDS = (
-    "SELECT channel, channel_lead_id, lead_id FROM touchpoints "
+    "SELECT channel, dealer_id, channel_lead_id, lead_id FROM touchpoints "
     f"WHERE channel_lead_id IN {_IDS} AND channel IN {_IDS} AND channel_lead_id <> ''"
 )
 _SQL_KEYS = f"SELECT contact_key, brand_key, lead_id FROM lead_keys WHERE contact_key IN {_IDS}"
@@ -632,22 +686,32 @@ _SQL_INSERT_LEAD = (
 _SQL_UPDATE_LEAD = (
     f"UPDATE leads SET {', '.join(f'{c} = ?' for c in _LEAD_COLUMNS[1:])} WHERE id = ?"
 )
-_SQL_INSERT_TP = f"INSERT INTO touchpoints ({', '.join(_TP_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
+_SQL_INSERT_TP = (
+    f"INSERT INTO touchpoints ({', '.join(_TP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _TP_COLUMNS)})"
+)
 _SQL_INSERT_KEY = "INSERT INTO lead_keys (contact_key, brand_key, lead_id) VALUES (?, ?, ?)"
 _SQL_UPDATE_KEY = "UPDATE lead_keys SET lead_id = ? WHERE contact_key = ? AND brand_key = ?"
 _SQL_INSERT_REQUEST = (
-    "INSERT INTO request_ids (request_id, method, resource_id, outcome, create_time) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO request_ids "
+    "(request_id, method, scope, fingerprint, resource_id, outcome, create_time) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _SQL_ADD_LOAD = "UPDATE dealer_load SET assigned = assigned + ? WHERE dealer_id = ? AND day = ?"
+
+
+# A request id as its caller sent it: (scope, request id).
+RequestKey = tuple[str, str]
+# A channel lead id in its namespace: (channel, walk-in dealer or "", channel lead id).
+ChannelKey = tuple[str, str, str]
 
 
 @dataclass(slots=True)
 class BatchFound:
     """What a batch's lookups found (see `LeadEngine._write_batch`)."""
 
-    by_request: dict[str, str]
-    by_channel: dict[tuple[str, str], str]
+    by_request: dict[RequestKey, Prior]
+    by_channel: dict[ChannelKey, str]
     key_db: dict[tuple[str, str], str]
     leads: dict[str, Lead]
     loads: dict[str, int]
@@ -662,7 +726,7 @@ class BatchWrites:
     touchpoints: Sequence[tuple[str, Touchpoint]]
     key_inserts: Sequence[tuple[str, str, str]]
     key_updates: Sequence[tuple[str, str, str]]
-    requests: Sequence[tuple[str, str, str]]
+    requests: Sequence[Remembered]
     method: str
     now: dt.datetime
     day: dt.date
@@ -692,8 +756,8 @@ async def sqlite_batch_lookup(
     *,
     lock_keys: Iterable[str],
     method: str,
-    request_ids: Sequence[str],
-    pairs: Sequence[tuple[str, str]],
+    request_keys: Sequence[RequestKey],
+    channel_keys: Sequence[ChannelKey],
     keys: Sequence[tuple[str, str]],
     day: dt.date,
     load_ids: Sequence[str],
@@ -707,26 +771,27 @@ async def sqlite_batch_lookup(
     this process has not made sure of it yet (pk_dealer_load). The transaction stays open for
     `sqlite_batch_write` (or the connection's rollback). `lock_keys` are for PostgreSQL:
     BEGIN IMMEDIATE locks the whole database."""
-    wanted_pairs = {p for p in pairs if p[1]}
+    wanted_requests = {k for k in request_keys if k[1]}
+    wanted_channel = {k for k in channel_keys if k[2]}
     wanted_keys = set(keys)
     day_text = day.isoformat()
 
     def run(db: Any) -> BatchFound:
         db.execute("BEGIN IMMEDIATE")
         try:
-            rids = sorted({r for r in request_ids if r})
-            by_request = (
-                dict(db.execute(_SQL_REQUESTS, (method, json.dumps(rids))).fetchall())
-                if rids
-                else {}
-            )
-            by_channel: dict[tuple[str, str], str] = {}
-            if wanted_pairs:
-                ids = json.dumps(sorted({p[1] for p in wanted_pairs}))
-                chans = json.dumps(sorted({p[0] for p in wanted_pairs}))
-                for channel, clid, lead_id in db.execute(_SQL_CHANNEL_IDS, (ids, chans)):
-                    if (channel, clid) in wanted_pairs:
-                        by_channel[(channel, clid)] = lead_id
+            by_request: dict[RequestKey, Prior] = {}
+            if wanted_requests:
+                rids = json.dumps(sorted({k[1] for k in wanted_requests}))
+                for scope, rid, resource, outcome, fp in db.execute(_SQL_REQUESTS, (method, rids)):
+                    if (scope, rid) in wanted_requests:
+                        by_request[(scope, rid)] = Prior(resource, outcome, fp)
+            by_channel: dict[ChannelKey, str] = {}
+            if wanted_channel:
+                ids = json.dumps(sorted({k[2] for k in wanted_channel}))
+                chans = json.dumps(sorted({k[0] for k in wanted_channel}))
+                for channel, dealer, clid, lead_id in db.execute(_SQL_CHANNEL_IDS, (ids, chans)):
+                    if (channel, dealer, clid) in wanted_channel:
+                        by_channel[(channel, dealer, clid)] = lead_id
             key_db: dict[tuple[str, str], str] = {}
             if wanted_keys:
                 contacts = json.dumps(sorted({k[0] for k in wanted_keys}))
@@ -734,15 +799,21 @@ async def sqlite_batch_lookup(
                     if (contact, brand) in wanted_keys:
                         key_db[(contact, brand)] = lead_id
             found: dict[str, Lead] = {}
-            lead_ids = sorted({*by_request.values(), *by_channel.values(), *key_db.values()})
+            lead_ids = sorted(
+                {
+                    *(p.resource_id for p in by_request.values()),
+                    *by_channel.values(),
+                    *key_db.values(),
+                }
+            )
             if lead_ids:
                 rows = db.execute(_SQL_LEADS, (json.dumps(lead_ids),)).fetchall()
                 tps: dict[str, list[Touchpoint]] = {}
-                for lead_id, channel, clid, occur, ref, rid in db.execute(
+                for lead_id, channel, clid, occur, ref, rid, dealer in db.execute(
                     _SQL_TPS, (json.dumps([r[0] for r in rows]),)
                 ):
                     tps.setdefault(lead_id, []).append(
-                        Touchpoint(Channel(channel), _sqlite_time(occur), clid, rid, ref)  # type: ignore[arg-type]
+                        Touchpoint(Channel(channel), _sqlite_time(occur), clid, rid, ref, dealer)  # type: ignore[arg-type]
                     )
                 for row in rows:
                     found[row[0]] = _sqlite_lead(row, tuple(tps.get(row[0], ())))
@@ -780,10 +851,15 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
             _sqlite_value(tp.time),
             tp.payload_ref,
             tp.request_id,
+            tp.dealer_id,
         )
         for lead_id, tp in w.touchpoints
     ]
-    request_rows = [(r, w.method, i, o, now) for r, i, o in w.requests if r]
+    request_rows = [
+        (r.request_id, w.method, r.scope, r.fingerprint, r.resource_id, r.outcome, now)
+        for r in w.requests
+        if r.request_id
+    ]
     key_updates = [(i, c, b) for c, b, i in w.key_updates]
     day_text = w.day.isoformat()
     load_rows = [(n, d, day_text) for d, n in sorted(w.added.items())]
@@ -845,7 +921,7 @@ def _pg_rows(rows: Sequence[dict[str, Any]]) -> str:
 
 _PG_KEY_IDS = (
     "SELECT resource_id FROM request_ids WHERE method = %(method)s "
-    "AND request_id = ANY(%(rids)s) "
+    "AND request_id = ANY(%(rids)s) AND scope = ANY(%(scopes)s) "
     "UNION SELECT lead_id FROM touchpoints WHERE channel_lead_id = ANY(%(clids)s) "
     "AND channel = ANY(%(chans)s) AND channel_lead_id <> '' "
     "UNION SELECT lead_id FROM lead_keys WHERE contact_key = ANY(%(contacts)s)"
@@ -855,10 +931,11 @@ _PG_LOCK = (
     "WITH ORDINALITY AS t(k, n) ORDER BY n"
 )
 _PG_REQUESTS = (
-    "SELECT request_id, resource_id FROM request_ids WHERE method = %s AND request_id = ANY(%s)"
+    "SELECT scope, request_id, resource_id, outcome, fingerprint FROM request_ids "
+    "WHERE method = %s AND request_id = ANY(%s)"
 )
 _PG_CHANNEL_IDS = (
-    "SELECT channel, channel_lead_id, lead_id FROM touchpoints "
+    "SELECT channel, dealer_id, channel_lead_id, lead_id FROM touchpoints "
     "WHERE channel_lead_id = ANY(%s) AND channel = ANY(%s) AND channel_lead_id <> ''"
 )
 _PG_KEYS = "SELECT contact_key, brand_key, lead_id FROM lead_keys WHERE contact_key = ANY(%s)"
@@ -882,7 +959,8 @@ _PG_INSERT_LEADS = _pg_insert(leads, _LEAD_COLUMNS)
 _PG_INSERT_TPS = _pg_insert(touchpoints, _TP_COLUMNS)
 _PG_INSERT_KEYS = _pg_insert(lead_keys, ("contact_key", "brand_key", "lead_id"))
 _PG_INSERT_REQUESTS = _pg_insert(
-    request_ids, ("request_id", "method", "resource_id", "outcome", "create_time")
+    request_ids,
+    ("request_id", "method", "scope", "fingerprint", "resource_id", "outcome", "create_time"),
 )
 _PG_UPDATE_LEADS = (
     f"UPDATE leads SET {', '.join(f'{c} = v.{c}' for c in _LEAD_COLUMNS[1:])} "
@@ -937,8 +1015,8 @@ async def postgres_batch_lookup(
     *,
     lock_keys: Iterable[str],
     method: str,
-    request_ids: Sequence[str],
-    pairs: Sequence[tuple[str, str]],
+    request_keys: Sequence[RequestKey],
+    channel_keys: Sequence[ChannelKey],
     keys: Sequence[tuple[str, str]],
     day: dt.date,
     load_ids: Sequence[str],
@@ -948,13 +1026,15 @@ async def postgres_batch_lookup(
     leads and dealer counts stay row-locked until `postgres_batch_write` commits."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
-    wanted_pairs = {p for p in pairs if p[1]}
+    wanted_requests = {k for k in request_keys if k[1]}
+    wanted_channel = {k for k in channel_keys if k[2]}
     wanted_keys = set(keys)
     params = {
         "method": method,
-        "rids": sorted({r for r in request_ids if r}),
-        "clids": sorted({p[1] for p in wanted_pairs}),
-        "chans": sorted({p[0] for p in wanted_pairs}),
+        "rids": sorted({k[1] for k in wanted_requests}),
+        "scopes": sorted({k[0] for k in wanted_requests}),
+        "clids": sorted({k[2] for k in wanted_channel}),
+        "chans": sorted({k[0] for k in wanted_channel}),
         "contacts": sorted({k[0] for k in wanted_keys}),
     }
     hashes = sorted({_key_hash(k) for k in lock_keys})
@@ -972,19 +1052,23 @@ async def postgres_batch_lookup(
             if loads_ids and missing_load_rows:
                 await pg.execute(_PG_LOAD_ROWS, (day, list(missing_load_rows)))
             c_loads = await pg.execute(_PG_LOADS, (day, loads_ids)) if loads_ids else None
-        by_request = dict(await c_req.fetchall())
+        by_request = {
+            (scope, rid): Prior(resource, outcome, fp)
+            for scope, rid, resource, outcome, fp in await c_req.fetchall()
+            if (scope, rid) in wanted_requests
+        }
         by_channel = {
-            (ch, clid): lead_id
-            for ch, clid, lead_id in await c_chan.fetchall()
-            if (ch, clid) in wanted_pairs
+            (ch, dealer, clid): lead_id
+            for ch, dealer, clid, lead_id in await c_chan.fetchall()
+            if (ch, dealer, clid) in wanted_channel
         }
         key_db = {
             (c, b): lead_id for c, b, lead_id in await c_keys.fetchall() if (c, b) in wanted_keys
         }
         tps: dict[str, list[Touchpoint]] = {}
-        for lead_id, channel, clid, occur, ref, rid in await c_tps.fetchall():
+        for lead_id, channel, clid, occur, ref, rid, dealer in await c_tps.fetchall():
             tps.setdefault(lead_id, []).append(
-                Touchpoint(Channel(channel), occur.astimezone(dt.UTC), clid, rid, ref)
+                Touchpoint(Channel(channel), occur.astimezone(dt.UTC), clid, rid, ref, dealer)
             )
         found = {
             row[0]: _pg_lead(row, tuple(tps.get(row[0], ()))) for row in await c_leads.fetchall()
@@ -1004,17 +1088,7 @@ async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
     tps = [touchpoint_row(i, t) for i, t in w.touchpoints]
     key_inserts = [{"contact_key": c, "brand_key": b, "lead_id": i} for c, b, i in w.key_inserts]
     key_updates = [{"contact_key": c, "brand_key": b, "lead_id": i} for c, b, i in w.key_updates]
-    requests = [
-        {
-            "request_id": r,
-            "method": w.method,
-            "resource_id": i,
-            "outcome": o,
-            "create_time": w.now,
-        }
-        for r, i, o in w.requests
-        if r
-    ]
+    requests = [_request_row(w.method, r, w.now) for r in w.requests if r.request_id]
     loads = [{"dealer_id": d, "day": w.day, "assigned": n} for d, n in sorted(w.added.items())]
     params = tuple(
         _pg_rows(rows) if rows else "[]"

@@ -100,7 +100,7 @@ def merge_into(
 ) -> Lead:
     """The lead with the submission merged in.
 
-    A named series replaces series, model and trim together (the interest moved to
+    A named series replaces series, model, trim and model year together (the interest moved to
     another car; mixing old and new fields would describe a car nobody asked for); a
     known time frame replaces the old one; test-drive interest and consents, once given,
     stay; missing name, email, mobile, place and preferred dealer are filled in. The lead
@@ -112,6 +112,7 @@ def merge_into(
         series=clean.series if moved else lead.series,
         model=clean.model if moved else lead.model,
         trim=clean.trim if moved else lead.trim,
+        model_year=clean.model_year if moved else lead.model_year,
         name=lead.name or clean.name,
         mobile_e164=lead.mobile_e164 or clean.mobile_e164,
         email=lead.email or clean.email,

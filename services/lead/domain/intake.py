@@ -42,14 +42,31 @@ class IntakeResult:
     reason: str
 
 
-def touchpoint_of(clean: CleanLead, now: datetime, payload_ref: str) -> Touchpoint:
-    """The touchpoint recording this submission's arrival."""
+def touchpoint_of(
+    clean: CleanLead, now: datetime, payload_ref: str, walk_in_dealer_id: str | None = None
+) -> Touchpoint:
+    """The touchpoint recording this submission's arrival (at a dealer, for walk-ins)."""
     return Touchpoint(
         channel=clean.channel,
         time=now,
         channel_lead_id=clean.channel_lead_id,
         request_id=clean.request_id,
         payload_ref=payload_ref,
+        dealer_id=walk_in_dealer_id or "",
+    )
+
+
+def record_visit(lead: Lead, touchpoint: Touchpoint, *, now: datetime, actor: str) -> Lead:
+    """Another dealer's walk-in of this lead's customer: the visit is one more touchpoint
+    (it keeps the dedup window open and shows the OEM the conflict); nothing the walk-in
+    dealer typed replaces what the lead's own dealer knows."""
+    return replace(
+        lead,
+        touchpoints=(*lead.touchpoints, touchpoint),
+        last_touch_time=touchpoint.time,
+        update_time=now,
+        update_actor=actor,
+        version=lead.version + 1,
     )
 
 
@@ -62,6 +79,7 @@ def new_lead(
     actor: str,
     payload_ref: str,
     config: LeadConfig,
+    walk_in_dealer_id: str | None = None,
 ) -> Lead:
     """A fresh lead from a first submission: rated, routed, with a follow-up deadline."""
     rating = rate(RatingFacts.of_clean(clean, now), config)
@@ -78,6 +96,7 @@ def new_lead(
         series=clean.series,
         model=clean.model,
         trim=clean.trim,
+        model_year=clean.model_year,
         time_frame=clean.time_frame,
         test_drive_requested=clean.test_drive_requested,
         channel=clean.channel,
@@ -86,7 +105,7 @@ def new_lead(
         preferred_dealer_id=clean.preferred_dealer_id,
         dealer_id=routing.dealer_id,
         routing_reason=routing.reason,
-        touchpoints=(touchpoint_of(clean, now, payload_ref),),
+        touchpoints=(touchpoint_of(clean, now, payload_ref, walk_in_dealer_id),),
         follow_up_due=follow_up_due(rating.grade, now, config),
         lost_reason="",
         create_time=now,
@@ -114,8 +133,9 @@ def intake(
 ) -> IntakeResult:
     """Decide and build: DUPLICATE returns the existing lead untouched; MERGED merges
     (and routes a lead still waiting in the OEM pool); CREATED rates and routes a new lead
-    with id `lead_id`. `walk_in_dealer_id` pins a dealer's own walk-in to that dealer.
-    `dealers` must include every dealer selling the brand; see `routing.route`."""
+    with id `lead_id`. `walk_in_dealer_id` pins a dealer's own walk-in to that dealer; a
+    walk-in of a customer whose lead another dealer follows is OTHER_DEALER (only the visit
+    is recorded). `dealers` must include every dealer selling the brand; see `routing.route`."""
     decision = decide(
         clean,
         same_request=same_request,
@@ -140,12 +160,17 @@ def intake(
             assigned_today=assigned_today,
         )
 
+    touchpoint = touchpoint_of(clean, now, payload_ref, walk_in_dealer_id)
     if decision.outcome is SubmitOutcome.MERGED:
         assert decision.existing is not None
+        followed_by = decision.existing.dealer_id
+        if walk_in_dealer_id and followed_by is not None and followed_by != walk_in_dealer_id:
+            lead = record_visit(decision.existing, touchpoint, now=now, actor=actor)
+            return IntakeResult(SubmitOutcome.OTHER_DEALER, lead, None, decision.reason)
         lead = merge_into(
             decision.existing,
             clean,
-            touchpoint_of(clean, now, payload_ref),
+            touchpoint,
             now=now,
             actor=actor,
             config=config,
@@ -168,6 +193,7 @@ def intake(
         actor=actor,
         payload_ref=payload_ref,
         config=config,
+        walk_in_dealer_id=walk_in_dealer_id,
     )
     routed = routing if routing.dealer_id is not None else None
     return IntakeResult(SubmitOutcome.CREATED, lead, routed, decision.reason)

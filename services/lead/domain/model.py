@@ -118,6 +118,9 @@ class SubmitOutcome(StrEnum):
     CREATED = "CREATED"
     MERGED = "MERGED"
     DUPLICATE = "DUPLICATE"
+    # A dealer's walk-in of a customer whose open lead another dealer follows: recorded as
+    # a touchpoint of that lead, nothing else of it changes (see intake.record_visit).
+    OTHER_DEALER = "OTHER_DEALER"
 
 
 @lru_cache(maxsize=4096)
@@ -155,6 +158,7 @@ class LeadInput:
     series: str = ""
     model: str = ""
     trim: str = ""
+    model_year: int = 0
     time_frame: TimeFrame = TimeFrame.UNKNOWN
     preferred_dealer_id: str = ""
     consents: Consents = Consents()
@@ -203,6 +207,7 @@ class CleanLead:
     channel_lead_id: str
     request_id: str
     request_time: datetime | None = None
+    model_year: int = 0
     # Cleansing notes worth keeping (e.g. "email dropped: not an address"), never PII.
     notes: tuple[str, ...] = ()
 
@@ -257,13 +262,19 @@ class RoutingDecision:
 
 @dataclass(frozen=True, slots=True)
 class Touchpoint:
-    """One arrival of a lead. `payload_ref` names the stored raw payload, never holds it."""
+    """One arrival of a lead. `payload_ref` names the stored raw payload, never holds it.
+
+    `dealer_id` is the dealer a walk-in happened at ("" for other channels): walk-ins are
+    counted for that dealer even when the lead is another's, and it scopes the dealer's
+    own channel lead ids (two dealers' "WALKIN-0001" are two leads).
+    """
 
     channel: Channel
     time: datetime
     channel_lead_id: str = ""
     request_id: str = ""
     payload_ref: str = ""
+    dealer_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +315,7 @@ class Lead:
     update_actor: str = ""
     # Optimistic-concurrency version for the store; bumped by every domain change.
     version: int = 1
+    model_year: int = 0
 
     @property
     def grade(self) -> Grade:

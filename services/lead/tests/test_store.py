@@ -18,6 +18,7 @@ from alembic.migration import MigrationContext
 
 from mesh.db import Database
 from mesh.errors import InvalidArgument
+from mesh.idempotency import RequestIdReused
 from mesh.identity import Caller, Kind
 from services.lead import store
 from services.lead.domain.config import LeadConfig
@@ -78,7 +79,7 @@ async def count(engine: LeadEngine, table: sa.Table) -> int:
 
 async def test_migration_matches_the_tables(database_url: str) -> None:
     db = Database(database_url)
-    assert await db.migrate(MIGRATIONS) == "0002"
+    assert await db.migrate(MIGRATIONS) == "0003"
 
     def diff(conn: sa.Connection) -> list[object]:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -123,11 +124,24 @@ async def test_create_retry_resend_merge(engine: LeadEngine) -> None:
     assert merged.lead.grade.value == "H"
     assert await count(engine, store.leads) == 1
     assert await count(engine, store.touchpoints) == 2
-    # A retry of the merge changes nothing either.
+    # A retry of the merge (the same request again) changes nothing either.
     again = await engine.submit(
-        lead_input("13800138000", channel=Channel.YICHE, request_id="r3"), SERVICE, "x"
+        lead_input(
+            "+86 138-0013-8000",
+            channel=Channel.YICHE,
+            channel_lead_id="yc-9",
+            request_id="r3",
+            time_frame=TimeFrame.WITHIN_7_DAYS,
+        ),
+        SERVICE,
+        "sha256:2",
     )
     assert again.outcome is SubmitOutcome.DUPLICATE
+    # The same request id with another request is refused, and changes nothing.
+    with pytest.raises(RequestIdReused):
+        await engine.submit(
+            lead_input("13800138000", channel=Channel.YICHE, request_id="r3"), SERVICE, "x"
+        )
     assert await count(engine, store.touchpoints) == 2
 
 
