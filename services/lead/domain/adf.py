@@ -177,9 +177,18 @@ def parse_adf_time(text: str) -> datetime | None:
             int(second or 0),
             tzinfo=tz,
         )
-    except ValueError:
+        # 9999-12-31T23:59:59-23:00 is a valid local time past the last UTC one.
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return local.astimezone(UTC)
+
+
+def model_year(text: str) -> int:
+    """The model year of `<year>` (年款), 0 when it is not a plausible one."""
+    text = text.strip()
+    if len(text) == 4 and text.isascii() and text.isdigit() and 1886 <= int(text) <= 2100:
+        return int(text)
+    return 0
 
 
 def region_of_country(country: str) -> str | None:
@@ -307,7 +316,8 @@ def parse_adf(document: str, *, now: datetime, field: str = "raw_adf") -> LeadIn
         province=_text(_child(address, "regioncode")),
         brand=make,
         series=model,
-        model=f"{year} {model}".strip() if model else "",
+        model=model,
+        model_year=model_year(year),
         trim=trim,
         time_frame=_time_frame(customer, request_time or now),
         preferred_dealer_id=vendor_id if _DEALER_ID.match(vendor_id) else "",

@@ -7,7 +7,8 @@ and an import turns it into row rejections (`model.rejections_of`).
 
 Mobile numbers (the dedup key) go to E.164 with libphonenumber. A number without a
 country code takes `LeadConfig.default_region` (CN), or for ADF the address's country,
-else `adf_default_region` (US); "+86", "0086", "86-", spaces, dashes, dots, brackets and
+else `adf_default_region` (US), unless it is not valid there but a valid mobile of the
+default region (`adf_mobile`); "+86", "0086", "86-", spaces, dashes, dots, brackets and
 full-width digits are accepted. A Chinese number must be a mobile by libphonenumber's
 metadata, which is stricter than 1[3-9]\\d{9} (e.g. 140..., 12x... are refused); other
 countries accept MOBILE or FIXED_LINE_OR_MOBILE (North America cannot tell them apart).
@@ -178,6 +179,36 @@ def clean_email(raw: str) -> str | None:
     return text.lower()
 
 
+def adf_mobile(raw: str, adf_region: str, default_region: str) -> MobileCheck:
+    """An ADF phone without a country code: ADF is North American, but this platform's
+    ADF leads are mostly Chinese. A number that is valid in the ADF region (the address's
+    country, else `adf_default_region`) stays there; one that is not, but is a valid
+    mobile of `default_region`, is that region's (13912345670 is a Chinese mobile, not
+    +1 391...); anything else gets the ADF region's lenient reading."""
+    strict = check_mobile(raw, adf_region)
+    if strict.e164 or adf_region == default_region:
+        return strict if strict.e164 else check_mobile(raw, adf_region, lenient_nanp=True)
+    home = check_mobile(raw, default_region)
+    if home.e164:
+        return home
+    return check_mobile(raw, adf_region, lenient_nanp=True)
+
+
+def _pick_mobile(data: LeadInput, config: LeadConfig) -> tuple[str | None, list[str]]:
+    """The first usable of the submission's phones in E.164, and the others' problems."""
+    problems: list[str] = []
+    for raw in unique([p for p in (data.mobile, *data.alt_phones) if p.strip()]):
+        if data.from_adf:
+            adf_region = (data.phone_region or config.adf_default_region).upper()
+            check = adf_mobile(raw, adf_region, config.default_region.upper())
+        else:
+            check = check_mobile(raw, (data.phone_region or config.default_region).upper())
+        if check.e164:
+            return check.e164, problems
+        problems.append(check.problem)
+    return None, problems
+
+
 def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
     """The cleansed lead, or InvalidArgument listing every bad field."""
     violations: list[FieldViolation] = []
@@ -200,16 +231,7 @@ def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
     elif problem := name_problem(name):
         bad("customer.name", problem)
 
-    region = (data.phone_region or (config.adf_default_region if data.from_adf else "")).upper()
-    region = region or config.default_region
-    mobile: str | None = None
-    phone_problems: list[str] = []
-    for raw in unique([p for p in (data.mobile, *data.alt_phones) if p.strip()]):
-        check = check_mobile(raw, region, lenient_nanp=data.from_adf)
-        if check.e164:
-            mobile = check.e164
-            break
-        phone_problems.append(check.problem)
+    mobile, phone_problems = _pick_mobile(data, config)
 
     email: str | None = None
     if data.email.strip():
@@ -268,6 +290,7 @@ def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
         series=series,
         model=model,
         trim=trim,
+        model_year=data.model_year,
         time_frame=data.time_frame,
         preferred_dealer_id=preferred or None,
         consents=data.consents,

@@ -52,7 +52,7 @@ def test_every_sample_parses_into_a_usable_lead() -> None:
 def test_spec_minimal_example_with_malformed_declaration() -> None:
     lead = parse_adf(sample("adf_spec_minimal_example.xml"), now=NOW)
     assert lead.name == "John Doe"
-    assert (lead.brand, lead.series, lead.model) == ("Chevrolet", "Blazer", "1999 Blazer")
+    assert (lead.brand, lead.series, lead.model) == ("Chevrolet", "Blazer", "Blazer")
     assert lead.mobile == "393-999-3922" and lead.phone_region is None
     assert lead.request_time == datetime(2000, 3, 30, 23, 30, 20, tzinfo=UTC)
     assert lead.from_adf and lead.field_prefix == "raw_adf"
@@ -69,7 +69,7 @@ def test_approvalgenie_lead_with_odd_phone_types_and_no_usable_phone() -> None:
     assert (lead.mobile, lead.alt_phones) == ("9999999999", ("1234567890",))
     assert lead.phone_region == "CA"
     assert (lead.city, lead.province) == ("Mississauga", "ON")
-    assert (lead.brand, lead.series, lead.model) == ("Hyundai", "i30", "2023 i30")
+    assert (lead.brand, lead.series, lead.model) == ("Hyundai", "i30", "i30")
     assert lead.request_time == datetime(2019, 1, 16, 0, 46, 36, tzinfo=UTC)
     assert lead.channel_lead_id == ""  # <id> is empty
     clean = cleanse(lead, CONFIG)
@@ -86,7 +86,7 @@ def test_trade_in_is_ignored_and_a_bare_vehicle_means_buy() -> None:
         "</vehicle>" + CONTACT
     )
     lead = parse_adf(doc(body), now=NOW)
-    assert (lead.brand, lead.series, lead.model, lead.trim) == ("Marque", "M5", "2026 M5", "Pro")
+    assert (lead.brand, lead.series, lead.model, lead.trim) == ("Marque", "M5", "M5", "Pro")
 
 
 def test_only_a_trade_in_leaves_the_brand_empty_but_keeps_the_lead() -> None:
@@ -260,3 +260,56 @@ def test_non_ascii_before_a_doctype_keeps_offsets_right() -> None:
         "<!-- ßİ --><!DOCTYPE adf SYSTEM 'adf.dtd'>" + f"<adf><prospect>{CONTACT}</prospect></adf>"
     )
     assert parse_adf(text, now=NOW).name == "Li Lei"
+
+
+def contact(phone: str, country: str = "") -> str:
+    address = f"<address><country>{country}</country></address>" if country else ""
+    return (
+        f"<customer><contact><name part='full'>Li Lei</name><phone>{phone}</phone>{address}"
+        "</contact></customer>"
+    )
+
+
+@pytest.mark.parametrize("phone", ["13912345670", "13700001111", "139 1234 5670"])
+def test_a_chinese_mobile_without_country_is_chinese(phone: str) -> None:
+    lead = parse_adf(doc("<vehicle><make>Marque</make></vehicle>" + contact(phone)), now=NOW)
+    assert cleanse(lead, CONFIG).mobile_e164 == "+86" + phone.replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "e164"),
+    [
+        ("(212) 555-0123", "", "+12125550123"),  # valid in the US: stays there
+        ("416-555-0199", "CA", "+14165550199"),
+        ("393-999-3922", "", "+13939993922"),  # not valid anywhere: the lenient US reading
+        ("13912345670", "US", "+8613912345670"),  # a Chinese mobile, whatever the address
+    ],
+)
+def test_adf_phone_region(phone: str, country: str, e164: str) -> None:
+    lead = parse_adf(
+        doc("<vehicle><make>Marque</make></vehicle>" + contact(phone, country)), now=NOW
+    )
+    assert cleanse(lead, CONFIG).mobile_e164 == e164
+
+
+def test_the_model_year_is_its_own_field() -> None:
+    body = "<vehicle><year>2026</year><make>Marque</make><model>M5</model></vehicle>" + CONTACT
+    lead = parse_adf(doc(body), now=NOW)
+    assert (lead.series, lead.model, lead.model_year) == ("M5", "M5", 2026)
+    assert cleanse(lead, CONFIG).model_year == 2026
+    odd = parse_adf(doc(body.replace("2026", "MMXXVI")), now=NOW)
+    assert odd.model_year == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-0100"]
+)
+def test_times_past_the_calendar_s_ends_are_no_times(text: str) -> None:
+    assert parse_adf_time(text) is None
+    body = (
+        f"<requestdate>{text}</requestdate><vehicle><make>Marque</make></vehicle>"
+        "<customer><contact><name part='full'>Li Lei</name><phone>13912345670</phone>"
+        f"</contact><timeframe><latestdate>{text}</latestdate></timeframe></customer>"
+    )
+    lead = parse_adf(doc(body), now=NOW)
+    assert lead.request_time is None

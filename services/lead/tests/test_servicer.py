@@ -296,9 +296,7 @@ async def test_dealer_isolation(lead: Harness) -> None:
     listed = await lead.stub.ListLeads(lead_service_pb2.ListLeadsRequest(), metadata=sh1)
     assert {x.id for x in listed.leads} == set(ids["SH1"])
     for asked in ({"dealer_id": "SH2"}, {"unassigned_only": True}):
-        listed = await lead.stub.ListLeads(
-            lead_service_pb2.ListLeadsRequest(**asked), metadata=sh1
-        )
+        listed = await lead.stub.ListLeads(lead_service_pb2.ListLeadsRequest(**asked), metadata=sh1)
         assert list(listed.leads) == [] and not listed.next_page_token
     named = await lead.stub.ListLeads(
         lead_service_pb2.ListLeadsRequest(dealer_id="SH1"), metadata=sh1
@@ -558,3 +556,26 @@ async def test_request_ids_are_forgotten_after_their_retention(database_url: str
             lead_service_pb2.GetLeadRequest(id=resp.lead.id), metadata=md(OEM)
         )
         assert got.lead.id == resp.lead.id
+
+
+def test_the_contract_declares_what_is_required() -> None:
+    """Rules a client can see with `describe`, not only in the service's code."""
+    from mesh.validation import violations as proto_violations
+
+    req = submit_request("13800138000", request_id="c-1")
+    req.lead.vehicle.brand = ""
+    assert [v.field for v in proto_violations(req)] == ["lead.vehicle.brand"]
+    req.lead.vehicle.brand = "Marque"
+    req.lead.vehicle.model_year = 2026
+    assert proto_violations(req) == []
+
+
+async def test_a_lead_keeps_its_model_year(lead: Harness) -> None:
+    req = submit_request("13800138111", request_id="y-1")
+    req.lead.vehicle.model_year = 2026
+    reply = await lead.submit(req)
+    assert reply.lead.vehicle.model_year == 2026
+    got = await lead.stub.GetLead(
+        lead_service_pb2.GetLeadRequest(id=reply.lead.id), metadata=md(OEM)
+    )
+    assert got.lead.vehicle.model_year == 2026
