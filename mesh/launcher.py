@@ -1,13 +1,14 @@
 """`make run`: every service that exists, each as its own process, on the ports of DESIGN.md §10.
 
-    python -m mesh.launcher [--only lead,member] [--ready-timeout 60] [--grace 15]
+    python -m mesh.launcher [--only lead,member] [--ready-timeout 60] [--grace 10]
 
 For each service in `mesh.catalog.existing()` that has a `__main__` module, the launcher runs
 `python -m <module>` with `MARQUE_SERVICE_NAME`, `OTEL_SERVICE_NAME` and the catalog's ports
 in its environment, waits until it answers SERVING on `grpc.health.v1`, prints where
 everything listens and how to call it, and then watches:
-- Ctrl-C / SIGTERM: SIGTERM to every child (they report NOT_SERVING and drain), a grace
-  period, then SIGKILL for stragglers;
+- Ctrl-C / SIGTERM: SIGTERM to every child (they report NOT_SERVING and drain their
+  in-flight calls for the grace, which the launcher hands them as MARQUE_SHUTDOWN_GRACE),
+  then SIGKILL for any still running `KILL_MARGIN` seconds after the grace;
 - a child that dies: reported with the end of its log, and the rest are stopped (a partial
   platform is worse than a clear failure).
 
@@ -37,6 +38,10 @@ from mesh.catalog import BY_NAME, ServiceEntry, existing
 from mesh.config import ROOT, var_dir
 
 DEFAULT_READY_TIMEOUT = 60.0
+DEFAULT_GRACE = 10.0
+# After the grace, a child still has its shutdown hooks to run (drain the writer, close the
+# database): it is killed only this much later.
+KILL_MARGIN = 5.0
 LOG_TAIL_LINES = 20
 _RUN_MARKER = "===== "
 
@@ -113,9 +118,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def child_env(entry: ServiceEntry, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a service process: ours plus its name and catalog ports."""
+def child_env(
+    entry: ServiceEntry, base: dict[str, str] | None = None, *, grace: float | None = None
+) -> dict[str, str]:
+    """The environment of a service process: ours plus its name, catalog ports and the
+    grace it drains for on SIGTERM (the one the launcher waits for)."""
     env = dict(os.environ if base is None else base)
+    if grace is not None:
+        env["MARQUE_SHUTDOWN_GRACE"] = f"{grace:g}"
     env.update(
         MARQUE_SERVICE_NAME=entry.name,
         OTEL_SERVICE_NAME=entry.name,
@@ -136,7 +146,9 @@ def _open_log(log_dir: Path, entry: ServiceEntry) -> tuple[Path, IO[bytes]]:
     return log_path, log
 
 
-async def start_child(entry: ServiceEntry, log_dir: Path, host: str) -> Child:
+async def start_child(
+    entry: ServiceEntry, log_dir: Path, host: str, grace: float | None = None
+) -> Child:
     """Start `python -m <module>` with its output appended to log_dir/<service>.log."""
     log_path, log = _open_log(log_dir, entry)
     with log:
@@ -145,7 +157,7 @@ async def start_child(entry: ServiceEntry, log_dir: Path, host: str) -> Child:
             "-m",
             entry.module,
             cwd=ROOT,
-            env=child_env(entry),
+            env=child_env(entry, grace=grace),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -185,22 +197,25 @@ async def wait_serving(child: Child, ready_timeout: float) -> None:
 
 
 async def stop_children(children: Sequence[Child], grace: float, out: IO[str]) -> None:
-    """SIGTERM all, wait up to `grace` seconds for them to drain, SIGKILL the rest."""
+    """SIGTERM all, give them `grace` seconds to drain and `KILL_MARGIN` more to shut
+    down, SIGKILL the rest."""
     alive = [c for c in children if c.process.returncode is None]
     for c in alive:
         with contextlib.suppress(ProcessLookupError):
             c.process.send_signal(signal.SIGTERM)
     if not alive:
         return
-    print(f"stopping {', '.join(c.entry.name for c in alive)} (grace {grace:g}s)...", file=out)
+    limit = grace + KILL_MARGIN
+    names = ", ".join(c.entry.name for c in alive)
+    print(f"stopping {names} (drain {grace:g}s, killed after {limit:g}s)...", file=out, flush=True)
     _, pending = await asyncio.wait(
-        [asyncio.ensure_future(c.process.wait()) for c in alive], timeout=grace
+        [asyncio.ensure_future(c.process.wait()) for c in alive], timeout=limit
     )
     for task in pending:
         task.cancel()
     for c in alive:
         if c.process.returncode is None:
-            print(f"{c.entry.name} did not stop within {grace:g}s: killed", file=out)
+            print(f"{c.entry.name} did not stop within {limit:g}s: killed", file=out)
             with contextlib.suppress(ProcessLookupError):
                 c.process.kill()
             await c.process.wait()
@@ -237,7 +252,7 @@ async def run(
     entries: Sequence[ServiceEntry],
     *,
     ready_timeout: float = DEFAULT_READY_TIMEOUT,
-    grace: float = 15.0,
+    grace: float = DEFAULT_GRACE,
     log_dir: Path | None = None,
     host: str = "127.0.0.1",
     stop: asyncio.Event | None = None,
@@ -258,7 +273,7 @@ async def run(
     try:
         check_ports_free(entries, host)
         for e in entries:
-            children.append(await start_child(e, log_dir, host))
+            children.append(await start_child(e, log_dir, host, grace))
         print(f"starting {', '.join(e.name for e in entries)}...", file=out, flush=True)
         ready: asyncio.Future[Any] = asyncio.gather(
             *(wait_serving(c, ready_timeout) for c in children)
@@ -340,7 +355,8 @@ def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
         "--grace",
         type=float,
         default=None,
-        help="seconds to drain on stop before SIGKILL (default MARQUE_SHUTDOWN_GRACE + 5)",
+        help="seconds the services drain in-flight calls on stop (default "
+        "MARQUE_SHUTDOWN_GRACE, else 10); stragglers are killed 5 s after it",
     )
     args = parser.parse_args(argv)
     try:
@@ -357,7 +373,7 @@ def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
     load_keys()
     grace = args.grace
     if grace is None:
-        grace = float(os.environ.get("MARQUE_SHUTDOWN_GRACE") or 10.0) + 5.0
+        grace = float(os.environ.get("MARQUE_SHUTDOWN_GRACE") or DEFAULT_GRACE)
     host = os.environ.get("MARQUE_BIND_HOST", "127.0.0.1")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
