@@ -304,7 +304,7 @@ class LeadEngine:
             and caller.channel.upper().removeprefix("CHANNEL_") != clean.channel.value
         ):
             raise PermissionDenied(
-                f"a {caller.channel} channel may only submit its own leads",
+                f"the token of channel {caller.channel} may only submit that channel's leads",
                 reason="CHANNEL_MISMATCH",
             )
         if caller.kind is Kind.DEALER:

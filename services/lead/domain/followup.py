@@ -73,7 +73,7 @@ def transition(
         return lead
     if new_status not in ALLOWED_TRANSITIONS[lead.status]:
         raise FailedPrecondition(
-            f"a {lead.status.value} lead cannot become {new_status.value}",
+            f"a lead in status {lead.status.value} cannot become {new_status.value}",
             reason="INVALID_STATUS_TRANSITION",
             metadata={"from": lead.status.value, "to": new_status.value},
         )

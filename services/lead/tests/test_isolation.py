@@ -165,6 +165,9 @@ async def test_a_channel_may_omit_its_channel(lead: Harness) -> None:
             channel_caller("AUTOHOME"),
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.value.details() == (
+        "the token of channel AUTOHOME may only submit that channel's leads"
+    )
 
 
 # ---------------------------------------------------------------------- request ids reused
