@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from socketserver import ThreadingMixIn
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -220,13 +222,34 @@ def client_method(grpc_type: str, full_method: str) -> ClientMethod:
     return method
 
 
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not log lines."""
+
+
+# How often the server thread looks for a stop request: `stop()` waits up to this long
+# (prometheus_client's own server polls every 0.5 s, half the time of a servicer test).
+_STOP_POLL_SECONDS = 0.05
+
+
 class MetricsServer:
     """The `/metrics` HTTP endpoint of one process."""
 
     def __init__(self, host: str, port: int) -> None:
-        self._httpd: WSGIServer
-        self._thread: Thread
-        self._httpd, self._thread = start_http_server(port, addr=host)
+        self._httpd = make_server(
+            host, port, make_wsgi_app(REGISTRY), _ThreadingServer, handler_class=_QuietHandler
+        )
+        self._thread = Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": _STOP_POLL_SECONDS},
+            name="metrics-http",
+            daemon=True,
+        )
+        self._thread.start()
         self.port: int = self._httpd.server_port
 
     def stop(self) -> None:
