@@ -41,7 +41,7 @@ from services.member.domain.model import (
 from services.member.domain.rules import MemberState, View
 from services.member.domain.tiers import TierRule, by_code
 from services.member.domain.vin import normalise_vin
-from services.member.store import MemberStore, VehicleNotFound
+from services.member.store import MERGE_NOTE, MemberStore, VehicleNotFound
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,6 +90,7 @@ _ACTIONS = {
     member_pb2.CONSENT_ACTION_WITHDRAW: consent.Action.WITHDRAW,
 }
 _ACTIONS_PB = {v: k for k, v in _ACTIONS.items()}
+_MERGE_KINDS = (EntryKind.MERGE_IN, EntryKind.MERGE_OUT)
 _RELATIONS = {
     member_service_pb2.DEALER_RELATION_SERVICE: "service",
     member_service_pb2.DEALER_RELATION_LEAD: "lead",
@@ -186,14 +187,18 @@ def member_pb(record: MemberRecord, view: View, tiers: Sequence[TierRule]) -> me
     )
 
 
-def transaction_pb(t: TransactionRecord) -> member_pb2.PointTransaction:
-    """A ledger entry on the wire."""
+def transaction_pb(t: TransactionRecord, caller: Caller) -> member_pb2.PointTransaction:
+    """A ledger entry on the wire. A merge entry's reason names both members and carries
+    the staff's note: OEM staff and services only."""
+    reason = t.reason
+    if t.kind in _MERGE_KINDS and caller.kind not in (Kind.OEM, Kind.SERVICE):
+        reason = MERGE_NOTE
     return member_pb2.PointTransaction(
         id=t.id,
         member_id=t.member_id,
         kind=_KINDS_PB[t.kind],
         points=t.points,
-        reason=t.reason,
+        reason=reason,
         source_ref=t.source_ref,
         create_time=_ts(t.create_time),
         expire_time=_ts(t.expire_time),
@@ -320,6 +325,13 @@ class MemberServicer:
     ) -> member_service_pb2.LinkIdentityResponse:
         view = await self._view(request.member_id)
         key = identity_key(request.identity)
+        if current_caller().kind is Kind.CUSTOMER:
+            # Whatever the identity: success or "another member's" would tell a customer
+            # which mobiles are registered, and nothing here proves the customer holds it.
+            raise PermissionDenied(
+                "a customer cannot link an identity; the channel that verified it links it",
+                reason="IDENTITY_LINK_NEEDS_VERIFICATION",
+            )
         record = await self.store.link_identity(
             self._write(request, request.request_id), request.member_id, key
         )
@@ -401,7 +413,7 @@ class MemberServicer:
     ) -> member_service_pb2.EraseMemberResponse:
         caller = current_caller()
         if caller.kind is Kind.CUSTOMER and caller.member_id != request.member_id:
-            raise MemberNotFound(f"member {request.member_id} not found")
+            raise MemberNotFound(f"member {request.member_id} not found", reason="MEMBER_NOT_FOUND")
         record, erased_at = await self.store.erase(
             self._write(request, request.request_id), request.member_id
         )
@@ -423,7 +435,8 @@ class MemberServicer:
             request.source_ref,
         )
         return member_service_pb2.EarnPointsResponse(
-            transaction=transaction_pb(txn), member=self._member(record, View.FULL)
+            transaction=transaction_pb(txn, current_caller()),
+            member=self._member(record, View.FULL),
         )
 
     @_domain_errors
@@ -439,7 +452,7 @@ class MemberServicer:
             request.source_ref,
         )
         return member_service_pb2.RedeemPointsResponse(
-            transaction=transaction_pb(txn), member=self._member(record, view)
+            transaction=transaction_pb(txn, current_caller()), member=self._member(record, view)
         )
 
     @_domain_errors
@@ -450,10 +463,11 @@ class MemberServicer:
         fhash = filter_hash("ListPointTransactions", request.member_id)
         before = _int_key(request.page_token, fhash)
         await self._view(request.member_id)
+        caller = current_caller()
         rows = await self.store.list_transactions(request.member_id, before, size + 1)
         page, next_token = split_page(rows, size, lambda t: str(t.seq), fhash)
         return member_service_pb2.ListPointTransactionsResponse(
-            transactions=[transaction_pb(t) for t in page], next_page_token=next_token
+            transactions=[transaction_pb(t, caller) for t in page], next_page_token=next_token
         )
 
     @_domain_errors
@@ -569,6 +583,7 @@ class MemberServicer:
     ) -> member_service_pb2.CheckConsentResponse:
         caller = current_caller()
         purpose, channel = _PURPOSES[request.purpose], _CHANNELS[request.channel]
+        # Not found and not visible are one answer, naming only what the caller sent.
         if request.WhichOneof("member") == "identity":
             key = identity_key(request.identity)
             if caller.kind is Kind.DEALER and key.type is not IdentityType.MOBILE:
@@ -576,16 +591,21 @@ class MemberServicer:
                     "dealers may look members up by mobile only", reason="DEALER_MOBILE_ONLY"
                 )
             member_id = await self.store.member_id_for(key)
+            hidden = MemberNotFound("no member has that identity", reason="IDENTITY_NOT_FOUND")
         else:
             member_id = request.member_id
+            hidden = MemberNotFound(f"member {member_id} not found", reason="MEMBER_NOT_FOUND")
         state = await self.store.member_state(member_id) if member_id else None
         if state is not None and state[0] is MemberState.MERGED:
             member_id = state[1]
             state = await self.store.member_state(member_id)
         if caller.kind in (Kind.CUSTOMER, Kind.DEALER):
             if member_id is None or state is None:
-                raise MemberNotFound("member not found", reason="MEMBER_NOT_FOUND")
-            await self._view(member_id)
+                raise hidden
+            try:
+                await self._view(member_id)
+            except MemberNotFound:
+                raise hidden from None
         if member_id is None or state is None or state[0] is not MemberState.ACTIVE:
             # Unknown or erased: no consent, and services learn nothing more.
             return member_service_pb2.CheckConsentResponse(granted=False)

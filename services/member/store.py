@@ -229,6 +229,7 @@ request_ids = sa.Table(
 
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 SYSTEM_ACTOR = "system:member"
+MERGE_NOTE = "member records merged"
 _DIRECTION = {
     EntryKind.EARN: "earn",
     EntryKind.REDEEM: "redeem",
@@ -457,8 +458,11 @@ class MemberStore:
                     raise
         raise AssertionError("unreachable")
 
-    async def _prior(self, conn: AsyncConnection, w: Write, method: str) -> str | None:
-        """The stored result of an earlier call with this request id, if any."""
+    async def _prior(
+        self, conn: AsyncConnection, w: Write, method: str, target: str | None
+    ) -> str | None:
+        """The stored result of an earlier call with this request id, if any; `target` is
+        the member the request is remembered under (None: not known before it runs)."""
         row = (
             await conn.execute(
                 sa.select(request_ids.c.fingerprint, request_ids.c.result).where(
@@ -470,8 +474,11 @@ class MemberStore:
         ).first()
         if row is None:
             return None
-        # An erased member's fingerprints are blanked (they hash personal data).
-        if row.fingerprint and row.fingerprint != w.fingerprint:
+        # An erased member's fingerprints name only the method and the member.
+        erased = target is not None and row.fingerprint == erasure.erased_fingerprint(
+            method, target
+        )
+        if row.fingerprint != w.fingerprint and not erased:
             raise RequestIdReused()
         return str(row.result)
 
@@ -510,7 +517,7 @@ class MemberStore:
         )
         if claimed.first() is not None:
             return None
-        prior = await self._prior(conn, w, method)
+        prior = await self._prior(conn, w, method, member_id)
         assert prior is not None
         return prior
 
@@ -768,7 +775,7 @@ class MemberStore:
         """The member holding `key`, created if new; (member, created)."""
 
         async def op(conn: AsyncConnection) -> tuple[str, bool]:
-            prior = await self._prior(conn, w, "RegisterMember")
+            prior = await self._prior(conn, w, "RegisterMember", None)
             if prior is not None:
                 created, _, member_id = prior.partition(":")
                 return member_id, created == "1"
@@ -805,7 +812,7 @@ class MemberStore:
         """Add `key` to the member; another member's identity is a RuleViolation."""
 
         async def op(conn: AsyncConnection) -> None:
-            if await self._prior(conn, w, "LinkIdentity") is not None:
+            if await self._prior(conn, w, "LinkIdentity", member_id) is not None:
                 return
             await self._lock_active(conn, member_id)
             holder = await self._member_id_for(conn, key)
@@ -831,7 +838,7 @@ class MemberStore:
             raise InvalidValue("update_mask", f"only {sorted(allowed)} can be updated")
 
         async def op(conn: AsyncConnection) -> None:
-            if await self._prior(conn, w, "UpdateMember") is not None:
+            if await self._prior(conn, w, "UpdateMember", member_id) is not None:
                 return
             await self._lock_active(conn, member_id)
             if changes:
@@ -853,7 +860,7 @@ class MemberStore:
         check_merge(winner_id, loser_id)
 
         async def op(conn: AsyncConnection) -> None:
-            if await self._prior(conn, w, "MergeMembers") is not None:
+            if await self._prior(conn, w, "MergeMembers", winner_id) is not None:
                 return
             # Lock in id order so two opposite merges cannot deadlock.
             rows = {m: await self._lock_active(conn, m) for m in sorted((winner_id, loser_id))}
@@ -913,7 +920,8 @@ class MemberStore:
                 await self._change_owner(conn, vin, winner_id, w.now, "merge")
             await self._copy_relations(conn, loser_id, winner_id, w.now)
             await self._copy_consents(conn, loser_id, winner_id, w.now)
-            await self._review_tier(conn, winner_id, winner.tier, w.now, cause=note)
+            # Customers and dealers read tier reasons: no member id, no staff note.
+            await self._review_tier(conn, winner_id, winner.tier, w.now, cause=MERGE_NOTE)
             await self._remember(conn, w, "MergeMembers", winner_id, winner_id)
 
         await self._write(op)
@@ -972,7 +980,10 @@ class MemberStore:
         """Tombstone the member's personal data (idempotent); (member, first erase time)."""
 
         async def op(conn: AsyncConnection) -> dt.datetime:
+            prior = await self._prior(conn, w, "EraseMember", member_id)
             row = await self._lock(conn, member_id)
+            if prior is None:
+                await self._remember(conn, w, "EraseMember", "erased", member_id)
             if row.erase_time is not None:
                 return row.erase_time
             ident_ids = list(
@@ -1034,22 +1045,30 @@ class MemberStore:
                 )
             )
             # Members merged into this one were the same person.
-            await conn.execute(
+            merged = await conn.scalars(
                 members.update()
                 .where(members.c.merged_into == member_id)
                 .values(**blank, erase_time=w.now)
+                .returning(members.c.id)
             )
-            # Request fingerprints hash the requests, which carried personal data.
-            await conn.execute(
-                request_ids.update()
-                .where(request_ids.c.member_id == member_id)
-                .values(fingerprint="")
-            )
+            await self._forget_fingerprints(conn, [member_id, *merged])
             metrics.ERASURES.inc()
             return w.now
 
         erase_time = await self._write(op)
         return await self.get_member(member_id, w.now), erase_time
+
+    async def _forget_fingerprints(self, conn: AsyncConnection, member_ids: list[str]) -> None:
+        """Request fingerprints hash the requests, which carried personal data: keep only
+        one of the method and the member (`erasure.erased_fingerprint`) for each."""
+        r = request_ids.c
+        pairs = sa.select(r.method, r.member_id).distinct().where(r.member_id.in_(member_ids))
+        for method, member_id in (await conn.execute(pairs)).all():
+            await conn.execute(
+                request_ids.update()
+                .where(r.member_id == member_id, r.method == method)
+                .values(fingerprint=erasure.erased_fingerprint(method, member_id))
+            )
 
     # ------------------------------------------------------------------ points
 
@@ -1244,7 +1263,7 @@ class MemberStore:
         """Make the member the VIN's owner; a VIN owned by someone else is refused."""
 
         async def op(conn: AsyncConnection) -> None:
-            if await self._prior(conn, w, "BindVehicle") is not None:
+            if await self._prior(conn, w, "BindVehicle", member_id) is not None:
                 return
             await self._lock_active(conn, member_id)
             car = await self._lock_vehicle(conn, vin)
@@ -1276,7 +1295,7 @@ class MemberStore:
         """Move the VIN to `to_member`, keeping its history."""
 
         async def op(conn: AsyncConnection) -> None:
-            if await self._prior(conn, w, "TransferVehicle") is not None:
+            if await self._prior(conn, w, "TransferVehicle", to_member) is not None:
                 return
             await self._lock_active(conn, to_member)
             car = await self._lock_vehicle(conn, vin)
@@ -1342,7 +1361,7 @@ class MemberStore:
         """Record that a dealer serviced the member's car or holds a lead of the member."""
 
         async def op(conn: AsyncConnection) -> bool:
-            prior = await self._prior(conn, w, "RecordDealerRelation")
+            prior = await self._prior(conn, w, "RecordDealerRelation", member_id)
             if prior is not None:
                 return prior == "1"
             await self._lock_active(conn, member_id)
@@ -1413,7 +1432,7 @@ class MemberStore:
         """Append a consent decision; returns the (purpose, channel) state afterwards."""
 
         async def op(conn: AsyncConnection) -> None:
-            if await self._prior(conn, w, "RecordConsent") is not None:
+            if await self._prior(conn, w, "RecordConsent", member_id) is not None:
                 return
             await self._lock_active(conn, member_id)
             await conn.execute(

@@ -6,11 +6,13 @@ back to the person, and it is unique, so the identity index never collides. What
 accounting and the vehicle's life need stays: ledger amounts (the remaining balance is
 forfeited by a ledger entry, so balance = ledger sum still holds), VIN ownership history
 under the member's pseudonymous id, consent history as proof. Erasing twice changes
-nothing.
+nothing. Request ids stay (a retry must still not apply twice), their fingerprints are
+replaced by `erased_fingerprint`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,3 +58,10 @@ def plan(
         max(balance, 0),
         tuple(owned_vins),
     )
+
+
+def erased_fingerprint(method: str, member_id: str) -> str:
+    """What an erased member's request ids keep in place of their fingerprints (hashes of
+    requests that carried personal data): a hash of the method and the member id only, so
+    a retry naming the same member still matches and a reuse naming another does not."""
+    return hashlib.sha256(f"erased\0{method}\0{member_id}".encode()).hexdigest()
