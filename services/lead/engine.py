@@ -4,7 +4,7 @@ The servicer hands decoded domain objects to `LeadEngine` and gets domain object
 the rules live in `domain/` (pure functions) and the SQL in `store.py`. What is here is
 the part that is neither: which caller may touch which row, which transaction does what,
 and the group-commit writer that lets SubmitLead and ImportLeads go faster than one
-commit per call (see `groupcommit.py` for the why).
+commit per call (see `mesh/groupcommit.py` for the why).
 
 One SubmitLead, in the writer's batch transaction:
 1. lock and look up, in ONE call (store.sqlite_batch_lookup: one hand-over to the SQLite
@@ -29,7 +29,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
 from mesh.errors import AlreadyExists, DomainError, NotFound, PermissionDenied
+from mesh.groupcommit import GroupCommitter, HeldConnection, WriterFailed
 from mesh.idempotency import RequestIdReused, fingerprint, scope_of
 from mesh.identity import Caller, Kind
 from services.lead import metrics, store
@@ -59,7 +59,6 @@ from services.lead.domain.model import (
     rejections_of,
 )
 from services.lead.domain.visibility import View, can_read, reply_view
-from services.lead.groupcommit import GroupCommitter, WriterFailed
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ DEALER_CACHE_SECONDS = 5.0
 # closely; after a longer pause it takes a fresh (pinged) one from the pool.
 WRITER_IDLE_SECONDS = 5.0
 # While SubmitLeads keep the writer busy, it waits this long for more of them before each
-# batch (see groupcommit.py): ~10% less CPU per call at 64 in flight, for 1 ms.
+# batch (see mesh/groupcommit.py): ~10% less CPU per call at 64 in flight, for 1 ms.
 WRITER_LINGER_SECONDS = 0.001
 MAX_LISTED_REJECTIONS = 1000
 
@@ -108,51 +107,6 @@ def _channel_of(payload: Payload) -> str:
 def utcnow() -> dt.datetime:
     """The clock; tests replace it on the engine."""
     return dt.datetime.now(dt.UTC)
-
-
-class HeldConnection:
-    """The writer's connection, kept from one batch to the next.
-
-    Checking a connection out of the pool for every batch costs a ping on checkout and a
-    rollback on return: two more hand-overs to the SQLite thread or two more PostgreSQL
-    round trips per batch. Every batch ends its own transaction (commit, or rollback on
-    error), so the connection is idle between batches. A batch that fails drops it (it
-    may be broken); a pause longer than `idle_seconds` returns it to the pool, so the next
-    batch gets a pinged one.
-    """
-
-    def __init__(self, db: Database, idle_seconds: float = WRITER_IDLE_SECONDS) -> None:
-        self._db = db
-        self._idle = idle_seconds
-        self._conn: AsyncConnection | None = None
-        self._last = 0.0
-
-    async def get(self) -> AsyncConnection:
-        """The connection for the next batch."""
-        if self._conn is not None and time.monotonic() - self._last > self._idle:
-            await self.close()
-        if self._conn is None:
-            self._conn = await self._db.engine.connect()
-        return self._conn
-
-    def done(self) -> None:
-        """The batch ended its transaction; keep the connection."""
-        self._last = time.monotonic()
-
-    async def drop(self) -> None:
-        """The batch failed: discard the connection rather than trust it again."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.invalidate()
-            finally:
-                await conn.close()
-
-    async def close(self) -> None:
-        """Return the connection to the pool (idle, or the writer stops)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +208,7 @@ class LeadEngine:
             name="lead-writer",
             linger=WRITER_LINGER_SECONDS,
         )
-        self._writer_conn = HeldConnection(db)
+        self._writer_conn = HeldConnection(db, WRITER_IDLE_SECONDS)
 
     async def start(self) -> None:
         """Start the writer task (on the serving loop)."""

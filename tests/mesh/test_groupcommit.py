@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.lead.groupcommit import GroupCommitter, WriterFailed, WriterStopped
+from mesh.groupcommit import GroupCommitter, WriterFailed, WriterStopped
 
 
 class Recorder:
