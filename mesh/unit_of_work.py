@@ -1,0 +1,130 @@
+"""A unit of work: one way to run a write transaction on both back ends.
+
+`transaction(db, work)` runs `work(uow)` in one transaction and commits it:
+- SQLite: `BEGIN IMMEDIATE` first, so the reads that decide a write and the write are one
+  atomic step even across processes (SQLite has one writer at a time); in one process the
+  writers queue on an asyncio lock instead of spinning in SQLite's busy handler.
+- PostgreSQL: READ COMMITTED with the locks the work asks for: `uow.lock(*keys)` takes
+  transaction-scoped advisory locks on hashed keys (sorted, so two transactions never wait
+  on each other in a cycle); rows are locked by the queries themselves (`FOR UPDATE`).
+- A lost race on a unique key (IntegrityError), a serialization failure or a deadlock
+  (40001, 40P01) rolls back and runs `work` again, up to `attempts` times: `work` must
+  decide everything from what it reads inside the transaction.
+- `uow.after_commit(fn)` runs `fn` once the transaction has committed, and only then, so
+  metrics count committed work once however often it was retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mesh.db import Database
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 4
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+_LOCK = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) "
+    "WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
+
+
+def lock_hash(key: str) -> int:
+    """The signed 64-bit advisory-lock number of a key."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class UnitOfWork:
+    """One transaction's connection, its locks and what runs after it commits."""
+
+    def __init__(self, conn: AsyncConnection, *, is_sqlite: bool) -> None:
+        self.conn = conn
+        self._is_sqlite = is_sqlite
+        self._after: list[Callable[[], object]] = []
+
+    async def lock(self, *keys: str) -> None:
+        """Serialise with every other transaction locking one of `keys` (PostgreSQL
+        advisory locks; on SQLite the transaction already holds the write lock)."""
+        if self._is_sqlite or not keys:
+            return
+        await self.conn.execute(_LOCK, {"keys": sorted({lock_hash(k) for k in keys})})
+
+    def after_commit(self, fn: Callable[[], object]) -> None:
+        """Run `fn` after the commit (not at all if the transaction rolls back)."""
+        self._after.append(fn)
+
+    def _committed(self) -> None:
+        for fn in self._after:
+            try:
+                fn()
+            except Exception:  # the work is committed and must be answered
+                log.exception("a post-commit hook failed")
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, IntegrityError):
+        return True
+    return isinstance(error, DBAPIError) and (
+        getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+    )
+
+
+_writer_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _writer_lock(db: Database) -> asyncio.Lock | None:
+    """SQLite's in-process writer queue (one per database)."""
+    if not db.is_sqlite:
+        return None
+    lock = _writer_locks.get(db)
+    if lock is None:
+        lock = _writer_locks[db] = asyncio.Lock()
+    return lock
+
+
+async def transaction(
+    db: Database, work: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = ATTEMPTS
+) -> T:
+    """Run `work` in one committed write transaction (see the module docstring)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _once(db, work)
+        except (IntegrityError, DBAPIError) as error:
+            if attempt == attempts or not _retryable(error):
+                raise
+            log.info("transaction retried", extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+async def _once(db: Database, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    queue = _writer_lock(db)
+    if queue is not None:
+        await queue.acquire()
+    try:
+        async with db.engine.connect() as conn:
+            if db.is_sqlite:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            uow = UnitOfWork(conn, is_sqlite=db.is_sqlite)
+            try:
+                result = await work(uow)
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+    finally:
+        if queue is not None:
+            queue.release()
+    uow._committed()
+    return result

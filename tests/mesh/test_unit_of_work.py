@@ -1,0 +1,131 @@
+"""mesh.unit_of_work and mesh.idempotency on both back ends (the `database_url` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+
+from mesh.db import Database
+from mesh.idempotency import Request, RequestIdReused, RequestIds, request_ids_table
+from mesh.identity import Caller, Kind
+from mesh.schema import new_metadata
+from mesh.unit_of_work import UnitOfWork, transaction
+
+metadata = new_metadata()
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(16), primary_key=True),
+    sa.Column("value", sa.Integer, nullable=False),
+)
+events = sa.Table("events", metadata, sa.Column("id", sa.String(16), primary_key=True))
+request_ids = request_ids_table(metadata, sa.Column("member_id", sa.String(40)))
+IDS = RequestIds(request_ids)
+NOW = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(counters.insert().values(name="c", value=0))
+    yield database
+    await database.dispose()
+
+
+async def value(db: Database) -> int:
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(sa.select(counters.c.value))).scalar_one())
+
+
+async def bump(uow: UnitOfWork) -> int:
+    await uow.lock("counter:c")
+    current = (
+        await uow.conn.execute(sa.select(counters.c.value).where(counters.c.name == "c"))
+    ).scalar_one()
+    await asyncio.sleep(0)  # let a concurrent transaction try to interleave
+    await uow.conn.execute(counters.update().values(value=current + 1))
+    return int(current) + 1
+
+
+async def test_concurrent_read_modify_writes_never_lose_an_update(db: Database) -> None:
+    results = await asyncio.gather(*(transaction(db, bump) for _ in range(20)))
+    assert sorted(results) == list(range(1, 21))
+    assert await value(db) == 20
+
+
+async def test_hooks_run_once_after_commit_even_when_retried(db: Database) -> None:
+    attempts: list[int] = []
+    ran: list[str] = []
+
+    async def work(uow: UnitOfWork) -> str:
+        attempts.append(1)
+        uow.after_commit(lambda: ran.append("counted"))
+        await uow.conn.execute(counters.update().values(value=len(attempts)))
+        if len(attempts) < 3:  # a lost unique-key race, twice
+            await uow.conn.execute(events.insert().values(id="dup"))
+            await uow.conn.execute(events.insert().values(id="dup"))
+        return "done"
+
+    assert await transaction(db, work) == "done"
+    assert (len(attempts), ran, await value(db)) == (3, ["counted"], 3)
+
+
+async def test_a_failed_transaction_writes_nothing_and_runs_no_hook(db: Database) -> None:
+    ran: list[str] = []
+
+    async def work(uow: UnitOfWork) -> None:
+        uow.after_commit(lambda: ran.append("x"))
+        await uow.conn.execute(counters.update().values(value=99))
+        raise ValueError("a rule said no")
+
+    with pytest.raises(ValueError, match="a rule said no"):
+        await transaction(db, work)
+    assert (ran, await value(db)) == ([], 0)
+
+
+async def test_request_ids_belong_to_the_caller_and_stand_for_one_request(db: Database) -> None:
+    a, b = Caller(Kind.DEALER, "a", dealer_id="A"), Caller(Kind.DEALER, "b", dealer_id="B")
+    first = Request.of(a, "r-1", "EarnPoints", "M1", 10)
+
+    async def earn(req: Request, result: str) -> str | None:
+        async def work(uow: UnitOfWork) -> str | None:
+            return await IDS.claim(uow.conn, "EarnPoints", req, result, NOW, member_id="M1")
+
+        return await transaction(db, work)
+
+    assert await earn(first, "t-1") is None  # claimed: the caller does the work
+    assert await earn(first, "t-2") == "t-1"  # a retry: the first result
+    assert await earn(Request.of(b, "r-1", "EarnPoints", "M1", 10), "t-3") is None
+    with pytest.raises(RequestIdReused) as err:
+        await earn(Request.of(a, "r-1", "EarnPoints", "M1", 99), "t-4")
+    assert err.value.reason == "REQUEST_ID_REUSED"
+    assert [v.field for v in err.value.field_violations] == ["request_id"]
+
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(request_ids.c.scope, request_ids.c.result))).all()
+    assert sorted(rows) == [("dealer:a", "t-1"), ("dealer:b", "t-3")]
+
+
+async def test_remember_and_prior(db: Database) -> None:
+    req = Request("service:x", "r-9", "fp")
+
+    async def first(uow: UnitOfWork) -> str | None:
+        found = await IDS.prior(uow.conn, "Update", req)
+        if found is None:
+            await IDS.remember(uow.conn, "Update", req, "M1", NOW, member_id="M1")
+        return found
+
+    assert await transaction(db, first) is None
+    assert await transaction(db, first) == "M1"
+    erased = Request("service:x", "r-9", "erased-marker")
+
+    async def after_erasure(uow: UnitOfWork) -> str | None:
+        return await IDS.prior(uow.conn, "Update", erased, also="fp")
+
+    assert await transaction(db, after_erasure) == "M1"
