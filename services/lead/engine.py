@@ -37,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mesh.db import Database
 from mesh.errors import AlreadyExists, DomainError, NotFound, PermissionDenied
 from mesh.groupcommit import GroupCommitter, HeldConnection, WriterFailed
-from mesh.idempotency import RequestIdReused, fingerprint, scope_of
+from mesh.idempotency import Request, RequestIdReused, fingerprint, scope_of
 from mesh.identity import Caller, Kind
+from mesh.unit_of_work import UnitOfWork, transaction
 from services.lead import metrics, store
 from services.lead.dealercache import DealerCache
 from services.lead.domain import followup, routing
@@ -393,7 +394,7 @@ class LeadEngine:
             if prior is not None and prior.fingerprint != sub.fingerprint:
                 results.append(RequestIdReused())
                 continue
-            same_request = state.get(prior.resource_id) if prior is not None else None
+            same_request = state.get(prior.result) if prior is not None else None
             same_channel = state.get(by_channel.get(pair, "")) if clean.channel_lead_id else None
             current = state.get(key_now.get(key, ""))
             try:
@@ -430,10 +431,8 @@ class LeadEngine:
                     loads[d] = loads.get(d, 0) + 1
                     added[d] = added.get(d, 0) + 1
             if clean.request_id and prior is None:
-                done = store.Remembered(
-                    sub.scope, clean.request_id, sub.fingerprint, lead.id, res.outcome.value
-                )
-                by_request[sub.request_key] = store.Prior(lead.id, done.outcome, done.fingerprint)
+                done = store.Remembered(sub.scope, clean.request_id, sub.fingerprint, lead.id)
+                by_request[sub.request_key] = store.Prior(lead.id, done.fingerprint)
                 remembered.append(done)
             results.append(Submitted(res.outcome, lead))
 
@@ -542,9 +541,8 @@ class LeadEngine:
                 config=self.config,
             )
 
-        asked = fingerprint(UPDATE_STATUS, lead_id, status.value, lost_reason)
-        request = (request_id, asked)
-        return await self._change_lead(UPDATE_STATUS, lead_id, request, caller, change)
+        req = Request.of(caller, request_id, UPDATE_STATUS, lead_id, status.value, lost_reason)
+        return await self._change_lead(UPDATE_STATUS, lead_id, req, caller, change)
 
     async def assign(
         self, lead_id: str, dealer_id: str, reason: str, request_id: str, caller: Caller
@@ -557,80 +555,69 @@ class LeadEngine:
             decision = routing.manual(dealer, dealer_id, lead.brand, reason)
             return reassign(lead, decision, now=now, actor=caller.ref, config=self.config)
 
-        asked = fingerprint(ASSIGN, lead_id, dealer_id, reason)
-        return await self._change_lead(ASSIGN, lead_id, (request_id, asked), caller, change)
+        req = Request.of(caller, request_id, ASSIGN, lead_id, dealer_id, reason)
+        return await self._change_lead(ASSIGN, lead_id, req, caller, change)
 
     async def _change_lead(
         self,
         method: str,
         lead_id: str,
-        request: tuple[str, str],
+        req: Request,
         caller: Caller,
         change: Callable[[Lead, dt.datetime], Lead],
     ) -> Lead:
-        """Read-modify-write one lead under its lock, idempotent by the caller's request id
-        (`request`: the id and the request's fingerprint)."""
-        request_id, asked = request
+        """Read-modify-write one lead under its lock, idempotent by the caller's request."""
         now = self.clock()
-        scope = scope_of(caller)
-        async with self.db.engine.connect() as conn:
-            await store.lock_for_write(conn, [f"r|{scope}|{method}|{request_id}"])
-            prior = await store.request_result(conn, method, scope, request_id)
+
+        async def work(uow: UnitOfWork) -> Lead:
+            await uow.lock(f"r|{req.scope}|{method}|{req.request_id}")
+            prior = await store.REQUEST_IDS.prior(uow.conn, method, req)
             if prior is not None:
-                lead = await store.get_lead(conn, prior.resource_id)
-                await conn.rollback()
-                if prior.fingerprint != asked:
-                    raise RequestIdReused()
-                return self._visible(lead, lead_id, caller)
-            found = await store.leads_by_ids(conn, [lead_id], for_update=self.is_postgres)
+                return self._visible(await store.get_lead(uow.conn, prior), lead_id, caller)
+            found = await store.leads_by_ids(uow.conn, [lead_id], for_update=self.is_postgres)
             lead = self._visible(found.get(lead_id), lead_id, caller)
             updated = change(lead, now)
             if updated is not lead:
-                await store.update_leads(conn, [updated])
-            done = store.Remembered(scope, request_id, asked, lead_id, "DONE")
-            await store.remember_requests(conn, method, [done], now)
-            await conn.commit()
-        return updated
+                await store.update_leads(uow.conn, [updated])
+            await store.REQUEST_IDS.remember(uow.conn, method, req, lead_id, now)
+            return updated
+
+        return await transaction(self.db, work)
 
     async def create_dealer(self, dealer: Dealer, request_id: str, caller: Caller) -> Dealer:
         """CreateDealer: a new id is created; a retried request id returns the dealer it
         created; a taken id with another request id is ALREADY_EXISTS."""
         now = self.clock()
-        asked = fingerprint(CREATE_DEALER, replace(dealer, create_time=None))
+        req = Request.of(caller, request_id, CREATE_DEALER, replace(dealer, create_time=None))
         dealer = replace(dealer, create_time=now)
-        scope = scope_of(caller)
-        async with self.db.engine.connect() as conn:
-            await store.lock_for_write(
-                conn, [f"r|{scope}|{CREATE_DEALER}|{request_id}", f"d|{dealer.id}"]
-            )
-            prior = await store.request_result(conn, CREATE_DEALER, scope, request_id)
+
+        async def work(uow: UnitOfWork) -> Dealer:
+            await uow.lock(f"r|{req.scope}|{CREATE_DEALER}|{request_id}", f"d|{dealer.id}")
+            prior = await store.REQUEST_IDS.prior(uow.conn, CREATE_DEALER, req)
             if prior is not None:
-                existing = await store.get_dealer(conn, prior.resource_id)
-                await conn.rollback()
-                if prior.fingerprint != asked:
-                    raise RequestIdReused()
+                existing = await store.get_dealer(uow.conn, prior)
                 assert existing is not None
                 return existing
-            if not await store.insert_dealer(conn, dealer, caller.ref):
-                await conn.rollback()
+            if not await store.insert_dealer(uow.conn, dealer, caller.ref):
                 raise AlreadyExists(f"dealer {dealer.id} exists", reason="DEALER_EXISTS")
-            done = store.Remembered(scope, request_id, asked, dealer.id, "DONE")
-            await store.remember_requests(conn, CREATE_DEALER, [done], now)
-            await conn.commit()
-        self.dealers.invalidate()
-        return dealer
+            await store.REQUEST_IDS.remember(uow.conn, CREATE_DEALER, req, dealer.id, now)
+            uow.after_commit(self.dealers.invalidate)
+            return dealer
+
+        return await transaction(self.db, work)
 
     async def seed_dealers(self, demo: Sequence[Dealer]) -> int:
         """Register the demo dealer network into an empty registry (make run); returns how
         many were added (0 when any dealer exists)."""
         now = self.clock()
-        async with self.db.engine.connect() as conn:
-            await store.lock_for_write(conn, ["seed-dealers"])
-            if await store.count_dealers(conn):
-                await conn.rollback()
+
+        async def work(uow: UnitOfWork) -> int:
+            await uow.lock("seed-dealers")
+            if await store.count_dealers(uow.conn):
                 return 0
             for d in demo:
-                await store.insert_dealer(conn, replace(d, create_time=now), "service:lead")
-            await conn.commit()
-        self.dealers.invalidate()
-        return len(demo)
+                await store.insert_dealer(uow.conn, replace(d, create_time=now), "service:lead")
+            uow.after_commit(self.dealers.invalidate)
+            return len(demo)
+
+        return await transaction(self.db, work)

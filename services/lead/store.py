@@ -13,7 +13,6 @@ as aware datetimes so Python never compares naive with aware.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mesh.idempotency import RequestIds, request_ids_table
 from mesh.schema import BigId, UtcDateTime, new_metadata
+from mesh.unit_of_work import lock_hash
 from services.lead.domain.model import (
     Channel,
     Consents,
@@ -149,22 +150,10 @@ touchpoints = sa.Table(
     ),
 )
 
-# AIP-155 request ids: a retried mutating call returns what the first one returned. They
-# belong to the caller (`scope`, the caller's ref): the same string from two callers is two
-# requests. `fingerprint` hashes the request, so a reused id with another body is refused.
-request_ids = sa.Table(
-    "request_ids",
-    metadata,
-    # request_id first (the selective column of `request_id IN (...)` lookups).
-    sa.Column("request_id", sa.String(128), primary_key=True),
-    sa.Column("method", sa.String(32), primary_key=True),
-    sa.Column("scope", sa.String(160), primary_key=True),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("resource_id", sa.String(32), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("create_time", UtcDateTime, nullable=False),
-    sa.Index("ix_request_ids_create_time", "create_time"),  # the retention sweep
-)
+# AIP-155 request ids, in the shape every service shares (mesh/idempotency.py): the
+# result is the lead's (or dealer's) id.
+request_ids = request_ids_table(metadata)
+REQUEST_IDS = RequestIds(request_ids)
 
 # Leads routed to each dealer per UTC day, to stay within daily capacity across processes.
 dealer_load = sa.Table(
@@ -357,26 +346,10 @@ async def get_lead(conn: AsyncConnection, lead_id: str) -> Lead | None:
 
 @dataclass(frozen=True, slots=True)
 class Prior:
-    """What an earlier call with a request id did: its resource, outcome and fingerprint."""
+    """What an earlier call with a request id did: its lead and the request's fingerprint."""
 
-    resource_id: str
-    outcome: str
+    result: str
     fingerprint: str
-
-
-async def request_result(
-    conn: AsyncConnection, method: str, scope: str, request_id: str
-) -> Prior | None:
-    """The earlier call of this caller with this request id, if any (pk_request_ids)."""
-    row = (
-        await conn.execute(
-            sa.select(request_ids.c.resource_id, request_ids.c.outcome, request_ids.c.fingerprint)
-            .where(request_ids.c.request_id == request_id)
-            .where(request_ids.c.method == method)
-            .where(request_ids.c.scope == scope)
-        )
-    ).first()
-    return Prior(row.resource_id, row.outcome, row.fingerprint) if row else None
 
 
 async def all_dealers(conn: AsyncConnection) -> list[Dealer]:
@@ -479,42 +452,6 @@ def _insert(conn: AsyncConnection) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-async def lock_for_write(conn: AsyncConnection, keys: Iterable[str]) -> None:
-    """Begin the write transaction so that reads made next see every committed write that
-    could conflict, and no conflicting writer slips in before commit.
-
-    SQLite: BEGIN IMMEDIATE takes the database's single write lock now, not at the first
-    INSERT, so lookups and writes are one atomic step even across processes.
-    PostgreSQL: a transaction-scoped advisory lock per key (a 64-bit hash of the contact,
-    channel lead id or request id), taken in sorted order (no deadlock between batches);
-    READ COMMITTED statements after it see whatever the previous holder committed. The
-    transaction also forbids sequential scans (see below).
-    """
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        return
-    # Every query of a write transaction is meant to be an index lookup. While a table
-    # grows from empty (a first bulk import), its statistics lag behind and the planner
-    # may pick a sequential scan with a linear `= ANY(...)` filter, quadratic over an
-    # import (measured: 0.75 s per 500-row batch at 100k rows). Forbidding sequential
-    # scans for this transaction only keeps the plans on the indexes.
-    await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    hashes = sorted({_key_hash(k) for k in keys})
-    if hashes:
-        await conn.execute(
-            sa.text(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) "
-                "WITH ORDINALITY AS t(k, n) ORDER BY n"
-            ),
-            {"keys": hashes},
-        )
-
-
-def _key_hash(key: str) -> int:
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 async def bulk_insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Insert many rows: executemany on SQLite; COPY on PostgreSQL.
 
@@ -558,31 +495,21 @@ async def update_leads(conn: AsyncConnection, changed: Sequence[Lead]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Remembered:
-    """One request id to remember: whose, which request (fingerprint), what it did."""
+    """One request id of a batch to remember: whose, which request, the lead it concerns."""
 
     scope: str
     request_id: str
     fingerprint: str
-    resource_id: str
-    outcome: str
-
-
-async def remember_requests(
-    conn: AsyncConnection, method: str, results: Sequence[Remembered], now: dt.datetime
-) -> None:
-    """Record request ids so retries return the same result."""
-    rows = [_request_row(method, r, now) for r in results if r.request_id]
-    await bulk_insert(conn, request_ids, rows)
+    result: str
 
 
 def _request_row(method: str, r: Remembered, now: dt.datetime) -> dict[str, Any]:
     return {
-        "request_id": r.request_id,
-        "method": method,
         "scope": r.scope,
+        "method": method,
+        "request_id": r.request_id,
         "fingerprint": r.fingerprint,
-        "resource_id": r.resource_id,
-        "outcome": r.outcome,
+        "result": r.result,
         "create_time": now,
     }
 
@@ -659,9 +586,10 @@ def _sqlite_lead_values(lead: Lead) -> list[Any]:
 
 
 _IDS = "(SELECT value FROM json_each(?))"
+# pk_request_ids (scope, method, request_id): a search per scope and id of the batch.
 _SQL_REQUESTS = (
-    "SELECT scope, request_id, resource_id, outcome, fingerprint FROM request_ids "
-    f"WHERE method = ? AND request_id IN {_IDS}"
+    "SELECT scope, request_id, result, fingerprint FROM request_ids "
+    f"WHERE scope IN {_IDS} AND method = ? AND request_id IN {_IDS}"
 )
 _SQL_CHANNEL_IDS = (
     "SELECT channel, dealer_id, channel_lead_id, lead_id FROM touchpoints "
@@ -693,9 +621,8 @@ _SQL_INSERT_TP = (
 _SQL_INSERT_KEY = "INSERT INTO lead_keys (contact_key, brand_key, lead_id) VALUES (?, ?, ?)"
 _SQL_UPDATE_KEY = "UPDATE lead_keys SET lead_id = ? WHERE contact_key = ? AND brand_key = ?"
 _SQL_INSERT_REQUEST = (
-    "INSERT INTO request_ids "
-    "(request_id, method, scope, fingerprint, resource_id, outcome, create_time) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO request_ids (scope, method, request_id, fingerprint, result, create_time) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _SQL_ADD_LOAD = "UPDATE dealer_load SET assigned = assigned + ? WHERE dealer_id = ? AND day = ?"
 
@@ -781,10 +708,11 @@ async def sqlite_batch_lookup(
         try:
             by_request: dict[RequestKey, Prior] = {}
             if wanted_requests:
+                scopes = json.dumps(sorted({k[0] for k in wanted_requests}))
                 rids = json.dumps(sorted({k[1] for k in wanted_requests}))
-                for scope, rid, resource, outcome, fp in db.execute(_SQL_REQUESTS, (method, rids)):
+                for scope, rid, result, fp in db.execute(_SQL_REQUESTS, (scopes, method, rids)):
                     if (scope, rid) in wanted_requests:
-                        by_request[(scope, rid)] = Prior(resource, outcome, fp)
+                        by_request[(scope, rid)] = Prior(result, fp)
             by_channel: dict[ChannelKey, str] = {}
             if wanted_channel:
                 ids = json.dumps(sorted({k[2] for k in wanted_channel}))
@@ -801,7 +729,7 @@ async def sqlite_batch_lookup(
             found: dict[str, Lead] = {}
             lead_ids = sorted(
                 {
-                    *(p.resource_id for p in by_request.values()),
+                    *(p.result for p in by_request.values()),
                     *by_channel.values(),
                     *key_db.values(),
                 }
@@ -856,7 +784,7 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
         for lead_id, tp in w.touchpoints
     ]
     request_rows = [
-        (r.request_id, w.method, r.scope, r.fingerprint, r.resource_id, r.outcome, now)
+        (r.scope, w.method, r.request_id, r.fingerprint, r.result, now)
         for r in w.requests
         if r.request_id
     ]
@@ -920,8 +848,8 @@ def _pg_rows(rows: Sequence[dict[str, Any]]) -> str:
 
 
 _PG_KEY_IDS = (
-    "SELECT resource_id FROM request_ids WHERE method = %(method)s "
-    "AND request_id = ANY(%(rids)s) AND scope = ANY(%(scopes)s) "
+    "SELECT result FROM request_ids WHERE scope = ANY(%(scopes)s) AND method = %(method)s "
+    "AND request_id = ANY(%(rids)s) "
     "UNION SELECT lead_id FROM touchpoints WHERE channel_lead_id = ANY(%(clids)s) "
     "AND channel = ANY(%(chans)s) AND channel_lead_id <> '' "
     "UNION SELECT lead_id FROM lead_keys WHERE contact_key = ANY(%(contacts)s)"
@@ -931,8 +859,8 @@ _PG_LOCK = (
     "WITH ORDINALITY AS t(k, n) ORDER BY n"
 )
 _PG_REQUESTS = (
-    "SELECT scope, request_id, resource_id, outcome, fingerprint FROM request_ids "
-    "WHERE method = %s AND request_id = ANY(%s)"
+    "SELECT scope, request_id, result, fingerprint FROM request_ids "
+    "WHERE scope = ANY(%s) AND method = %s AND request_id = ANY(%s)"
 )
 _PG_CHANNEL_IDS = (
     "SELECT channel, dealer_id, channel_lead_id, lead_id FROM touchpoints "
@@ -959,8 +887,7 @@ _PG_INSERT_LEADS = _pg_insert(leads, _LEAD_COLUMNS)
 _PG_INSERT_TPS = _pg_insert(touchpoints, _TP_COLUMNS)
 _PG_INSERT_KEYS = _pg_insert(lead_keys, ("contact_key", "brand_key", "lead_id"))
 _PG_INSERT_REQUESTS = _pg_insert(
-    request_ids,
-    ("request_id", "method", "scope", "fingerprint", "resource_id", "outcome", "create_time"),
+    request_ids, ("scope", "method", "request_id", "fingerprint", "result", "create_time")
 )
 _PG_UPDATE_LEADS = (
     f"UPDATE leads SET {', '.join(f'{c} = v.{c}' for c in _LEAD_COLUMNS[1:])} "
@@ -1022,7 +949,8 @@ async def postgres_batch_lookup(
     load_ids: Sequence[str],
     missing_load_rows: Sequence[str],
 ) -> BatchFound:
-    """`lock_for_write` and every lookup of a batch, in one pipeline (see above); the
+    """The batch's advisory locks (mesh.unit_of_work.lock_hash of each key, in sorted
+    order) and every lookup of a batch, in one pipeline (see above); the
     leads and dealer counts stay row-locked until `postgres_batch_write` commits."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
@@ -1037,14 +965,18 @@ async def postgres_batch_lookup(
         "chans": sorted({k[0] for k in wanted_channel}),
         "contacts": sorted({k[0] for k in wanted_keys}),
     }
-    hashes = sorted({_key_hash(k) for k in lock_keys})
+    hashes = sorted({lock_hash(k) for k in lock_keys})
     loads_ids = sorted(set(load_ids))
     try:
         async with pg.pipeline():
+            # Every query here is meant to be an index lookup. While a table grows from
+            # empty (a first bulk import) its statistics lag and the planner may pick a
+            # sequential scan with a linear `= ANY(...)` filter, quadratic over an import
+            # (measured: 0.75 s per 500-row batch at 100k rows): not in this transaction.
             await pg.execute("SET LOCAL enable_seqscan = off")
             if hashes:
                 await pg.execute(_PG_LOCK, (hashes,))
-            c_req = await pg.execute(_PG_REQUESTS, (method, params["rids"]))
+            c_req = await pg.execute(_PG_REQUESTS, (params["scopes"], method, params["rids"]))
             c_chan = await pg.execute(_PG_CHANNEL_IDS, (params["clids"], params["chans"]))
             c_keys = await pg.execute(_PG_KEYS, (params["contacts"],))
             c_leads = await pg.execute(_PG_LEADS, params)
@@ -1053,8 +985,8 @@ async def postgres_batch_lookup(
                 await pg.execute(_PG_LOAD_ROWS, (day, list(missing_load_rows)))
             c_loads = await pg.execute(_PG_LOADS, (day, loads_ids)) if loads_ids else None
         by_request = {
-            (scope, rid): Prior(resource, outcome, fp)
-            for scope, rid, resource, outcome, fp in await c_req.fetchall()
+            (scope, rid): Prior(result, fp)
+            for scope, rid, result, fp in await c_req.fetchall()
             if (scope, rid) in wanted_requests
         }
         by_channel = {
