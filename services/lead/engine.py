@@ -1,7 +1,7 @@
 """The lead service's application layer: domain rules + store, in transactions.
 
 The servicer hands decoded domain objects to `LeadEngine` and gets domain objects back;
-the rules live in `domain/` (pure functions) and the SQL in `store.py`. What is here is
+the rules live in `domain/` (pure functions) and the SQL in `store/`. What is here is
 the part that is neither: which caller may touch which row, which transaction does what,
 and the group-commit writer that lets SubmitLead and ImportLeads go faster than one
 commit per call (see `mesh/groupcommit.py` for the why).
@@ -362,7 +362,7 @@ class LeadEngine:
         )
         results: list[Submitted | BaseException] = []
         # Every lookup in one call: one hand-over to the SQLite thread, or one
-        # PostgreSQL pipeline (see store.py).
+        # PostgreSQL pipeline (see store/batch_sqlite.py, store/batch_postgres.py).
         load_ids = self._load_ids(dealers, batch)
         lookup = store.postgres_batch_lookup if self.is_postgres else store.sqlite_batch_lookup
         found = await lookup(

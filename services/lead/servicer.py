@@ -1,7 +1,7 @@
 """LeadService over gRPC: proto in, engine call, proto out.
 
 Transport only. Field shapes are checked by the mesh (protovalidate) before a method runs;
-business rules live in `domain/`, transactions in `engine.py`, SQL in `store.py`. What is
+business rules live in `domain/`, transactions in `engine.py`, SQL in `store/`. What is
 here is decoding requests into domain objects, encoding domain objects into protos, and
 the AIP-158 paging conventions (page size defaults and opaque page tokens), which are API
 conventions rather than rules of the lead business.

@@ -339,6 +339,6 @@ async def test_sqlite_rows_convert_every_column_that_needs_it(engine: LeadEngine
     lead = (await engine.submit(lead_input(email="li@example.com"), SERVICE, "p")).lead
     row = store.lead_row(lead)
     columns = [c.name for c in store.leads.c]
-    generic = [store._sqlite_value(row[c]) for c in columns]
-    assert store._sqlite_lead_values(lead) == generic
+    generic = [store.sqlite_value(row[c]) for c in columns]
+    assert store.sqlite_lead_values(lead) == generic
     assert set(row) == set(columns)

@@ -1,6 +1,6 @@
 """Initial lead schema: dealers, leads, touchpoints, dedup keys, request ids, dealer loads.
 
-Written by hand to match services/lead/store.py (tests compare the two), never generated
+Written by hand to match services/lead/store/tables.py (tests compare the two), never generated
 at run time.
 
 Revision ID: 0001
