@@ -23,7 +23,8 @@ from mesh.identity import Caller, Kind
 from services.lead import store
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.model import Channel, Dealer, LeadInput, SubmitOutcome, TimeFrame
-from services.lead.engine import ImportRow, LeadEngine, new_lead_id
+from services.lead.engine import ImportRow, LeadEngine
+from services.lead.intake_writer import new_lead_id
 from services.lead.store import MIGRATIONS
 
 SERVICE = Caller(Kind.SERVICE, "test", service="test")
@@ -298,7 +299,7 @@ async def test_writer_keeps_its_connection_between_batches(engine: LeadEngine) -
 
 
 async def test_writer_takes_a_fresh_connection_after_a_pause(engine: LeadEngine) -> None:
-    engine._writer_conn._idle = 0.0  # every gap between batches counts as a pause
+    engine.intake.connection._idle = 0.0  # every gap between batches counts as a pause
     await engine.submit(lead_input("13800138001"), SERVICE, "p0")
     seen = _pool_events(engine)
     for i in range(2, 5):
