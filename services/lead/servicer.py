@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from marque.common.v1 import audit_pb2
 from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 
+from mesh.convert import EPOCH, EnumMap, datetime_of, timestamp
 from mesh.errors import DomainError, InvalidArgument
 from mesh.identity import Caller, Kind, current_caller
 from mesh.paging import decode_token, filter_hash, page_size, split_page
@@ -26,6 +26,7 @@ from services.lead.domain.model import (
     Channel,
     Consents,
     Dealer,
+    Grade,
     Lead,
     LeadInput,
     LeadStatus,
@@ -36,32 +37,13 @@ from services.lead.domain.model import (
 from services.lead.domain.visibility import View
 from services.lead.engine import ImportRow, LeadEngine, ListQuery, Payload, RawAdf, Submitted
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
 # Enum maps built once: the domain's names are the proto's without the prefix.
-_CHANNEL_OUT: dict[Channel, lead_pb2.Channel] = {
-    c: cast(lead_pb2.Channel, lead_pb2.Channel.Value(f"CHANNEL_{c.value}")) for c in Channel
-}
-_CHANNEL_IN: dict[int, Channel] = {n: c for c, n in _CHANNEL_OUT.items()}
-_STATUS_OUT: dict[LeadStatus, lead_pb2.LeadStatus] = {
-    s: cast(lead_pb2.LeadStatus, lead_pb2.LeadStatus.Value(f"LEAD_STATUS_{s.value}"))
-    for s in LeadStatus
-}
-_STATUS_IN: dict[int, LeadStatus] = {n: s for s, n in _STATUS_OUT.items()}
-_GRADE_OUT: dict[str, lead_pb2.LeadGrade] = {
-    g: cast(lead_pb2.LeadGrade, lead_pb2.LeadGrade.Value(f"LEAD_GRADE_{g}"))
-    for g in ("H", "A", "B", "C", "N")
-}
-_GRADE_IN: dict[int, str] = {n: g for g, n in _GRADE_OUT.items()}
-_FRAME_OUT: dict[TimeFrame, lead_pb2.PurchaseTimeFrame] = {
-    f: cast(
-        lead_pb2.PurchaseTimeFrame,
-        lead_pb2.PurchaseTimeFrame.Value(f"PURCHASE_TIME_FRAME_{f.value}"),
-    )
-    for f in TimeFrame
-}
-_FRAME_IN: dict[int, TimeFrame] = {n: f for f, n in _FRAME_OUT.items()}
-_FRAME_IN[lead_pb2.PURCHASE_TIME_FRAME_UNSPECIFIED] = TimeFrame.UNKNOWN
+_CHANNELS = EnumMap(Channel, lead_pb2.Channel, "CHANNEL_")
+_STATUSES = EnumMap(LeadStatus, lead_pb2.LeadStatus, "LEAD_STATUS_")
+_GRADES = EnumMap(Grade, lead_pb2.LeadGrade, "LEAD_GRADE_")
+_FRAMES = EnumMap(
+    TimeFrame, lead_pb2.PurchaseTimeFrame, "PURCHASE_TIME_FRAME_", unspecified=TimeFrame.UNKNOWN
+)
 _OUTCOME_OUT = {
     "CREATED": lead_service_pb2.SUBMIT_OUTCOME_CREATED,
     "MERGED": lead_service_pb2.SUBMIT_OUTCOME_MERGED,
@@ -92,7 +74,7 @@ def _lead_input(
         model=v.model,
         trim=v.trim,
         model_year=v.model_year,
-        time_frame=_FRAME_IN[msg.time_frame],
+        time_frame=_FRAMES.into[msg.time_frame],
         preferred_dealer_id=msg.preferred_dealer_id,
         consents=Consents(k.contact, k.marketing, k.share_with_dealer),
         test_drive_requested=msg.test_drive_requested,
@@ -108,7 +90,7 @@ def _payload(request: Any, default_channel: Channel | None, caller: Caller) -> P
     ADF when unspecified; for structured rows, `default_channel` (BULK_IMPORT for imports;
     none for SubmitLead, where it is required of callers that are not a channel).
     """
-    channel = _CHANNEL_IN.get(request.channel) or _token_channel(caller)
+    channel = _CHANNELS.of(request.channel) or _token_channel(caller)
     if request.WhichOneof("payload") == "raw_adf":
         return RawAdf(
             document=request.raw_adf,
@@ -131,27 +113,11 @@ def _token_channel(caller: Caller) -> Channel | None:
     return Channel(name) if name in Channel.__members__ else None
 
 
-def _time(ts: Timestamp) -> dt.datetime:
-    return ts.ToDatetime(tzinfo=dt.UTC)
-
-
-# ------------------------------------------------------------------------------ encoding
-
-
-def _ts(value: dt.datetime | None) -> Timestamp | None:
-    """The Timestamp of an aware datetime (by arithmetic: `Timestamp.FromDatetime` goes
-    through a time tuple and costs several times more, four times per lead)."""
-    if value is None:
-        return None
-    delta = value - _EPOCH
-    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
-
-
 def _touchpoint_pb(tp: Touchpoint) -> lead_pb2.Touchpoint:
     return lead_pb2.Touchpoint(
-        channel=_CHANNEL_OUT[tp.channel],
+        channel=_CHANNELS.to_proto(tp.channel),
         channel_lead_id=tp.channel_lead_id,
-        time=_ts(tp.time),
+        time=timestamp(tp.time),
         payload_ref=tp.payload_ref,
         dealer_id=tp.dealer_id,
     )
@@ -159,11 +125,11 @@ def _touchpoint_pb(tp: Touchpoint) -> lead_pb2.Touchpoint:
 
 def lead_pb(lead: Lead) -> lead_pb2.Lead:
     """The proto of a domain lead."""
-    create, update = _ts(lead.create_time), _ts(lead.update_time)
+    create, update = timestamp(lead.create_time), timestamp(lead.update_time)
     return lead_pb2.Lead(
         id=lead.id,
-        status=_STATUS_OUT[lead.status],
-        grade=_GRADE_OUT[lead.rating.grade.value],
+        status=_STATUSES.to_proto(lead.status),
+        grade=_GRADES.to_proto(lead.rating.grade),
         score=lead.rating.score,
         rating_reasons=lead.rating.reasons,
         customer=lead_pb2.Customer(
@@ -180,9 +146,9 @@ def lead_pb(lead: Lead) -> lead_pb2.Lead:
             trim=lead.trim,
             model_year=lead.model_year,
         ),
-        time_frame=_FRAME_OUT[lead.time_frame],
+        time_frame=_FRAMES.to_proto(lead.time_frame),
         test_drive_requested=lead.test_drive_requested,
-        channel=_CHANNEL_OUT[lead.channel],
+        channel=_CHANNELS.to_proto(lead.channel),
         channel_lead_id=lead.channel_lead_id,
         consents=lead_pb2.Consents(
             contact=lead.consents.contact,
@@ -193,7 +159,7 @@ def lead_pb(lead: Lead) -> lead_pb2.Lead:
         dealer_id=lead.dealer_id or "",
         routing_reason=lead.routing_reason,
         touchpoints=[_touchpoint_pb(t) for t in lead.touchpoints],
-        follow_up_due_time=_ts(lead.follow_up_due),
+        follow_up_due_time=timestamp(lead.follow_up_due),
         lost_reason=lead.lost_reason,
         audit=audit_pb2.AuditInfo(
             create_time=create,
@@ -216,7 +182,7 @@ def dealer_pb(dealer: Dealer) -> lead_pb2.Dealer:
         city=dealer.city,
         daily_capacity=dealer.daily_capacity,
         active=dealer.active,
-        create_time=_ts(dealer.create_time),
+        create_time=timestamp(dealer.create_time),
     )
 
 
@@ -313,13 +279,13 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
         if key is not None:
             micros, _, lead_id = key.partition("|")
             try:
-                after = (_EPOCH + dt.timedelta(microseconds=int(micros)), lead_id)
+                after = (EPOCH + dt.timedelta(microseconds=int(micros)), lead_id)
             except ValueError:
                 raise InvalidArgument.for_field("page_token", "not a valid page token") from None
         rows = await self.engine.list_leads(ListQuery(flt, after, size + 1))
 
         def sort_key(last: Lead) -> str:
-            last_us = (last.create_time - _EPOCH) // dt.timedelta(microseconds=1)
+            last_us = (last.create_time - EPOCH) // dt.timedelta(microseconds=1)
             return f"{last_us}|{last.id}"
 
         leads, next_token = split_page(rows, size, sort_key, fhash)
@@ -330,7 +296,7 @@ class LeadServicer(lead_service_pb2_grpc.LeadServiceServicer):
     async def UpdateLeadStatus(
         self, request: lead_service_pb2.UpdateLeadStatusRequest, context: Any
     ) -> lead_service_pb2.UpdateLeadStatusResponse:
-        status = _STATUS_IN.get(request.status)
+        status = _STATUSES.of(request.status)
         if status is None:
             raise InvalidArgument.for_field("status", "required")
         lead = await self.engine.update_status(
@@ -394,18 +360,22 @@ def _lead_filter(request: lead_service_pb2.ListLeadsRequest, now: dt.datetime) -
     """The request's filters as asked (the engine scopes them to the caller)."""
     dealer_id = request.dealer_id or None
     unassigned = request.unassigned_only and dealer_id is None
-    grade = _GRADE_IN.get(request.grade)
-    status = _STATUS_IN.get(request.status)
-    channel = _CHANNEL_IN.get(request.channel)
+    grade = _GRADES.of(request.grade)
+    status = _STATUSES.of(request.status)
+    channel = _CHANNELS.of(request.channel)
     return store.LeadFilter(
         dealer_id=dealer_id,
         unassigned_only=unassigned,
-        grade=grade,
+        grade=grade.value if grade else None,
         status=status.value if status else None,
         channel=channel.value if channel else None,
         create_start=(
-            _time(request.create_time_start) if request.HasField("create_time_start") else None
+            datetime_of(request.create_time_start)
+            if request.HasField("create_time_start")
+            else None
         ),
-        create_end=_time(request.create_time_end) if request.HasField("create_time_end") else None,
+        create_end=datetime_of(request.create_time_end)
+        if request.HasField("create_time_end")
+        else None,
         overdue_at=now if request.overdue_only else None,
     )
