@@ -11,6 +11,7 @@ answered), then disposes the engine.
 from __future__ import annotations
 
 import logging
+import os
 
 from marque.lead.v1 import lead_service_pb2, lead_service_pb2_grpc
 
@@ -36,7 +37,8 @@ def build_spec(*, seed: bool = True, config: LeadConfig | None = None) -> Servic
     async def startup(settings: Settings) -> None:
         db = Database(settings.database_url)
         await db.migrate(MIGRATIONS)
-        engine = LeadEngine(db, config or LeadConfig.from_env())
+        # Configuration is read once, here; the domain never reads the environment.
+        engine = LeadEngine(db, config or LeadConfig.from_env(os.environ))
         if seed:
             added = await engine.seed_dealers(demo_dealers())
             if added:

@@ -23,7 +23,7 @@ from mesh.identity import Caller, Kind
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.lead import metrics, store
 from services.lead.dealercache import DealerCache
-from services.lead.domain import followup, routing
+from services.lead.domain import errors, followup, routing
 from services.lead.domain.adf import parse_adf
 from services.lead.domain.cleansing import cleanse
 from services.lead.domain.config import LeadConfig
@@ -165,12 +165,12 @@ class LeadEngine:
         ):
             raise PermissionDenied(
                 f"the token of channel {caller.channel} may only submit that channel's leads",
-                reason="CHANNEL_MISMATCH",
+                reason=errors.CHANNEL_MISMATCH,
             )
         if caller.kind is Kind.DEALER:
             if clean.channel is not Channel.DEALER_WALK_IN:
                 raise PermissionDenied(
-                    "a dealer may only submit DEALER_WALK_IN leads", reason="DEALER_CHANNEL"
+                    "a dealer may only submit DEALER_WALK_IN leads", reason=errors.DEALER_CHANNEL
                 )
             walk_in = caller.dealer_id
         # What the request asks, as decoded and cleansed (a retry sends the same payload).
@@ -213,7 +213,7 @@ class LeadEngine:
     @staticmethod
     def _visible(lead: Lead | None, lead_id: str, caller: Caller) -> Lead:
         if lead is None or not can_read(caller, lead):
-            raise NotFound(f"lead {lead_id} not found", reason="LEAD_NOT_FOUND")
+            raise NotFound(f"lead {lead_id} not found", reason=errors.LEAD_NOT_FOUND)
         return lead
 
     @staticmethod
@@ -331,7 +331,7 @@ class LeadEngine:
                 assert existing is not None
                 return existing
             if not await store.insert_dealer(uow.conn, dealer, caller.ref):
-                raise AlreadyExists(f"dealer {dealer.id} exists", reason="DEALER_EXISTS")
+                raise AlreadyExists(f"dealer {dealer.id} exists", reason=errors.DEALER_EXISTS)
             await store.REQUEST_IDS.remember(uow.conn, CREATE_DEALER, req, dealer.id, now)
             uow.after_commit(self.dealers.invalidate)
             return dealer

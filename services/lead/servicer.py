@@ -22,6 +22,7 @@ from mesh.identity import Caller, Kind, current_caller
 from mesh.paging import decode_token, filter_hash, page_size, split_page
 from mesh.validation import validate, validates_stream
 from services.lead import store
+from services.lead.domain import errors
 from services.lead.domain.model import (
     Channel,
     Consents,
@@ -100,7 +101,7 @@ def _payload(request: Any, default_channel: Channel | None, caller: Caller) -> P
         )
     channel = channel or default_channel
     if channel is None:
-        raise InvalidArgument.for_field("channel", "required", reason="CHANNEL_REQUIRED")
+        raise InvalidArgument.for_field("channel", "required", reason=errors.CHANNEL_REQUIRED)
     return _lead_input(request.lead, channel, request.channel_lead_id, request.request_id)
 
 

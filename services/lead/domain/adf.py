@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import phonenumbers
 
 from mesh.errors import InvalidArgument
+from services.lead.domain import errors
 from services.lead.domain.model import Channel, Consents, LeadInput, TimeFrame
 
 MAX_DOCUMENT = 2 * 1024 * 1024
@@ -61,7 +62,7 @@ _DEALER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 def _reject(problem: str, field: str) -> InvalidArgument:
-    return InvalidArgument.for_field(field, problem, reason="INVALID_ADF")
+    return InvalidArgument.for_field(field, problem, reason=errors.INVALID_ADF)
 
 
 def _local(tag: object) -> str:

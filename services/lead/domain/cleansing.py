@@ -37,6 +37,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
 from mesh.errors import FieldViolation, InvalidArgument
+from services.lead.domain import errors
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.model import CleanLead, LeadInput, unique
 
@@ -269,11 +270,10 @@ def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
         bad("preferred_dealer_id", "longer than 32 characters")
 
     if violations:
-        if len(violations) == 1:
-            field = violations[0].field.rsplit(".", 1)[-1].upper()
-            reason = "INVALID_LEAD" if data.from_adf else f"INVALID_{field}"
+        if len(violations) == 1 and not data.from_adf:
+            reason = errors.field_reason(violations[0].field)
         else:
-            reason = "INVALID_LEAD"
+            reason = errors.INVALID_LEAD
         raise InvalidArgument(
             "; ".join(f"{v.field}: {v.description}" for v in violations),
             reason=reason,

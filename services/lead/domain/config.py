@@ -7,7 +7,6 @@ few knobs operators actually turn, each as `MARQUE_LEAD_<NAME>`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -85,13 +84,12 @@ class LeadConfig:
             raise ValueError("follow_up_days needs a value for every grade")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> LeadConfig:
+    def from_env(cls, env: Mapping[str, str]) -> LeadConfig:
         """Defaults overridden by MARQUE_LEAD_DEDUP_WINDOW_DAYS, MARQUE_LEAD_DEFAULT_REGION,
         MARQUE_LEAD_ADF_DEFAULT_REGION, MARQUE_LEAD_INFER_AREA_FROM_MOBILE (0/1),
         MARQUE_LEAD_GRADE_DAYS ("7,15,30,90"),
         MARQUE_LEAD_FOLLOW_UP_DAYS ("H=2,A=7,B=14,C=30,N=30", partial allowed) and
         MARQUE_LEAD_CHANNEL_QUALITY ("AUTOHOME=18,YICHE=16", partial allowed)."""
-        env = os.environ if env is None else env
         config = cls()
         changes: dict[str, object] = {}
 

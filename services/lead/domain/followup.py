@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mesh.errors import FailedPrecondition, InvalidArgument
+from services.lead.domain import errors
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.model import ALLOWED_TRANSITIONS, Grade, Lead, LeadStatus
 
@@ -59,22 +60,22 @@ def transition(
     reason = " ".join(lost_reason.split())
     if new_status is LeadStatus.LOST and not reason:
         raise InvalidArgument.for_field(
-            "lost_reason", "required when the status is LOST", reason="LOST_REASON_REQUIRED"
+            "lost_reason", "required when the status is LOST", reason=errors.LOST_REASON_REQUIRED
         )
     if new_status is not LeadStatus.LOST and reason:
         raise InvalidArgument.for_field(
-            "lost_reason", "only allowed with status LOST", reason="LOST_REASON_UNEXPECTED"
+            "lost_reason", "only allowed with status LOST", reason=errors.LOST_REASON_UNEXPECTED
         )
     if len(reason) > MAX_LOST_REASON:
         raise InvalidArgument.for_field(
-            "lost_reason", f"at most {MAX_LOST_REASON} characters", reason="TOO_LONG"
+            "lost_reason", f"at most {MAX_LOST_REASON} characters", reason=errors.TOO_LONG
         )
     if new_status == lead.status:
         return lead
     if new_status not in ALLOWED_TRANSITIONS[lead.status]:
         raise FailedPrecondition(
             f"a lead in status {lead.status.value} cannot become {new_status.value}",
-            reason="INVALID_STATUS_TRANSITION",
+            reason=errors.INVALID_STATUS_TRANSITION,
             metadata={"from": lead.status.value, "to": new_status.value},
         )
     return replace(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from mesh.errors import FailedPrecondition
+from services.lead.domain import errors
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.dedup import decide, merge_into
 from services.lead.domain.followup import follow_up_due
@@ -205,7 +206,9 @@ def reassign(
     """The lead handed to `decision.dealer_id` (see `routing.manual`); its follow-up clock
     restarts for the new dealer. Closed leads are FailedPrecondition."""
     if not lead.status.is_open:
-        raise FailedPrecondition(f"lead {lead.id} is {lead.status.value}", reason="LEAD_CLOSED")
+        raise FailedPrecondition(
+            f"lead {lead.id} is {lead.status.value}", reason=errors.LEAD_CLOSED
+        )
     if decision.dealer_id == lead.dealer_id:
         return lead
     return replace(

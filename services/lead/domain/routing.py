@@ -22,6 +22,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 from mesh.errors import FailedPrecondition, NotFound
+from services.lead.domain import errors
 from services.lead.domain.model import Dealer, RoutingDecision, fold
 
 # Common Chinese names of the places the platform serves, folded to pinyin, so "上海市"
@@ -138,12 +139,12 @@ def manual(dealer: Dealer | None, dealer_id: str, brand: str, reason: str) -> Ro
     and sell the brand (FailedPrecondition); daily capacity does not bind a person's
     decision."""
     if dealer is None:
-        raise NotFound(f"dealer {dealer_id} not found", reason="DEALER_NOT_FOUND")
+        raise NotFound(f"dealer {dealer_id} not found", reason=errors.DEALER_NOT_FOUND)
     if not dealer.active:
-        raise FailedPrecondition(f"dealer {dealer.id} is inactive", reason="DEALER_INACTIVE")
+        raise FailedPrecondition(f"dealer {dealer.id} is inactive", reason=errors.DEALER_INACTIVE)
     if not dealer.sells(brand):
         raise FailedPrecondition(
-            f"dealer {dealer.id} does not sell {brand}", reason="DEALER_BRAND_MISMATCH"
+            f"dealer {dealer.id} does not sell {brand}", reason=errors.DEALER_BRAND_MISMATCH
         )
     return RoutingDecision(dealer.id, f"assigned by hand: {' '.join(reason.split())}")
 

@@ -1,0 +1,57 @@
+"""The shape every service keeps (DESIGN.md §2), checked on the source so a new service
+cannot drift from it: reasons declared once, small modules, no grpc in domain code."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAPED = ["lead"]  # services moved onto the one service shape
+MAX_MODULE_LINES = 420
+
+
+def _sources(service: str) -> list[Path]:
+    base = ROOT / "services" / service
+    return [p for p in base.rglob("*.py") if "tests" not in p.parts and "migrations" not in p.parts]
+
+
+@pytest.mark.parametrize("service", SHAPED)
+def test_error_reasons_are_declared_once(service: str) -> None:
+    literal = re.compile(r"\breason=\"[A-Z_]+\"")
+    found = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in _sources(service)
+        if p.name != "errors.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert found == [], "spell reasons in domain/errors.py, not at the raise"
+
+
+@pytest.mark.parametrize("service", SHAPED)
+def test_domain_code_knows_no_transport_or_database(service: str) -> None:
+    banned = {"grpc", "sqlalchemy", "os"}
+    offenders = []
+    for path in (ROOT / "services" / service / "domain").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("service", SHAPED)
+def test_modules_stay_small(service: str) -> None:
+    big = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in _sources(service)
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert big == []
