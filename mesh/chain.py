@@ -24,7 +24,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from grpc_status import rpc_status
 
 from mesh.auth import Authenticator, Policy, set_on_behalf_of
-from mesh.errors import DomainError, ResourceExhausted
+from mesh.errors import DeadlineExceeded, DomainError, ResourceExhausted
 from mesh.identity import Caller, set_caller
 from mesh.metrics import SERVER, MethodStats, grpc_type
 from mesh.tracing import ServerSpan, Tracing
@@ -62,9 +62,12 @@ def current_deadline() -> float | None:
 
 
 def _set_deadline(context: grpc.aio.ServicerContext) -> None:
+    """Note the call's deadline; one already passed is not served (DEADLINE_EXCEEDED)."""
     remaining = context.time_remaining()
     # Each call is its own task, started without a deadline: only one to note is set.
     if remaining is not None and remaining <= _NO_DEADLINE_AFTER:
+        if remaining <= 0:  # it waited out its deadline: the caller has given up
+            raise DeadlineExceeded("deadline exceeded before the call was served")
         _deadline.set(time.monotonic() + remaining)
 
 

@@ -71,8 +71,16 @@ class Settings:
     metrics_port: int = 0
     database_url: str = ""
     var_dir: Path = field(default_factory=lambda: ROOT / "var")
-    # In-flight calls above this are shed with RESOURCE_EXHAUSTED.
+    # Calls in flight (counted from handler look-up to the reply) above this are shed with
+    # RESOURCE_EXHAUSTED at look-up (mesh/shedding.py).
     max_concurrency: int = 512
+    # Seconds: once even the fastest calls of an interval spent longer than this in the
+    # server, it admits only throughput x target calls in flight; 0: the cap only, no
+    # adaptive limit at all (mesh/shedding.py).
+    queue_delay_target: float = 0.25
+    # False: no admission at look-up nor extra acceptors (grpc's own one-call-at-a-time accept
+    # and the chain's limit on calls in handlers, as before mesh/shedding.py).
+    load_shedding: bool = True
     # Seconds in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 10.0
     # Access logs: "all" calls, "sampled" (traced, failed and slow calls) or "errors" (failed
@@ -97,6 +105,12 @@ class Settings:
         access_log = env.get("MARQUE_ACCESS_LOG", "errors")
         if access_log not in ("all", "sampled", "errors"):
             raise ValueError("MARQUE_ACCESS_LOG must be all, sampled or errors")
+        shedding = env.get("MARQUE_LOAD_SHEDDING", "on").strip().lower()
+        if shedding not in ("on", "off"):
+            raise ValueError("MARQUE_LOAD_SHEDDING must be on or off")
+        target = _float(env, "MARQUE_QUEUE_DELAY_TARGET", 0.25)
+        if not 0 <= target < math.inf:
+            raise ValueError("MARQUE_QUEUE_DELAY_TARGET must be >= 0 seconds")
         retention = _float(env, "MARQUE_REQUEST_ID_RETENTION_DAYS", 7.0)
         sweep = _float(env, "MARQUE_RETENTION_SWEEP_SECONDS", 3600.0)
         if not (0 < retention < math.inf and 0 < sweep < math.inf):
@@ -111,6 +125,8 @@ class Settings:
             database_url=database_url(service, env),
             var_dir=var_dir(env),
             max_concurrency=_int(env, "MARQUE_MAX_CONCURRENCY", 512),
+            queue_delay_target=target,
+            load_shedding=shedding == "on",
             shutdown_grace=_float(env, "MARQUE_SHUTDOWN_GRACE", 10.0),
             access_log=access_log,
             slow_call_seconds=_float(env, "MARQUE_SLOW_CALL_SECONDS", 1.0),

@@ -102,3 +102,9 @@ class Unavailable(DomainError):
     """A dependency is down; retry later."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed before the call was served (raised by the mesh only)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

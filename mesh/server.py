@@ -30,6 +30,7 @@ from mesh.chain import MethodChain, Runtime, note_metadata
 from mesh.config import Settings
 from mesh.keys import KeySet
 from mesh.metrics import MetricsServer
+from mesh.shedding import Acceptors, Shedder
 from mesh.validation import validates_stream
 
 log = logging.getLogger("mesh.server")
@@ -103,6 +104,7 @@ class RunningServer:
     metrics_port: int
     address: str
     _stopped: bool = field(default=False, repr=False)
+    acceptors: Acceptors | None = field(default=None, repr=False)  # see mesh/shedding.py
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, refuse new calls, let in-flight ones finish within `grace`,
@@ -112,6 +114,8 @@ class RunningServer:
         self._stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.acceptors is not None:
+            await self.acceptors.wait_stopped()
         try:
             if self.spec.shutdown is not None:
                 await self.spec.shutdown()
@@ -141,6 +145,12 @@ async def start(
         slow_call_seconds=settings.slow_call_seconds,
         in_flight=[0],
     )
+    shedder = (
+        Shedder(spec.name, settings.max_concurrency, settings.queue_delay_target)
+        if settings.load_shedding
+        else None
+    )
+    generic: list[Any] = []  # every generic handler, for the acceptors (mesh/shedding.py)
     server = grpc.aio.server(
         options=[
             ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
@@ -149,21 +159,25 @@ async def start(
     )
     names: list[str] = []
     for servicer in spec.servicers:
-        names.append(await _register(server, servicer, runtime))
+        names.append(await _register(server, servicer, runtime, shedder, generic))
     health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    extras = _Capture()
+    health_pb2_grpc.add_HealthServicer_to_server(health, extras)
     reflection.enable_server_reflection(
         [
             *names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],
-        server,
+        extras,  # type: ignore[arg-type]
     )
+    server.add_generic_rpc_handlers(extras.generic)
+    generic.extend(extras.generic)
     port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
     if port == 0:
         raise RuntimeError(f"cannot bind {settings.host}:{settings.grpc_port}")
     await server.start()
+    acceptors = Acceptors(server, generic, shedder) if shedder is not None else None
     # Everything loaded so far (modules, descriptors, the chain) lives for the whole process:
     # keep it out of the cyclic collector so full collections stay cheap under load.
     gc.freeze()
@@ -180,6 +194,7 @@ async def start(
         port=port,
         metrics_port=metrics.port if metrics else 0,
         address=f"127.0.0.1:{port}",
+        acceptors=acceptors,
     )
     log.info(
         "serving %s",
@@ -205,7 +220,13 @@ def _tune_gc() -> None:
         gc.set_threshold(threshold, gen1, gen2)
 
 
-async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtime) -> str:
+async def _register(
+    server: grpc.aio.Server,
+    servicer: Servicer,
+    runtime: Runtime,
+    shedder: Shedder | None,
+    generic: list[Any],
+) -> str:
     """Wrap every method of one servicer with the chain and add it to `server`."""
     descriptor = servicer.descriptor
     service = descriptor.full_name
@@ -222,7 +243,11 @@ async def _register(server: grpc.aio.Server, servicer: Servicer, runtime: Runtim
             validate_stream=validates_stream(descriptor.methods_by_name[name]),
         )
         wrapped[name] = chain.build()
-    server.add_generic_rpc_handlers((_ChainHandlers(service, wrapped),))
+        if shedder is not None:
+            shedder.register(chain.full_method, chain.stats)
+    handlers = _ChainHandlers(service, wrapped, shedder)
+    server.add_generic_rpc_handlers((handlers,))
+    generic.append(handlers)
     return service
 
 
@@ -232,12 +257,20 @@ class _ChainHandlers(grpc.GenericRpcHandler):
     here the chain gets that tuple instead of asking grpc to build it a second time (the
     generic look-up costs less than the second build)."""
 
-    def __init__(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def __init__(
+        self,
+        service: str,
+        handlers: dict[str, grpc.RpcMethodHandler],
+        shedder: Shedder | None = None,
+    ) -> None:
         self._by_path = {f"/{service}/{name}": h for name, h in handlers.items()}
+        self._shedder = shedder  # admission at look-up, the first Python code of a call
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
         handler = self._by_path.get(handler_call_details.method)
         if handler is not None:
+            if self._shedder is not None:
+                handler = self._shedder.gate(handler_call_details.method, handler)
             note_metadata(tuple(handler_call_details.invocation_metadata or ()))
         return handler
 
