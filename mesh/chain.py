@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from grpc_status import rpc_status
 
 from mesh.auth import Authenticator, Policy, set_on_behalf_of
+from mesh.door import REFUSALS, deserializer, reject
 from mesh.errors import DeadlineExceeded, DomainError, ResourceExhausted
 from mesh.identity import Caller, set_caller
 from mesh.metrics import SERVER, MethodStats, grpc_type
@@ -287,6 +288,8 @@ class MethodChain:
             call = _Call()
             stats.started += 1
             try:
+                if REFUSALS and not request_streaming:  # refused as read (mesh/door.py)
+                    reject(request)
                 self._enter(call, authorization, obo)
                 if request_streaming:
                     request = self._checked(request)
@@ -330,6 +333,8 @@ class MethodChain:
             call = _Call()
             stats.started += 1
             try:
+                if REFUSALS and not request_streaming:  # refused as read (mesh/door.py)
+                    reject(request)
                 self._enter(call, authorization, obo)
                 if request_streaming:
                     request = self._checked(request)
@@ -380,6 +385,6 @@ class MethodChain:
         }[(h.request_streaming, h.response_streaming)]
         return factory(
             behavior,
-            request_deserializer=h.request_deserializer,
+            request_deserializer=deserializer(h.request_deserializer),
             response_serializer=h.response_serializer,
         )

@@ -32,6 +32,7 @@ from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 from marque.common.v1 import streaming_pb2
 
+from mesh.door import REFUSALS
 from mesh.errors import FieldViolation, InvalidArgument
 
 _validator = protovalidate.Validator()
@@ -57,7 +58,10 @@ def field_path(violation: protovalidate.Violation) -> str:
 
 
 def violations(message: Message) -> list[FieldViolation]:
-    """The broken rules of `message`, for servicers that check stream rows one by one."""
+    """The broken rules of `message`, for servicers that check stream rows one by one; a
+    message the mesh refused as it was read (mesh/door.py) reports why."""
+    if REFUSALS and (refused := REFUSALS.get(id(message))) is not None:
+        return [refused.violation]
     check = _checks.get(message.DESCRIPTOR) or check_of(message.DESCRIPTOR)
     if check(message):
         return []
@@ -66,7 +70,10 @@ def violations(message: Message) -> list[FieldViolation]:
 
 
 def validate(message: Message) -> None:
-    """Raise InvalidArgument with one FieldViolation per broken rule of `message`."""
+    """Raise InvalidArgument with one FieldViolation per broken rule of `message`, or the
+    door's for a message refused as it was read (mesh/door.py)."""
+    if REFUSALS and (refused := REFUSALS.get(id(message))) is not None:
+        raise refused.error()
     check = _checks.get(message.DESCRIPTOR) or check_of(message.DESCRIPTOR)
     if check(message) or not _validator.collect_violations(message):
         return
