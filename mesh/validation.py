@@ -34,6 +34,7 @@ from marque.common.v1 import streaming_pb2
 
 from mesh.door import REFUSALS
 from mesh.errors import FieldViolation, InvalidArgument
+from mesh.wording import describe
 
 _validator = protovalidate.Validator()
 
@@ -66,7 +67,10 @@ def violations(message: Message) -> list[FieldViolation]:
     if check(message):
         return []
     found = _validator.collect_violations(message)
-    return [FieldViolation(field_path(v) or v.proto.rule_id, v.proto.message) for v in found]
+    descriptor = message.DESCRIPTOR
+    return [
+        FieldViolation(field_path(v) or v.proto.rule_id, describe(descriptor, v)) for v in found
+    ]
 
 
 def validate(message: Message) -> None:

@@ -17,6 +17,7 @@ from marque.testing.v1 import testing_service_pb2 as testing_pb
 
 from mesh import validation
 from mesh.errors import InvalidArgument
+from mesh.wording import describe
 
 
 def _descriptors() -> list[Descriptor]:
@@ -142,9 +143,9 @@ def test_check_never_passes_an_invalid_message(descriptor: Descriptor) -> None:
         found = validation._validator.collect_violations(message)
         if check(message):
             assert not found, f"proved valid but protovalidate says {found}"
-        # the public functions answer exactly as protovalidate does
-        assert [v.description for v in validation.violations(message)] == [
-            v.proto.message for v in found
+        # the public functions answer exactly as protovalidate does, in plain words
+        assert [(v.field, v.description) for v in validation.violations(message)] == [
+            (validation.field_path(v) or v.proto.rule_id, describe(descriptor, v)) for v in found
         ]
         if found:
             with pytest.raises(InvalidArgument):
