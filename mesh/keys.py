@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mesh.config import var_dir
 from mesh.identity import Caller, Kind
+from mesh.varfiles import write_once
 
 ALGORITHM = "ES256"
 DEFAULT_ISSUER = "marque-dev"
@@ -54,26 +55,16 @@ def _from_env(env: Mapping[str, str], name: str) -> bytes | None:
 
 def _ensure_dev_keys(directory: Path) -> tuple[bytes, bytes]:
     """Create the development key pair once; concurrent first starts agree on one pair."""
-    directory.mkdir(parents=True, exist_ok=True)
     private_path, public_path = directory / DEV_PRIVATE, directory / DEV_PUBLIC
-    if not private_path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        private_pem = key.private_bytes(
+
+    def new_key() -> bytes:
+        return ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = directory / f".{DEV_PRIVATE}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(private_pem)
-        try:
-            os.link(tmp, private_path)  # atomic; loses cleanly to a concurrent creator
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    private_pem = private_path.read_bytes()
+
+    private_pem = write_once(private_path, new_key)
     loaded = serialization.load_pem_private_key(private_pem, password=None)
     public_pem = loaded.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -30,6 +30,7 @@ from mesh.chain import MethodChain, Runtime, note_metadata
 from mesh.config import Settings
 from mesh.keys import KeySet
 from mesh.metrics import MetricsServer
+from mesh.paging import default_secret
 from mesh.shedding import Acceptors, Shedder
 from mesh.validation import validates_stream
 
@@ -134,6 +135,7 @@ async def start(
 ) -> RunningServer:
     """Start serving `spec` on settings.host:grpc_port (0 = any free port)."""
     tracing = tracing or mesh_tracing.default(spec.name)
+    default_secret()  # page tokens (mesh/paging.py): a bad secret fails the start, not a List
     if spec.startup is not None:
         await spec.startup(settings)
     runtime = Runtime(

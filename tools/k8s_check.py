@@ -307,6 +307,9 @@ def check_deployment(
     db = env.get(f"{e.env_prefix}_DATABASE_URL", {})
     if "secretKeyRef" not in db.get("valueFrom", {}):
         p.append(f"{e.env_prefix}_DATABASE_URL does not come from a Secret")
+    # Every replica must sign page tokens with the same key, kept out of the ConfigMap.
+    if "secretKeyRef" not in env.get("MARQUE_PAGE_TOKEN_SECRET", {}).get("valueFrom", {}):
+        p.append("MARQUE_PAGE_TOKEN_SECRET does not come from a Secret")
     if env.get("OTEL_SERVICE_NAME", {}).get("value") != e.name:
         p.append("OTEL_SERVICE_NAME is not the service name")
     p += _check_probe(c.get("readinessProbe"), "readinessProbe", e.grpc_port)

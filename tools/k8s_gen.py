@@ -45,6 +45,9 @@ JWT_DIR = "/etc/marque/jwt"
 CONFIG_MAP = "marque-config"
 DATABASE_SECRET = "marque-database"
 JWT_SECRET = "marque-jwt"
+# The HMAC key of page tokens (mesh/paging.py), one for all replicas of every service.
+PAGE_TOKEN_SECRET = "marque-page-token"
+PAGE_TOKEN_ENV = "MARQUE_PAGE_TOKEN_SECRET"
 # Seconds: the preStop sleep lets endpoints and clients drop the pod before SIGTERM; the mesh
 # then drains for MARQUE_SHUTDOWN_GRACE (set in k8s/base/config.env); the pod's grace period
 # covers both with a margin.
@@ -131,6 +134,10 @@ def deployment(e: ServiceEntry, t: Tuning) -> dict[str, Any]:
         {
             "name": database_env(e),
             "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": database_env(e)}},
+        },
+        {
+            "name": PAGE_TOKEN_ENV,
+            "valueFrom": {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": PAGE_TOKEN_ENV}},
         },
         {"name": "MARQUE_JWT_PUBLIC_KEY_FILE", "value": f"{JWT_DIR}/public.pem"},
         {"name": "MARQUE_JWT_PRIVATE_KEY_FILE", "value": f"{JWT_DIR}/private.pem"},
