@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from grpc_status import rpc_status
 
 from mesh.auth import Authenticator, Policy, set_on_behalf_of
+from mesh.dberrors import loggable
 from mesh.door import REFUSALS, deserializer, reject
 from mesh.errors import DeadlineExceeded, DomainError, ResourceExhausted
 from mesh.identity import Caller, set_caller
@@ -230,7 +231,8 @@ class MethodChain:
             raise error
         call.code = _INTERNAL
         call.error = error
-        log.error("unhandled error in %s", self.full_method, exc_info=error)
+        # Logged once, here; a database error without its message (mesh/dberrors.py).
+        log.error("unhandled error in %s", self.full_method, exc_info=loggable(error))
         await context.abort(_INTERNAL, "internal error")
 
     def _finish(self, call: _Call, span: ServerSpan | None) -> None:

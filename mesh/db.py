@@ -76,6 +76,9 @@ class Database:
             # Connections dropped by a restarted server or a load balancer are replaced
             # instead of failing the first query after the outage.
             engine_kwargs.setdefault("pool_pre_ping", True)
+        # SQL parameters are request data (names, mobiles): never in an error's message,
+        # hence never in a log line (DESIGN.md §8; see also mesh/dberrors.py).
+        engine_kwargs.setdefault("hide_parameters", True)
         self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **engine_kwargs)
         if self.is_sqlite:
             event.listen(

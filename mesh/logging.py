@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from mesh.dberrors import loggable
 from mesh.tracing import current_span_context
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -63,7 +64,8 @@ def _mask_value(value: object) -> object:
 
 
 class MaskFilter(logging.Filter):
-    """Masks the message, its args, extra fields and tracebacks of every record."""
+    """Masks the message, its args, extra fields and tracebacks of every record; a database
+    error in a traceback loses its message (mesh/dberrors.py)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
@@ -74,6 +76,10 @@ class MaskFilter(logging.Filter):
             record.args = None
         record.msg = mask(str(record.msg))
         if record.exc_info:
+            error = record.exc_info[1]
+            if error is not None:  # a database error's message may quote request data
+                error = loggable(error)
+                record.exc_info = (type(error), error, error.__traceback__)
             record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         for key, value in list(record.__dict__.items()):
