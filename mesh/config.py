@@ -37,6 +37,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "true", "false"):
+        raise ValueError(f"{name} must be 0 or 1, got {raw!r}")
+    return raw in ("1", "true")
+
+
 def var_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where local state lives (SQLite files, the dev signing key): `MARQUE_VAR_DIR` or ./var."""
     env = os.environ if env is None else env
@@ -92,6 +99,10 @@ class Settings:
     # Servers close connections after this age so dns:/// round_robin clients rebalance.
     max_connection_age_ms: int = 300_000
     max_connection_age_grace_ms: int = 30_000
+    # False: the gRPC port is bound exclusively, so a second process started on it fails
+    # instead of silently taking half the connections (grpc's default is SO_REUSEPORT).
+    # True (`MARQUE_REUSEPORT=1`) for several processes of one service sharing a port.
+    reuseport: bool = False
     # Request ids (idempotent retries) are forgotten after this many days, swept every
     # `retention_sweep_seconds` (mesh/retention.py).
     request_id_retention_days: float = 7.0
@@ -133,6 +144,7 @@ class Settings:
             log_level=env.get("MARQUE_LOG_LEVEL", "INFO").upper(),
             max_connection_age_ms=_int(env, "MARQUE_MAX_CONNECTION_AGE_MS", 300_000),
             max_connection_age_grace_ms=_int(env, "MARQUE_MAX_CONNECTION_AGE_GRACE_MS", 30_000),
+            reuseport=_flag(env, "MARQUE_REUSEPORT"),
             request_id_retention_days=retention,
             retention_sweep_seconds=sweep,
         )

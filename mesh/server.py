@@ -157,6 +157,7 @@ async def start(
         options=[
             ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
             ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
+            ("grpc.so_reuseport", int(settings.reuseport)),
         ]
     )
     names: list[str] = []
@@ -175,9 +176,12 @@ async def start(
     )
     server.add_generic_rpc_handlers(extras.generic)
     generic.extend(extras.generic)
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
-    if port == 0:
-        raise RuntimeError(f"cannot bind {settings.host}:{settings.grpc_port}")
+    try:
+        port = _bind(server, settings)
+    except RuntimeError:
+        if spec.shutdown is not None:  # its startup ran: release what it opened
+            await spec.shutdown()
+        raise
     await server.start()
     acceptors = Acceptors(server, generic, shedder) if shedder is not None else None
     # Everything loaded so far (modules, descriptors, the chain) lives for the whole process:
@@ -204,6 +208,19 @@ async def start(
         extra={"grpc_port": port, "metrics_port": running.metrics_port, "services": names},
     )
     return running
+
+
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+    """The bound gRPC port; a clear RuntimeError when another socket holds it."""
+    address = f"{settings.host}:{settings.grpc_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc raises "Failed to bind" for an address in use
+        port = 0
+    if port == 0:
+        hint = "" if settings.reuseport else " (MARQUE_REUSEPORT=1 shares a port on purpose)"
+        raise RuntimeError(f"cannot bind {address}: is another process serving it?{hint}")
+    return port
 
 
 # Allocations (net of frees) between young-generation collections; CPython's default is 700.

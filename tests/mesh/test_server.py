@@ -20,6 +20,7 @@ from mesh.auth import PolicyMissing
 from mesh.config import Settings
 from mesh.identity import Kind
 from mesh.server import Servicer, ServiceSpec, start
+from tests.mesh import testing_servicer as testing
 from tests.mesh.serving import bearer, serve
 
 SERVICE = "marque.testing.v1.TestingService"
@@ -289,3 +290,34 @@ async def test_serving_raises_the_young_generation_threshold(
             assert gc.get_threshold() == before
     finally:
         gc.set_threshold(*before)
+
+
+async def test_a_second_server_cannot_take_a_bound_port(tmp_path: Path) -> None:
+    """grpc binds with SO_REUSEPORT by default: a second process on a service's port would
+    silently take half its connections. The mesh binds exclusively unless asked."""
+    stopped: list[str] = []
+
+    async def shutdown() -> None:
+        stopped.append("second")
+
+    async with serve(tmp_path) as first:
+        impl = testing.TestingServicer()
+        spec = ServiceSpec("lead", [testing.testing_servicer(impl)], shutdown=shutdown)
+        settings = Settings(service="lead", grpc_port=first.running.port, var_dir=tmp_path)
+        with pytest.raises(RuntimeError, match=f"cannot bind 127.0.0.1:{first.running.port}"):
+            await start(spec, settings, keys=first.keys, serve_metrics=False)
+        assert stopped == ["second"]  # its startup ran: its shutdown ran too
+        reply = await first.stub.Echo(pb.EchoRequest(message="hi"), metadata=bearer(first.keys))
+        assert reply.message == "hi"
+
+
+async def test_reuseport_is_explicit(tmp_path: Path) -> None:
+    assert Settings.from_env("lead", {}).reuseport is False
+    assert Settings.from_env("lead", {"MARQUE_REUSEPORT": "1"}).reuseport is True
+    async with serve(tmp_path, reuseport=True) as first:
+        settings = Settings(
+            service="lead", grpc_port=first.running.port, var_dir=tmp_path, reuseport=True
+        )
+        spec = ServiceSpec("lead", [testing.testing_servicer(testing.TestingServicer())])
+        second = await start(spec, settings, keys=first.keys, serve_metrics=False)
+        await second.stop(0)
