@@ -1,8 +1,8 @@
-"""Configuration of the member programme: points expiry and tiers."""
+"""Configuration of the member programme: points expiry and tiers. `from_env` reads a
+mapping it is given (app.py passes `os.environ`): the domain never reads the environment."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,9 +23,8 @@ class MemberConfig:
         object.__setattr__(self, "tiers", validate_tiers(self.tiers))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> MemberConfig:
+    def from_env(cls, env: Mapping[str, str]) -> MemberConfig:
         """`MARQUE_MEMBER_POINTS_EXPIRY_MONTHS` (default 24) and `MARQUE_MEMBER_TIERS`."""
-        env = os.environ if env is None else env
         raw = env.get("MARQUE_MEMBER_POINTS_EXPIRY_MONTHS", "").strip()
         months = int(raw) if raw else DEFAULT_EXPIRY_MONTHS
         return cls(expiry_months=months, tiers=tiers_from_env(env))

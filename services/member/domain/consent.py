@@ -10,9 +10,11 @@ is never agreement.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
+
+from services.member.domain.errors import invalid
 
 
 class Purpose(StrEnum):
@@ -85,4 +87,39 @@ def current(events: Iterable[ConsentEvent]) -> list[ConsentState]:
     order = {p: i for i, p in enumerate(Purpose)}, {c: i for i, c in enumerate(Channel)}
     return [
         decide(evs, p, c) for p, c in sorted(keys, key=lambda k: (order[0][k[0]], order[1][k[1]]))
+    ]
+
+
+# A decision is recorded when the member made it; a clock a little ahead is tolerated.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+# What a member decided: for which purpose, on which channel, grant or withdraw.
+Decision = tuple[Purpose, Channel, Action]
+
+
+def event(
+    member_id: str,
+    decision: Decision,
+    *,
+    occur_time: datetime,
+    source: str,
+    actor: str,
+    now: datetime,
+) -> ConsentEvent:
+    """A decision to record: made at `occur_time`, which cannot lie in the future (beyond a
+    little clock skew), captured at `source`, recorded by `actor`."""
+    if occur_time > now + FUTURE_TOLERANCE:
+        raise invalid("occur_time", "a decision cannot lie in the future")
+    purpose, channel, action = decision
+    return ConsentEvent(member_id, purpose, channel, action, occur_time, source.strip(), actor)
+
+
+def merge_copies(events: Iterable[ConsentEvent], winner_id: str) -> list[ConsentEvent]:
+    """A merge copies the loser's history to the winner (append-only: copies, with the
+    original decision times and a source naming the merge), so the latest decision of
+    either record still wins."""
+    return [
+        replace(e, member_id=winner_id, source=f"merge:{e.source}"[:128], seq=0)
+        for e in sorted(events, key=lambda x: x.seq)
     ]

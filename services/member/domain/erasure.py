@@ -17,7 +17,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.member.domain.tiers import TierChangeDecision
+
 TOMBSTONE_PREFIX = "erased-"
+# The reason of the forfeit entry and of the tier change erasure books.
+REASON = "member erased"
+# The profile of an erased member (and of the members merged into it: the same person).
+BLANK_PROFILE = {"display_name": "", "city": "", "preferred_dealer_id": ""}
 
 
 def tombstone(token_hex: Callable[[int], str] = secrets.token_hex) -> str:
@@ -38,6 +44,7 @@ class ErasurePlan:
     identity_tombstones: tuple[tuple[int, str], ...]  # (identity row id, tombstone)
     forfeit_points: int
     release_vins: tuple[str, ...]
+    tier_change: TierChangeDecision | None = None
 
 
 def plan(
@@ -46,10 +53,12 @@ def plan(
     identity_ids: list[int],
     balance: int,
     owned_vins: list[str],
+    tier: str = "",
     token_hex: Callable[[int], str] = secrets.token_hex,
 ) -> ErasurePlan:
-    """The erasure of one member: a tombstone per identity, forfeit of the balance,
-    release of the cars they own. Nothing at all if already erased (idempotent)."""
+    """The erasure of one member: a tombstone per identity, forfeit of the balance (after
+    expiry), release of the cars they own, the end of their tier. Nothing at all if
+    already erased (idempotent)."""
     if already_erased:
         return ErasurePlan(True, (), 0, ())
     return ErasurePlan(
@@ -57,6 +66,7 @@ def plan(
         tuple((i, tombstone(token_hex)) for i in identity_ids),
         max(balance, 0),
         tuple(owned_vins),
+        TierChangeDecision(tier, "", REASON) if tier else None,
     )
 
 

@@ -16,7 +16,8 @@ from enum import StrEnum
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
-from services.member.domain.errors import InvalidValue
+from mesh.errors import FailedPrecondition
+from services.member.domain.errors import IDENTITY_BELONGS_TO_OTHER_MEMBER, invalid
 
 DEFAULT_REGION = "CN"
 _WECHAT_ID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
@@ -47,7 +48,7 @@ class IdentityKey:
 
 
 def normalise_mobile(raw: str, field: str = "identity.value") -> str:
-    """A mobile number in E.164, or InvalidValue. Chinese numbers must be mobiles by
+    """A mobile number in E.164, or InvalidArgument. Chinese numbers must be mobiles by
     libphonenumber's metadata (stricter than 1[3-9]\\d{9}); full-width digits and
     separators are accepted."""
     text = _PHONE_NOISE.sub("", raw.strip())
@@ -57,11 +58,11 @@ def normalise_mobile(raw: str, field: str = "identity.value") -> str:
     try:
         number = phonenumbers.parse(text, DEFAULT_REGION)
     except NumberParseException:
-        raise InvalidValue(field, "not a phone number") from None
+        raise invalid(field, "not a phone number") from None
     if not phonenumbers.is_valid_number(number):
-        raise InvalidValue(field, "not a valid phone number")
+        raise invalid(field, "not a valid phone number")
     if phonenumbers.number_type(number) not in _MOBILE_TYPES:
-        raise InvalidValue(field, "not a mobile number")
+        raise invalid(field, "not a mobile number")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 
@@ -74,24 +75,40 @@ def normalise(
     value_field, app_field = f"{field}.value", f"{field}.app_id"
     if type_ is IdentityType.WECHAT_OPENID:
         if not _APP_ID.match(app_id):
-            raise InvalidValue(app_field, "a WeChat openid needs the app id that issued it")
+            raise invalid(app_field, "a WeChat openid needs the app id that issued it")
     elif app_id:
-        raise InvalidValue(app_field, "only a WeChat openid has an app id")
+        raise invalid(app_field, "only a WeChat openid has an app id")
     if type_ is IdentityType.MOBILE:
         return IdentityKey(type_, normalise_mobile(value, value_field))
     if type_ is IdentityType.EMAIL:
         if len(value) > 254 or not _EMAIL.match(value):
-            raise InvalidValue(value_field, "not an e-mail address")
+            raise invalid(value_field, "not an e-mail address")
         return IdentityKey(type_, value.lower())
     if type_ in (IdentityType.WECHAT_UNIONID, IdentityType.WECHAT_OPENID):
         if not _WECHAT_ID.match(value):
-            raise InvalidValue(value_field, "not a WeChat id (6-64 of A-Z a-z 0-9 _ -)")
+            raise invalid(value_field, "not a WeChat id (6-64 of A-Z a-z 0-9 _ -)")
         return IdentityKey(type_, value, app_id)
     if not value or len(value) > 128 or any(c.isspace() for c in value):
-        raise InvalidValue(value_field, "an app user id is 1-128 characters without spaces")
+        raise invalid(value_field, "an app user id is 1-128 characters without spaces")
     return IdentityKey(type_, value)
+
+
+def normalised(key: IdentityKey, field: str = "identity") -> IdentityKey:
+    """An identity as sent (`key`), validated and canonicalised (`normalise`)."""
+    return normalise(key.type, key.value, key.app_id, field)
 
 
 def visible_to_dealer(key: IdentityKey) -> bool:
     """Dealers see a member's mobile and nothing else of their identities."""
     return key.type is IdentityType.MOBILE
+
+
+def needs_link(member_id: str, holder: str | None) -> bool:
+    """Whether linking an identity held by `holder` (None: nobody) to the member adds it;
+    another member's identity is refused (OEM staff can merge the two)."""
+    if holder is not None and holder != member_id:
+        raise FailedPrecondition(
+            "the identity belongs to another member; OEM staff can merge the two",
+            reason=IDENTITY_BELONGS_TO_OTHER_MEMBER,
+        )
+    return holder is None

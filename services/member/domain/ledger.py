@@ -8,9 +8,9 @@ The lots are not stored: they are replayed from the entries, so the ledger is th
 truth and `balance(entries) == sum(points)` by construction.
 
 The functions here never book anything themselves: they return the entries to append,
-and refuse (InsufficientPoints) what would drive the balance below zero. Expiry is always
-applied before a debit, so a redemption can never spend points that were already due to
-expire.
+and refuse (FailedPrecondition INSUFFICIENT_POINTS) what would drive the balance below
+zero. Expiry is always applied before a debit, so a redemption can never spend points that
+were already due to expire.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from services.member.domain.errors import InsufficientPoints, InvalidValue
+from services.member.domain.errors import insufficient_points, invalid
 
 DEFAULT_EXPIRY_MONTHS = 24
 
@@ -115,12 +115,17 @@ def next_expiry(entries: Iterable[Entry]) -> datetime | None:
     return lots[0].expire_at if lots else None
 
 
+def due(next_expiry: datetime | None, now: datetime) -> bool:
+    """True when a lot expires at or before `now` (expire it before anything else)."""
+    return next_expiry is not None and next_expiry <= now
+
+
 def earn(
     entry_id: str, points: int, now: datetime, expiry_months: int = DEFAULT_EXPIRY_MONTHS
 ) -> Entry:
     """An EARN entry opening a lot that expires `expiry_months` after `now`."""
     if points <= 0:
-        raise InvalidValue("points", "must be positive")
+        raise invalid("points", "must be positive")
     return Entry(
         entry_id,
         EntryKind.EARN,
@@ -141,12 +146,12 @@ def expire(entries: Sequence[Entry], now: datetime, new_id: Callable[[], str]) -
 
 
 def redeem(entry_id: str, current_balance: int, points: int, now: datetime) -> Entry:
-    """A REDEEM entry, or InsufficientPoints. `current_balance` must already exclude
-    expired lots (apply `expire` first, in the same transaction)."""
+    """A REDEEM entry, or FailedPrecondition INSUFFICIENT_POINTS. `current_balance` must
+    already exclude expired lots (apply `expire` first, in the same transaction)."""
     if points <= 0:
-        raise InvalidValue("points", "must be positive")
+        raise invalid("points", "must be positive")
     if points > current_balance:
-        raise InsufficientPoints(points, current_balance)
+        raise insufficient_points(points, current_balance)
     return Entry(entry_id, EntryKind.REDEEM, -points, now)
 
 

@@ -1,4 +1,5 @@
-"""Plain records the store hands to the servicer (no SQLAlchemy rows leak out)."""
+"""Plain records: what the store reads (no SQLAlchemy rows leak out), the rules decide on
+and the replies carry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 
 from services.member.domain.identities import IdentityKey
 from services.member.domain.ledger import EntryKind
+from services.member.domain.qualifying import QualifyingCache
 from services.member.domain.rules import MemberState
 
 
@@ -37,6 +39,55 @@ class MemberRecord:
     update_time: datetime
     update_actor: str
     erase_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A member's row as stored: what the rules decide on (under the row lock for a write)."""
+
+    id: str
+    state: MemberState
+    merged_into: str
+    display_name: str
+    city: str
+    preferred_dealer_id: str
+    balance: int
+    tier: str
+    next_expiry: datetime | None
+    cache: QualifyingCache
+    create_time: datetime
+    create_actor: str
+    update_time: datetime
+    update_actor: str
+    erase_time: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Only an active member changes."""
+        return self.state is MemberState.ACTIVE
+
+    def record(
+        self, identities: tuple[IdentityRecord, ...], qualifying: int, tier: str | None = None
+    ) -> MemberRecord:
+        """The member as replies carry it, with its live identities, its qualifying points
+        at the time of the call and (if given) the tier a review just decided."""
+        return MemberRecord(
+            id=self.id,
+            state=self.state,
+            merged_into=self.merged_into,
+            display_name=self.display_name,
+            city=self.city,
+            preferred_dealer_id=self.preferred_dealer_id,
+            balance=self.balance,
+            tier=self.tier if tier is None else tier,
+            qualifying_points=qualifying,
+            identities=identities,
+            create_time=self.create_time,
+            create_actor=self.create_actor,
+            update_time=self.update_time,
+            update_actor=self.update_actor,
+            erase_time=self.erase_time,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +140,3 @@ class VehicleRecord:
     purchase_date: str
     dealer_id: str
     history: tuple[OwnershipRecord, ...] = field(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Who writes, with which client request id (AIP-155), and when.
-
-    `scope` is the caller's stable reference ("service:sales"): request ids are unique per
-    caller, so two callers can never collide. `fingerprint` is a hash of the request, so a
-    request id reused for a different request is refused instead of silently answered.
-    """
-
-    scope: str
-    request_id: str
-    fingerprint: str
-    now: datetime

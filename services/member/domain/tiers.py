@@ -11,7 +11,6 @@ every change is recorded with the reason.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,10 +76,10 @@ def validate_tiers(tiers: Sequence[TierRule]) -> tuple[TierRule, ...]:
     return ordered
 
 
-def tiers_from_env(env: Mapping[str, str] | None = None) -> tuple[TierRule, ...]:
+def tiers_from_env(env: Mapping[str, str]) -> tuple[TierRule, ...]:
     """`MARQUE_MEMBER_TIERS` as JSON `[{"code","name","threshold","benefits"}]`, else the
     defaults (Silver 1,000 / Gold 5,000 / Platinum 20,000)."""
-    raw = (os.environ if env is None else env).get("MARQUE_MEMBER_TIERS", "").strip()
+    raw = env.get("MARQUE_MEMBER_TIERS", "").strip()
     if not raw:
         return DEFAULT_TIERS
     items = json.loads(raw)

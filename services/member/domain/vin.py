@@ -9,7 +9,8 @@ but every car this platform binds (China, North America) carries one, so it is e
 
 from __future__ import annotations
 
-from services.member.domain.errors import InvalidValue
+from mesh.errors import InvalidArgument
+from services.member.domain.errors import invalid
 
 LENGTH = 17
 CHECK_POSITION = 8  # 0-based index of position 9
@@ -29,16 +30,16 @@ def check_digit(vin: str) -> str:
 
 
 def normalise_vin(raw: str, field: str = "vin") -> str:
-    """The VIN upper-cased and checked, or InvalidValue naming what is wrong."""
+    """The VIN upper-cased and checked, or InvalidArgument naming what is wrong."""
     vin = raw.strip().upper()
     if len(vin) != LENGTH:
-        raise InvalidValue(field, f"a VIN has {LENGTH} characters, got {len(vin)}")
+        raise invalid(field, f"a VIN has {LENGTH} characters, got {len(vin)}")
     bad = sorted({c for c in vin if c not in _VALUES})
     if bad:
-        raise InvalidValue(field, f"a VIN never contains {''.join(bad)!r} (I, O, Q are excluded)")
+        raise invalid(field, f"a VIN never contains {''.join(bad)!r} (I, O, Q are excluded)")
     expected = check_digit(vin)
     if vin[CHECK_POSITION] != expected:
-        raise InvalidValue(
+        raise invalid(
             field, f"check digit (position 9) is {vin[CHECK_POSITION]!r}, expected {expected!r}"
         )
     return vin
@@ -48,6 +49,6 @@ def is_valid(raw: str) -> bool:
     """True if `raw` is a well-formed VIN with the right check digit."""
     try:
         normalise_vin(raw)
-    except InvalidValue:
+    except InvalidArgument:
         return False
     return True

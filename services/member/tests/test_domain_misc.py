@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.member.domain import consent, erasure, identities, rules
+from mesh.errors import FailedPrecondition, InvalidArgument
+from mesh.identity import Caller, Kind
+from services.member.domain import consent, erasure, identities, rules, visibility
 from services.member.domain.consent import Action, Channel, ConsentEvent, Purpose
-from services.member.domain.errors import InvalidValue, RuleViolation
 from services.member.domain.identities import IdentityKey, IdentityType
+from services.member.domain.visibility import View
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -30,22 +32,22 @@ def test_mobile_spellings_meet(raw: str) -> None:
 
 @pytest.mark.parametrize("raw", ["12012345678", "10012345678", "021-12345678", "abc"])
 def test_not_a_mobile(raw: str) -> None:
-    with pytest.raises(InvalidValue) as e:
+    with pytest.raises(InvalidArgument) as e:
         identities.normalise(IdentityType.MOBILE, raw)
-    assert e.value.field == "identity.value"
+    assert [v.field for v in e.value.field_violations] == ["identity.value"]
 
 
 def test_other_identity_types() -> None:
     assert identities.normalise(IdentityType.EMAIL, " A.B@Example.COM ").value == "a.b@example.com"
     openid = identities.normalise(IdentityType.WECHAT_OPENID, "oABC_123-xyz", "wx1234")
     assert openid == IdentityKey(IdentityType.WECHAT_OPENID, "oABC_123-xyz", "wx1234")
-    with pytest.raises(InvalidValue, match="app id"):
+    with pytest.raises(InvalidArgument, match="app id"):
         identities.normalise(IdentityType.WECHAT_OPENID, "oABC_123-xyz")
-    with pytest.raises(InvalidValue, match="only a WeChat openid"):
+    with pytest.raises(InvalidArgument, match="only a WeChat openid"):
         identities.normalise(IdentityType.WECHAT_UNIONID, "uABC_123", "wx1")
-    with pytest.raises(InvalidValue):
+    with pytest.raises(InvalidArgument):
         identities.normalise(IdentityType.APP_USER_ID, "has space")
-    with pytest.raises(InvalidValue):
+    with pytest.raises(InvalidArgument):
         identities.normalise(IdentityType.EMAIL, "not-an-email")
     assert identities.visible_to_dealer(IdentityKey(IdentityType.MOBILE, "+8613812345678"))
     assert not identities.visible_to_dealer(IdentityKey(IdentityType.EMAIL, "a@b.cn"))
@@ -90,21 +92,31 @@ def test_erasure_tombstones_are_random_and_idempotent() -> None:
 
 
 def test_access_views() -> None:
-    assert rules.view_for("oem", "m1") is rules.View.FULL
-    assert rules.view_for("service", "m1") is rules.View.FULL
-    assert rules.view_for("customer", "m1", caller_member_id="m1") is rules.View.FULL
-    assert rules.view_for("customer", "m2", caller_member_id="m1") is rules.View.NONE
-    assert rules.view_for("dealer", "m1", dealer_related=True) is rules.View.MOBILE_ONLY
-    assert rules.view_for("dealer", "m1") is rules.View.NONE
-    assert rules.view_for("channel", "m1") is rules.View.NONE
+    view_for = visibility.view_for
+    customer = Caller(Kind.CUSTOMER, "app-m1", member_id="m1")
+    assert view_for(Caller(Kind.OEM, "staff"), "m1") is View.FULL
+    assert view_for(Caller(Kind.SERVICE, "sales", service="sales"), "m1") is View.FULL
+    assert view_for(customer, "m1") is View.FULL
+    assert view_for(customer, "m2") is View.NONE
+    dealer = Caller(Kind.DEALER, "D1-staff", dealer_id="D1")
+    assert view_for(dealer, "m1", dealer_related=True) is View.MOBILE_ONLY
+    assert view_for(dealer, "m1") is View.NONE
+    assert view_for(Caller(Kind.CHANNEL, "autohome", channel="autohome"), "m1") is View.NONE
+    # A customer whose member was merged keeps a token naming the old id.
+    assert view_for(customer, "m2", own_merged_into="m2") is View.FULL
+    assert view_for(customer, "m3", own_merged_into="m2") is View.NONE
+    assert view_for(Caller(Kind.CUSTOMER, "app-x", member_id="mx"), "", own_merged_into="") is (
+        View.NONE
+    )
 
 
 def test_state_rules() -> None:
     rules.require_active("m1", rules.MemberState.ACTIVE, None)
-    with pytest.raises(RuleViolation, match="merged into m2"):
+    with pytest.raises(FailedPrecondition, match="merged into m2"):
         rules.require_active("m1", rules.MemberState.MERGED, "m2")
-    with pytest.raises(RuleViolation) as e:
+    with pytest.raises(FailedPrecondition) as e:
         rules.require_active("m1", rules.MemberState.ERASED, None)
     assert e.value.reason == "MEMBER_ERASED"
-    with pytest.raises(RuleViolation):
+    with pytest.raises(FailedPrecondition) as e:
         rules.check_merge("m1", "m1")
+    assert e.value.reason == "SAME_MEMBER"

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mesh.errors import FailedPrecondition
 from services.member.domain import ledger
-from services.member.domain.errors import InsufficientPoints
+from services.member.domain.errors import INSUFFICIENT_POINTS
 from services.member.domain.ledger import Entry, EntryKind
 
 T0 = datetime(2024, 1, 31, 12, tzinfo=UTC)
@@ -49,9 +50,9 @@ def test_redeem_takes_oldest_lot_first_so_expiry_takes_only_the_rest() -> None:
 
 
 def test_redeem_more_than_balance_is_refused() -> None:
-    with pytest.raises(InsufficientPoints) as e:
+    with pytest.raises(FailedPrecondition) as e:
         ledger.redeem("r", 10, 11, T0)
-    assert e.value.reason == "INSUFFICIENT_POINTS"
+    assert e.value.reason == INSUFFICIENT_POINTS == "INSUFFICIENT_POINTS"
 
 
 def test_carry_over_keeps_expiry_and_earn_time() -> None:
@@ -100,8 +101,9 @@ def test_any_history_keeps_balance_equal_to_sum_and_never_negative(
             entries.append(ledger.earn(new_id(), n, now, months))
         elif op == "redeem":
             if n > bal:
-                with pytest.raises(InsufficientPoints):
+                with pytest.raises(FailedPrecondition) as refused:
                     ledger.redeem(new_id(), bal, n, now)
+                assert refused.value.reason == INSUFFICIENT_POINTS
             else:
                 entries.append(ledger.redeem(new_id(), bal, n, now))
         elif op == "merge_out":

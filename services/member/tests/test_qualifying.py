@@ -17,25 +17,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mesh.db import Database
-from services.member import store
+from mesh.errors import FailedPrecondition
 from services.member.domain import ledger, tiers
-from services.member.domain.errors import InsufficientPoints
+from services.member.domain.errors import INSUFFICIENT_POINTS
 from services.member.domain.identities import IdentityKey, IdentityType
-from services.member.domain.model import MemberRecord, Write
-from services.member.store import MIGRATIONS, MemberStore
+from services.member.domain.model import MemberRecord
+from services.member.store import MIGRATIONS, tables
+from services.member.tests.direct import Direct, W, direct
+from services.member.tests.direct import w as write
 
 T0 = dt.datetime(2024, 1, 31, 12, 0, tzinfo=dt.UTC)  # a month end, in a leap year
 _ids = itertools.count()
 
 
-def w(now: dt.datetime) -> Write:
-    rid = f"q{next(_ids)}"
-    return Write("service:test", rid, f"fp-{rid}", now)
+def w(now: dt.datetime) -> W:
+    return write(f"q{next(_ids)}", now)
 
 
-async def ledger_qualifying(s: MemberStore, member_id: str, now: dt.datetime) -> int:
+async def ledger_qualifying(s: Direct, member_id: str, now: dt.datetime) -> int:
     """The rolling-window sum computed the slow way: every credit of the ledger."""
-    pt = store.point_transactions.c
+    pt = tables.point_transactions.c
     async with s.db.engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -47,7 +48,7 @@ async def ledger_qualifying(s: MemberStore, member_id: str, now: dt.datetime) ->
     return tiers.qualifying_points([(r.earned_time, r.points) for r in rows], now)
 
 
-async def check(s: MemberStore, member: MemberRecord, now: dt.datetime) -> None:
+async def check(s: Direct, member: MemberRecord, now: dt.datetime) -> None:
     expected = await ledger_qualifying(s, member.id, now)
     assert member.qualifying_points == expected
     fresh = await s.get_member(member.id, now)
@@ -57,22 +58,18 @@ async def check(s: MemberStore, member: MemberRecord, now: dt.datetime) -> None:
 
 
 @pytest.fixture
-async def member_store(database_url: str) -> AsyncIterator[MemberStore]:
-    db = Database(database_url)
-    await db.migrate(MIGRATIONS)
-    try:
-        yield MemberStore(db)
-    finally:
-        await db.dispose()
+async def member_store(database_url: str) -> AsyncIterator[Direct]:
+    async with direct(database_url) as d:
+        yield d
 
 
-async def new_member(s: MemberStore, now: dt.datetime) -> MemberRecord:
+async def new_member(s: Direct, now: dt.datetime) -> MemberRecord:
     n = next(_ids)
     m, _ = await s.register(w(now), IdentityKey(IdentityType.APP_USER_ID, f"q-{n}"), "", "")
     return m
 
 
-async def test_window_edges_across_month_ends_and_leap_days(member_store: MemberStore) -> None:
+async def test_window_edges_across_month_ends_and_leap_days(member_store: Direct) -> None:
     s = member_store
     m = await new_member(s, T0)
     earns = [
@@ -111,7 +108,7 @@ async def test_window_edges_across_month_ends_and_leap_days(member_store: Member
     ]
 
 
-async def test_merge_and_a_clock_set_back_invalidate_the_cache(member_store: MemberStore) -> None:
+async def test_merge_and_a_clock_set_back_invalidate_the_cache(member_store: Direct) -> None:
     s = member_store
     winner, loser = await new_member(s, T0), await new_member(s, T0)
     await s.earn(w(T0), loser.id, 700, "visit", "")
@@ -154,7 +151,7 @@ async def test_upgrade_from_0001_recomputes_from_the_ledger(database_url: str) -
                 {"t": T0, "exp": ledger.add_months(T0, 24)},
             )
         assert await db.migrate(MIGRATIONS) == "0003"
-        s = MemberStore(db)
+        s = Direct(db)
         now = T0 + dt.timedelta(days=1)
         got = await s.get_member("m_old", now)
         assert (got.qualifying_points, got.tier) == (1200, "SILVER")
@@ -193,7 +190,7 @@ def test_any_sequence_keeps_cache_equal_to_ledger(
         db = Database(database_url)
         try:
             await db.migrate(MIGRATIONS)
-            s = MemberStore(db)
+            s = Direct(db)
             now = T0
             m = await new_member(s, now)
             earned: list[dt.datetime] = []
@@ -212,7 +209,8 @@ def test_any_sequence_keeps_cache_equal_to_ledger(
                 else:
                     try:
                         _, got = await s.redeem(w(now), m.id, value, "gift", "")
-                    except InsufficientPoints:
+                    except FailedPrecondition as e:
+                        assert e.reason == INSUFFICIENT_POINTS
                         got = await s.get_member(m.id, now)
                 await check(s, got, now)
         finally:

@@ -1,5 +1,6 @@
 """The member store below the servicer: the hand-written migration matches the tables,
-and the ledger invariants hold in the database, on SQLite and PostgreSQL."""
+and the ledger invariants hold in the database, on SQLite and PostgreSQL (the engine driven
+directly, see direct.py)."""
 
 from __future__ import annotations
 
@@ -14,27 +15,25 @@ from alembic.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
 from mesh.db import Database
+from mesh.errors import FailedPrecondition
 from services.member import store
-from services.member.domain.errors import InsufficientPoints
+from services.member.domain.errors import INSUFFICIENT_POINTS
 from services.member.domain.identities import IdentityKey, IdentityType
-from services.member.domain.model import Write
-from services.member.store import MIGRATIONS, MemberStore
+from services.member.store import MIGRATIONS, tables
+from services.member.tests.direct import Direct, W, direct
+from services.member.tests.direct import w as write
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def member_store(database_url: str) -> AsyncIterator[MemberStore]:
-    db = Database(database_url)
-    await db.migrate(MIGRATIONS)
-    try:
-        yield MemberStore(db)
-    finally:
-        await db.dispose()
+async def member_store(database_url: str) -> AsyncIterator[Direct]:
+    async with direct(database_url) as d:
+        yield d
 
 
-def w(request_id: str, now: dt.datetime = T0) -> Write:
-    return Write("service:test", request_id, f"fp-{request_id}", now)
+def w(request_id: str, now: dt.datetime = T0) -> W:
+    return write(request_id, now)
 
 
 async def test_migration_matches_the_tables(database_url: str) -> None:
@@ -54,26 +53,26 @@ async def test_migration_matches_the_tables(database_url: str) -> None:
 
 
 async def test_database_refuses_a_negative_balance_and_a_second_live_identity(
-    member_store: MemberStore,
+    member_store: Direct,
 ) -> None:
     key = IdentityKey(IdentityType.MOBILE, "+8613800000001")
     m, _ = await member_store.register(w("r1"), key, "", "")
     with pytest.raises(IntegrityError):
         async with member_store.db.begin() as conn:
             await conn.execute(
-                store.members.update().where(store.members.c.id == m.id).values(balance=-1)
+                tables.members.update().where(tables.members.c.id == m.id).values(balance=-1)
             )
     with pytest.raises(IntegrityError):
         async with member_store.db.begin() as conn:
             await conn.execute(
-                store.identities.insert().values(
+                tables.identities.insert().values(
                     member_id=m.id, type="mobile", app_id="", value=key.value, link_time=T0
                 )
             )
 
 
 async def test_many_concurrent_earns_and_redeems_keep_balance_equal_to_ledger(
-    member_store: MemberStore,
+    member_store: Direct,
 ) -> None:
     m, _ = await member_store.register(
         w("r"), IdentityKey(IdentityType.MOBILE, "+8613800000002"), "", ""
@@ -85,7 +84,8 @@ async def test_many_concurrent_earns_and_redeems_keep_balance_equal_to_ledger(
     async def redeem(i: int) -> bool:
         try:
             await member_store.redeem(w(f"d{i}"), m.id, 25, "y", "")
-        except InsufficientPoints:
+        except FailedPrecondition as e:
+            assert e.reason == INSUFFICIENT_POINTS
             return False
         return True
 

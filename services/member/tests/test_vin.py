@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.member.domain.errors import InvalidValue
+from mesh.errors import InvalidArgument
 from services.member.domain.vin import check_digit, is_valid, normalise_vin
 
 TSV = Path(__file__).resolve().parents[4] / "shared" / "data" / "vin" / "vin_check_digit.tsv"
@@ -56,7 +56,9 @@ def test_x_check_digit() -> None:
     ],
 )
 def test_bad_vins_say_why(raw: str, fragment: str) -> None:
-    with pytest.raises(InvalidValue) as e:
+    with pytest.raises(InvalidArgument) as e:
         normalise_vin(raw)
-    assert fragment in e.value.description
-    assert e.value.field == "vin"
+    (violation,) = e.value.field_violations
+    assert fragment in violation.description
+    assert violation.field == "vin"
+    assert e.value.reason == "INVALID_FIELD"

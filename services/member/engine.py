@@ -1,0 +1,402 @@
+"""The member service's application layer: one method per RPC, the caller explicit.
+
+The servicer hands decoded values to `MemberEngine` and gets domain records back, cut to
+what the caller may see (a member it may not see is NOT_FOUND, like one that does not
+exist); rules live in `domain/`, SQL in `store/`. Here: who may see which member (decided
+once, `_view`) and which unit of work does what (`mesh.unit_of_work`), idempotent by the
+caller's request (`req`, AIP-155). Longer units of work are beside it: `accounts.py`
+(EarnPoints, RedeemPoints, the steps writes share), `lifecycle.py` (Register, Merge, Erase).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from mesh.db import Database
+from mesh.errors import FailedPrecondition, NotFound
+from mesh.idempotency import Asked
+from mesh.identity import Caller, Kind
+from mesh.unit_of_work import UnitOfWork, transaction
+from services.member import accounts, lifecycle, metrics, store
+from services.member.domain import consent, identities, ledger, profile, rules
+from services.member.domain import vehicles as cars
+from services.member.domain import visibility as vis
+from services.member.domain.config import MemberConfig
+from services.member.domain.consent import ConsentState
+from services.member.domain.errors import (
+    INSUFFICIENT_POINTS,
+    identity_not_found,
+    invalid,
+    member_not_found,
+    vehicle_not_found,
+)
+from services.member.domain.identities import IdentityKey
+from services.member.domain.model import (
+    MemberRecord,
+    TierChangeRecord,
+    TransactionRecord,
+    VehicleRecord,
+)
+from services.member.domain.relations import DealerRelation, Relation
+from services.member.domain.rules import MemberState
+from services.member.domain.vin import normalise_vin
+from services.member.domain.visibility import View
+
+Clock = Callable[[], dt.datetime]
+Change = Callable[[UnitOfWork], Awaitable[str]]
+Booked = accounts.Booked
+LINK, UPDATE, BIND = "LinkIdentity", "UpdateMember", "BindVehicle"
+TRANSFER, RELATION, CONSENT = "TransferVehicle", "RecordDealerRelation", "RecordConsent"
+
+
+def utc_now() -> dt.datetime:
+    """The production clock."""
+    return dt.datetime.now(dt.UTC)
+
+
+class MemberEngine:
+    """Everything the servicer can ask of the member service."""
+
+    def __init__(self, db: Database, config: MemberConfig, clock: Clock = utc_now) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+
+    # -------------------------------------------------------------------------- access
+
+    async def _view(self, caller: Caller, member_id: str) -> View:
+        """What the caller may see of `member_id`; NOT_FOUND if nothing."""
+        async with self.db.engine.connect() as conn:
+            related = False
+            if caller.kind is Kind.DEALER and caller.dealer_id:
+                related = await store.relations.dealer_related(conn, caller.dealer_id, member_id)
+            view = vis.view_for(caller, member_id, dealer_related=related)
+            if view is View.NONE and caller.kind is Kind.CUSTOMER and caller.member_id:
+                # A customer whose member was merged keeps a token naming the old id.
+                state = await store.members.state_of(conn, caller.member_id)
+                if state is not None:
+                    view = vis.view_for(caller, member_id, own_merged_into=state[1])
+        if view is View.NONE:
+            raise member_not_found(member_id)
+        return view
+
+    async def _member_at(self, member_id: str, now: dt.datetime) -> MemberRecord:
+        return await accounts.member_at(self.db, member_id, now, self.config.tiers)
+
+    async def _member_id_for(self, identity: IdentityKey, caller: Caller, what: str) -> str | None:
+        """The member holding an identity (normalised; dealers look up by mobile only)."""
+        key = identities.normalised(identity)
+        vis.check_lookup(caller, key.type, what)
+        async with self.db.engine.connect() as conn:
+            return await store.members.member_id_for(conn, key)
+
+    async def _change_member(
+        self, method: str, member_id: str, req: Asked, now: dt.datetime, change: Change
+    ) -> str:
+        """Run `change` on the locked, active member in one unit of work, idempotent by the
+        caller's request: its result, or the first call's for a retried request id."""
+
+        async def work(uow: UnitOfWork) -> str:
+            prior = await accounts.prior(uow.conn, method, req, member_id)
+            if prior is not None:
+                return prior
+            await accounts.lock_active(uow, member_id)
+            result = await change(uow)
+            await accounts.remember(uow.conn, method, req, result, member_id=member_id, now=now)
+            return result
+
+        return await transaction(self.db, work)
+
+    # -------------------------------------------------------------------------- members
+
+    async def register(
+        self, identity: IdentityKey, display_name: str, city: str, *, req: Asked, caller: Caller
+    ) -> tuple[MemberRecord, bool]:
+        """RegisterMember: see lifecycle.register_member; (member, created)."""
+        key = identities.normalised(identity)
+        now = self.clock()
+
+        async def work(uow: UnitOfWork) -> tuple[str, bool]:
+            return await lifecycle.register_member(uow, key, display_name, city, req=req, now=now)
+
+        member_id, created = await transaction(self.db, work)
+        return await self._member_at(member_id, now), created
+
+    async def link_identity(
+        self, member_id: str, identity: IdentityKey, *, req: Asked, caller: Caller
+    ) -> MemberRecord:
+        """LinkIdentity: add an identity; another member's is FAILED_PRECONDITION."""
+        view = await self._view(caller, member_id)
+        key = identities.normalised(identity)
+        vis.check_may_link(caller)
+        now = self.clock()
+
+        async def link(uow: UnitOfWork) -> str:
+            holder = await store.members.member_id_for(uow.conn, key)
+            if identities.needs_link(member_id, holder):
+                await store.members.insert_identity(uow.conn, member_id, key, now)
+                await store.members.update(uow.conn, member_id, update_time=now,
+                                           update_actor=req.scope)  # fmt: skip
+            return member_id
+
+        await self._change_member(LINK, member_id, req, now, link)
+        return vis.member_shown(await self._member_at(member_id, now), view)
+
+    async def merge(
+        self, winner_id: str, loser_id: str, reason: str, *, req: Asked, caller: Caller
+    ) -> tuple[MemberRecord, MemberRecord]:
+        """MergeMembers (OEM staff, by the access policy): see lifecycle.merge_members."""
+        rules.check_merge(winner_id, loser_id)
+        now, tier_rules = self.clock(), self.config.tiers
+
+        async def work(uow: UnitOfWork) -> None:
+            await lifecycle.merge_members(uow, winner_id, loser_id, reason, req=req, now=now,
+                                          tier_rules=tier_rules)  # fmt: skip
+
+        await transaction(self.db, work)
+        return await self._member_at(winner_id, now), await self._member_at(loser_id, now)
+
+    async def get_member(self, member_id: str, *, caller: Caller) -> MemberRecord:
+        """GetMember: the member as of now, as the caller may see it."""
+        view = await self._view(caller, member_id)
+        return vis.member_shown(await self._member_at(member_id, self.clock()), view)
+
+    async def find_member(self, identity: IdentityKey, *, caller: Caller) -> MemberRecord:
+        """FindMember: not registered and not visible are one answer."""
+        member_id = await self._member_id_for(identity, caller, "search members")
+        if member_id is None:
+            raise identity_not_found()
+        try:
+            view = await self._view(caller, member_id)
+        except NotFound:
+            raise identity_not_found() from None
+        return vis.member_shown(await self._member_at(member_id, self.clock()), view)
+
+    async def update_member(
+        self, member_id: str, paths: Sequence[str], values: Mapping[str, str], *, req: Asked,
+        caller: Caller,
+    ) -> MemberRecord:  # fmt: skip
+        """UpdateMember: the profile fields of the mask (domain/profile.py)."""
+        if not member_id:
+            raise invalid("member.id", "the member to update is required")
+        view = await self._view(caller, member_id)
+        changes = profile.changes(paths, values)
+        now = self.clock()
+
+        async def update(uow: UnitOfWork) -> str:
+            if changes:
+                await store.members.update(uow.conn, member_id, **changes, update_time=now,
+                                           update_actor=req.scope)  # fmt: skip
+            return member_id
+
+        await self._change_member(UPDATE, member_id, req, now, update)
+        return vis.member_shown(await self._member_at(member_id, now), view)
+
+    async def erase(
+        self, member_id: str, *, req: Asked, caller: Caller
+    ) -> tuple[MemberRecord, dt.datetime]:
+        """EraseMember: see lifecycle.erase_member; (member, first erase time)."""
+        if not vis.may_erase(caller, member_id):
+            raise member_not_found(member_id)
+        now = self.clock()
+
+        async def work(uow: UnitOfWork) -> dt.datetime:
+            return await lifecycle.erase_member(uow, member_id, req=req, now=now)
+
+        erased_at = await transaction(self.db, work)
+        return await self._member_at(member_id, now), erased_at
+
+    # -------------------------------------------------------------------------- points
+
+    async def earn(
+        self, member_id: str, points: int, reason: str, source_ref: str, *, req: Asked,
+        caller: Caller,
+    ) -> Booked:  # fmt: skip
+        """EarnPoints: see accounts.earn (the hot path)."""
+        now, tier_rules = self.clock(), self.config.tiers
+        entry = ledger.earn(accounts.new_entry_id(), points, now, self.config.expiry_months)
+
+        async def work(uow: UnitOfWork) -> tuple[str, Booked | None]:
+            return await accounts.earn(uow, member_id, entry, reason=reason,
+                                       source_ref=source_ref, req=req,
+                                       tier_rules=tier_rules)  # fmt: skip
+
+        txn_id, booked = await transaction(self.db, work)
+        return booked or await self._retried(txn_id, member_id, now)
+
+    async def redeem(
+        self, member_id: str, points: int, reason: str, source_ref: str, *, req: Asked,
+        caller: Caller,
+    ) -> Booked:  # fmt: skip
+        """RedeemPoints: see accounts.redeem; refusals are counted."""
+        view = await self._view(caller, member_id)
+        if points <= 0:
+            raise invalid("points", "must be positive")
+        now, entry_id = self.clock(), accounts.new_entry_id()
+
+        async def work(uow: UnitOfWork) -> tuple[str, Booked | None]:
+            return await accounts.redeem(uow, member_id, entry_id, points, reason=reason,
+                                         source_ref=source_ref, req=req, now=now)  # fmt: skip
+
+        try:
+            txn_id, booked = await transaction(self.db, work)
+        except FailedPrecondition as e:
+            if e.reason == INSUFFICIENT_POINTS:
+                metrics.REDEEM_REFUSED.inc()
+            raise
+        txn, record = booked or await self._retried(txn_id, member_id, now)
+        return vis.transaction_shown(txn, caller), vis.member_shown(record, view)
+
+    async def _retried(self, txn_id: str, member_id: str, now: dt.datetime) -> Booked:
+        """What a retried points write answers: the first call's entry, the member now."""
+        txn = await accounts.transaction_record(self.db, txn_id)
+        return txn, await self._member_at(member_id, now)
+
+    async def list_transactions(
+        self, member_id: str, before_seq: int | None, limit: int, *, caller: Caller
+    ) -> list[TransactionRecord]:
+        """ListPointTransactions: entries older than `before_seq`, newest first."""
+        await self._view(caller, member_id)
+        async with self.db.engine.connect() as conn:
+            rows = await store.points.list_transactions(conn, member_id, before_seq, limit)
+        return [vis.transaction_shown(t, caller) for t in rows]
+
+    async def list_tier_changes(
+        self, member_id: str, before_seq: int | None, limit: int, *, caller: Caller
+    ) -> list[TierChangeRecord]:
+        """ListTierChanges: reading the member first records what the rolling window did."""
+        await self._view(caller, member_id)
+        await self._member_at(member_id, self.clock())
+        async with self.db.engine.connect() as conn:
+            return await store.points.list_tier_changes(conn, member_id, before_seq, limit)
+
+    # -------------------------------------------------------------------------- vehicles
+
+    async def bind_vehicle(
+        self, member_id: str, vin: str, details: Mapping[str, str], *, req: Asked, caller: Caller
+    ) -> VehicleRecord:
+        """BindVehicle: the member becomes the VIN's owner (domain/vehicles.py)."""
+        vin, now = normalise_vin(vin), self.clock()
+        attrs = {k: v if k == "purchase_date" else v.strip() for k, v in details.items()}
+
+        async def bind(uow: UnitOfWork) -> str:
+            known, owner = await store.vehicles.lock_owner(uow.conn, vin)
+            binding = cars.bind(member_id, known=known, owner_id=owner)
+            if binding is cars.Binding.NEW:
+                await store.vehicles.insert(uow.conn, vin, attrs, now)
+            elif binding is cars.Binding.CLAIM:
+                await store.vehicles.update(uow.conn, vin, attrs)
+            if binding is not cars.Binding.KEEP:
+                await store.vehicles.change_owner(uow.conn, vin, member_id, now, cars.BIND)
+            return vin
+
+        await self._change_member(BIND, member_id, req, now, bind)
+        return vis.vehicle_shown(await self._vehicle(vin), caller, member_id)
+
+    async def transfer_vehicle(
+        self, vin: str, to_member: str, *, req: Asked, caller: Caller
+    ) -> VehicleRecord:
+        """TransferVehicle: the VIN moves to `to_member`, keeping its history."""
+        vin, now = normalise_vin(vin), self.clock()
+
+        async def transfer(uow: UnitOfWork) -> str:
+            known, owner = await store.vehicles.lock_owner(uow.conn, vin)
+            if cars.transfer(vin, to_member, known=known, owner_id=owner):
+                await store.vehicles.change_owner(uow.conn, vin, to_member, now, cars.TRANSFER)
+            return vin
+
+        await self._change_member(TRANSFER, to_member, req, now, transfer)
+        return vis.vehicle_shown(await self._vehicle(vin), caller, to_member)
+
+    async def _vehicle(self, vin: str) -> VehicleRecord:
+        async with self.db.engine.connect() as conn:
+            car = await store.vehicles.vehicle(conn, vin)
+        if car is None:
+            raise vehicle_not_found(vin)
+        return car
+
+    async def list_vehicles(
+        self, member_id: str, after_vin: str | None, limit: int, *, caller: Caller
+    ) -> list[VehicleRecord]:
+        """ListVehicles: the cars the member owns now, by VIN, after `after_vin`."""
+        await self._view(caller, member_id)
+        async with self.db.engine.connect() as conn:
+            rows = await store.vehicles.list_vehicles(conn, member_id, after_vin, limit)
+        return [vis.vehicle_shown(c, caller, member_id) for c in rows]
+
+    async def record_dealer_relation(
+        self, member_id: str, dealer_id: str, relation: Relation, vin: str, *, req: Asked,
+        caller: Caller,
+    ) -> bool:  # fmt: skip
+        """RecordDealerRelation: whether the relation (service, lead) is new."""
+        rel = DealerRelation.of(dealer_id, relation, normalise_vin(vin) if vin else "")
+        now = self.clock()
+
+        async def record(uow: UnitOfWork) -> str:
+            if rel.vin:
+                rel.check_owner(member_id, await store.vehicles.owner_of(uow.conn, rel.vin))
+            if await store.relations.exists(uow.conn, member_id, rel):
+                return "0"
+            await store.relations.insert(uow.conn, member_id, rel, now)
+            return "1"
+
+        return await self._change_member(RELATION, member_id, req, now, record) == "1"
+
+    # -------------------------------------------------------------------------- consent
+
+    async def record_consent(
+        self, member_id: str, decision: consent.Decision, occur_time: dt.datetime | None,
+        source: str, *, req: Asked, caller: Caller,
+    ) -> ConsentState:  # fmt: skip
+        """RecordConsent: append a decision (made at `occur_time`, None: now)."""
+        await self._view(caller, member_id)
+        now = self.clock()
+        event = consent.event(member_id, decision, occur_time=occur_time or now, source=source,
+                              actor=req.scope, now=now)  # fmt: skip
+
+        async def record(uow: UnitOfWork) -> str:
+            await store.consents.insert(uow.conn, event, now)
+            return "ok"
+
+        await self._change_member(CONSENT, member_id, req, now, record)
+        return await self._consent(member_id, event.purpose, event.channel)
+
+    async def check_consent(
+        self, purpose: consent.Purpose, channel: consent.Channel, member_id: str,
+        identity: IdentityKey | None, *, caller: Caller,
+    ) -> ConsentState:  # fmt: skip
+        """CheckConsent by member id or identity. A member the caller may not see is
+        NOT_FOUND naming only what was sent; an unknown or erased one is no consent."""
+        found: str | None = member_id
+        hidden = member_not_found(member_id)
+        if identity is not None:
+            found = await self._member_id_for(identity, caller, "look members up")
+            hidden = identity_not_found()
+        async with self.db.engine.connect() as conn:
+            state = await store.members.state_of(conn, found) if found else None
+            if state is not None and state[0] is MemberState.MERGED:
+                found, state = state[1], await store.members.state_of(conn, state[1])
+        if vis.must_be_seen(caller):
+            if found is None or state is None:
+                raise hidden
+            try:
+                await self._view(caller, found)
+            except NotFound:
+                raise hidden from None
+        if found is None or state is None or state[0] is not MemberState.ACTIVE:
+            return ConsentState(purpose, channel, False, None)
+        return await self._consent(found, purpose, channel)
+
+    async def _consent(
+        self, member_id: str, purpose: consent.Purpose, channel: consent.Channel
+    ) -> ConsentState:
+        async with self.db.engine.connect() as conn:
+            events = await store.consents.events_of(conn, member_id)
+        return consent.decide(events, purpose, channel)
+
+    async def list_consents(self, member_id: str, *, caller: Caller) -> list[ConsentState]:
+        """ListConsents: every (purpose, channel) the member decided on."""
+        await self._view(caller, member_id)
+        async with self.db.engine.connect() as conn:
+            return consent.current(await store.consents.events_of(conn, member_id))
