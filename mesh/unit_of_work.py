@@ -12,6 +12,10 @@
   decide everything from what it reads inside the transaction.
 - `uow.after_commit(fn)` runs `fn` once the transaction has committed, and only then, so
   metrics count committed work once however often it was retried.
+- `uow.emit(event, subject=aggregate_id)` writes a domain event to the service's outbox
+  (`transaction(db, work, outbox=...)`, mesh/events/outbox.py) in this same transaction: the
+  rows are inserted in one statement just before the commit, and the relay is woken after
+  it. A retried attempt starts with no events; a rolled-back one leaves none.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ import hashlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from mesh.events.outbox import Outbox
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -49,10 +58,14 @@ def lock_hash(key: str) -> int:
 class UnitOfWork:
     """One transaction's connection, its locks and what runs after it commits."""
 
-    def __init__(self, conn: AsyncConnection, *, is_sqlite: bool) -> None:
+    def __init__(
+        self, conn: AsyncConnection, *, is_sqlite: bool, outbox: Outbox | None = None
+    ) -> None:
         self.conn = conn
         self._is_sqlite = is_sqlite
         self._after: list[Callable[[], object]] = []
+        self._outbox = outbox
+        self._events: list[dict[str, Any]] = []
 
     async def lock(self, *keys: str) -> None:
         """Serialise with every other transaction locking one of `keys` (PostgreSQL
@@ -64,6 +77,23 @@ class UnitOfWork:
     def after_commit(self, fn: Callable[[], object]) -> None:
         """Run `fn` after the commit (not at all if the transaction rolls back)."""
         self._after.append(fn)
+
+    def emit(self, event: Message, *, subject: str) -> str:
+        """Write `event` (a proto message of a `*_events.proto`) about aggregate `subject`
+        to the outbox, in this transaction; returns the event id."""
+        if self._outbox is None:
+            raise RuntimeError(
+                "this unit of work has no outbox: run it with transaction(db, work, outbox=...)"
+            )
+        row = self._outbox.row(event, subject=subject)
+        self._events.append(row)
+        return str(row["id"])
+
+    async def _flush(self) -> None:
+        """Insert the emitted events (once, just before the commit)."""
+        if self._events and self._outbox is not None:
+            await self._outbox.write(self.conn, self._events)
+            self._after.append(self._outbox.notify)
 
     def _committed(self) -> None:
         for fn in self._after:
@@ -95,12 +125,17 @@ def _writer_lock(db: Database) -> asyncio.Lock | None:
 
 
 async def transaction(
-    db: Database, work: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = ATTEMPTS
+    db: Database,
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    attempts: int = ATTEMPTS,
+    outbox: Outbox | None = None,
 ) -> T:
-    """Run `work` in one committed write transaction (see the module docstring)."""
+    """Run `work` in one committed write transaction (see the module docstring); with an
+    `outbox`, `uow.emit` writes events to it."""
     for attempt in range(1, attempts + 1):
         try:
-            return await _once(db, work)
+            return await _once(db, work, outbox)
         except (IntegrityError, DBAPIError) as error:
             if attempt == attempts or not _retryable(error):
                 raise
@@ -108,7 +143,9 @@ async def transaction(
     raise AssertionError("unreachable")
 
 
-async def _once(db: Database, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+async def _once(
+    db: Database, work: Callable[[UnitOfWork], Awaitable[T]], outbox: Outbox | None
+) -> T:
     queue = _writer_lock(db)
     if queue is not None:
         await queue.acquire()
@@ -116,9 +153,10 @@ async def _once(db: Database, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         async with db.engine.connect() as conn:
             if db.is_sqlite:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            uow = UnitOfWork(conn, is_sqlite=db.is_sqlite)
+            uow = UnitOfWork(conn, is_sqlite=db.is_sqlite, outbox=outbox)
             try:
                 result = await work(uow)
+                await uow._flush()
                 await conn.commit()
             except BaseException:
                 await conn.rollback()

@@ -1,0 +1,512 @@
+"""Consumers: a durable JetStream pull consumer per (service, subscription), whose handler
+commits together with the event's id in the service's inbox, so an effect happens once.
+
+A service declares its handlers with `@subscribe(EventType)`:
+
+    @subscribe(lead_events_pb2.LeadWon)
+    async def on_lead_won(uow: UnitOfWork, event: LeadWon, envelope: Envelope) -> None:
+        ...  # reads and writes on uow.conn; may uow.emit(...) events of its own
+
+The consumer of a subscription is named `<service>-<EventName>` (the durable name) and
+filters its producer's stream on `marque.<producer>.<EventName>`. It keeps pull requests
+outstanding, so deliveries arrive as they are published; it takes whatever has arrived (up
+to `batch`) and handles it in ONE unit of work: the inbox is read for the batch's ids, each
+new event's handler runs, the ids are recorded, one commit, then every delivery is acked.
+A handler that raises makes the batch roll back and run again one event per transaction,
+so only the failing event fails: it is nak'd with a growing delay, and once it has been
+delivered `max_deliver` times it is recorded as a dead letter (payload, headers, error)
+and terminated, so the events behind it flow. An event that is not one (bad headers,
+undecodable payload) is a dead letter at once.
+
+A consumer killed mid-handler commits nothing and acks nothing: JetStream redelivers after
+`ack_wait`, and the inbox makes the second delivery the only effect. The events of one
+aggregate are handled in order while nothing fails and one replica consumes; a retried
+event is handled after those behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import api
+from nats.js.errors import NotFoundError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from mesh.db import Database
+from mesh.events import metrics, spans
+from mesh.events.envelope import (
+    Envelope,
+    EnvelopeError,
+    decode,
+    event_name,
+    producer_of,
+    stream_name,
+    subject_of,
+    type_of,
+)
+from mesh.events.inbox import Inbox, error_text
+from mesh.events.link import Link
+from mesh.events.outbox import Outbox, utc_now
+from mesh.events.settings import EventSettings
+from mesh.unit_of_work import UnitOfWork, transaction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 256
+PULL_EXPIRES_SECONDS = 5.0
+HEARTBEAT_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class Handler(Protocol):
+    """`async def handle(uow, event, envelope) -> None`."""
+
+    def __call__(self, uow: UnitOfWork, event: Any, envelope: Envelope) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One handler of one event type, by one service."""
+
+    event_type: type[Message]
+    handler: Handler
+    producer: str
+    name: str
+
+    @property
+    def subject(self) -> str:
+        """The NATS subject the producer publishes the event type on."""
+        return subject_of(self.producer, self.event_type)
+
+    def durable(self, service: str) -> str:
+        """The durable consumer's name: `<service>-<name>`."""
+        return f"{service}-{self.name}"
+
+
+_MARK = "__marque_subscription__"
+
+
+def subscribe(
+    event_type: type[Message], *, producer: str | None = None, name: str | None = None
+) -> Callable[[Handler], Handler]:
+    """Declare `handler` as this service's handler of `event_type`. The producer is the
+    domain of the event's proto package unless given; `name` (default the event's name)
+    tells two subscriptions to one event type apart."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(
+            handler,
+            _MARK,
+            Subscription(
+                event_type,
+                handler,
+                producer or producer_of(event_type),
+                name or event_name(event_type),
+            ),
+        )
+        return handler
+
+    return mark
+
+
+def subscriptions_in(*sources: ModuleType | Callable[..., Any]) -> list[Subscription]:
+    """The subscriptions declared by `@subscribe` on these functions or in these modules."""
+    found: list[Subscription] = []
+    for source in sources:
+        candidates: Iterable[Any] = (
+            vars(source).values() if isinstance(source, ModuleType) else (source,)
+        )
+        for obj in candidates:
+            sub = getattr(obj, _MARK, None)
+            if isinstance(sub, Subscription) and sub not in found:
+                found.append(sub)
+    return found
+
+
+@dataclass(slots=True)
+class _Item:
+    msg: Msg | None
+    envelope: Envelope
+    event: Message
+    delivered: int
+    headers: dict[str, str] = field(default_factory=dict)
+    payload: bytes = b""
+
+
+class Consumer:
+    """Runs one subscription of one service (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        inbox: Inbox,
+        link: Link,
+        subscription: Subscription,
+        *,
+        service: str,
+        outbox: Outbox | None = None,
+        settings: EventSettings | None = None,
+        batch: int = DEFAULT_BATCH,
+        retry_base: float = 1.0,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        self._db = db
+        self._inbox = inbox
+        self._link = link
+        self.subscription = subscription
+        self.service = service
+        self._outbox = outbox
+        self._settings = settings or EventSettings()
+        self._batch = batch
+        self._retry_base = retry_base
+        self._tracer = tracer or trace.get_tracer("mesh.events")
+        self.durable = subscription.durable(service)
+        self.stream = stream_name(subscription.producer)
+        self._type = type_of(subscription.event_type)
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sub: NatsSubscription | None = None
+        self._request = 0  # the pull request whose deliveries count
+        self._remaining = 0  # deliveries still due on it
+        self._request_done = asyncio.Event()
+        self._room = asyncio.Event()  # set when the worker took deliveries off the queue
+        self._last_heard = 0.0
+        self._counters = {
+            o: metrics.events_consumed_total.labels(self._type, o) for o in metrics.OUTCOMES
+        }
+        self._lag = metrics.consumer_pending.labels(self.durable)
+        self._latency = metrics.delivery_seconds.labels(self._type)
+        self.handled = 0  # effects committed, for tests and benchmarks
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Consume in the background until `stop`."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._pull(), name=f"pull-{self.durable}"),
+                loop.create_task(self._work(), name=f"handle-{self.durable}"),
+            ]
+
+    async def stop(self) -> None:
+        """Stop pulling; a batch being handled is rolled back and redelivered later."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # ------------------------------------------------------------------------ pulling
+
+    def consumer_config(self) -> api.ConsumerConfig:
+        """The durable consumer's configuration."""
+        return api.ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            filter_subject=self.subscription.subject,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self._settings.ack_wait_seconds,
+            max_deliver=-1,  # dead letters are ours: kept in the inbox, not dropped
+            max_ack_pending=max(1000, 4 * self._batch),
+            replay_policy=api.ReplayPolicy.INSTANT,
+        )
+
+    async def _setup(self) -> None:
+        js, nc = self._link.js, self._link.nc
+        try:
+            await js.add_consumer(self.stream, self.consumer_config())
+        except NotFoundError:
+            raise StreamMissing(self.stream) from None
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        self._inbox_prefix = nc.new_inbox()
+        self._sub = await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_message)
+
+    async def _pull(self) -> None:
+        generation = -1
+        delay = 0.1
+        while True:
+            try:
+                if not self._link.connected:
+                    await self._link.wait_connected(MAX_BACKOFF_SECONDS)
+                    continue
+                if generation != self._link.generation:
+                    generation = self._link.generation
+                    await self._setup()
+                    delay = 0.1
+                while self._queue.qsize() >= self._batch:  # bounded memory: let it drain
+                    self._room.clear()
+                    await self._room.wait()
+                await self._next_request()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                generation = -1
+                level = logging.INFO if isinstance(e, StreamMissing) else logging.WARNING
+                log.log(level, "consumer %s: %s; retrying in %.1f s", self.durable, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _next_request(self) -> None:
+        """One pull request for up to `batch` deliveries; returns once they have all come,
+        the request ended, or the connection went quiet."""
+        self._request += 1
+        self._remaining = self._batch
+        self._request_done.clear()
+        request = {
+            "batch": self._batch,
+            "expires": int(PULL_EXPIRES_SECONDS * 1e9),
+            "idle_heartbeat": int(HEARTBEAT_SECONDS * 1e9),
+        }
+        self._last_heard = time.monotonic()
+        await self._link.nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}",
+            json.dumps(request).encode(),
+            reply=f"{self._inbox_prefix}.{self._request}",
+        )
+        while not self._request_done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._request_done.wait(), HEARTBEAT_SECONDS)
+            if time.monotonic() - self._last_heard > 3 * HEARTBEAT_SECONDS:
+                return  # no heartbeat: the request died (reconnect, server restart)
+
+    async def _on_message(self, msg: Msg) -> None:
+        token = msg.subject.rpartition(".")[2]
+        current = token == str(self._request)
+        if current:
+            self._last_heard = time.monotonic()
+        status = msg.headers.get(api.Header.STATUS) if msg.headers else None
+        if status:
+            if status != "100" and current:  # 404/408/409: this request is over
+                self._request_done.set()
+            return
+        self._queue.put_nowait(msg)
+        if current:
+            self._remaining -= 1
+            if self._remaining <= 0:
+                self._request_done.set()
+
+    # ------------------------------------------------------------------------ handling
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._room.set()
+            try:
+                await self.handle_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the deliveries stay unacked: redelivered after ack_wait
+                log.exception("consumer %s: a batch of %d failed", self.durable, len(batch))
+                await asyncio.sleep(0.5)
+
+    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Handle deliveries in one unit of work (one by one if a handler fails)."""
+        items: list[_Item] = []
+        for msg in msgs:
+            item = self._item(msg)
+            if item is not None:
+                items.append(item)
+        if msgs:
+            with contextlib.suppress(Exception):
+                self._lag.set(msgs[-1].metadata.num_pending)
+        if not items:
+            return
+        try:
+            outcomes = await self._transaction(items)
+        except Exception as e:
+            if len(items) == 1:
+                await self._failed(items[0], e)
+                return
+            for item in items:
+                try:
+                    one = await self._transaction([item])
+                except Exception as error:
+                    await self._failed(item, error)
+                else:
+                    await self._done([item], one)
+            return
+        await self._done(items, outcomes)
+
+    def _item(self, msg: Msg) -> _Item | None:
+        headers = dict(msg.headers or {})
+        delivered = _delivered(msg)
+        try:
+            envelope = Envelope.from_headers(headers)
+            if envelope.type != self._type:
+                raise EnvelopeError(f"ce-type {envelope.type!r} is not {self._type}")
+            event = decode(self.subscription.event_type, msg.data)
+        except Exception as e:  # not an event of ours: retrying cannot help
+            asyncio.get_running_loop().create_task(self._undecodable(msg, headers, e))
+            return None
+        return _Item(msg, envelope, event, delivered, headers, msg.data)
+
+    async def _transaction(self, items: Sequence[_Item]) -> list[str]:
+        async def work(uow: UnitOfWork) -> list[str]:
+            seen = await self._inbox.seen(uow.conn, self.durable, [i.envelope.id for i in items])
+            now = utc_now()
+            outcomes, rows = [], []
+            for item in items:
+                env = item.envelope
+                if env.id in seen:
+                    outcomes.append("duplicate")
+                    continue
+                seen.add(env.id)
+                await self._call(uow, item)
+                rows.append(Inbox.handled_row(self.durable, env, now=now, attempts=item.delivered))
+                outcomes.append("handled")
+            await self._inbox.record(uow.conn, rows)
+            return outcomes
+
+        return await transaction(self._db, work, outbox=self._outbox)
+
+    async def _call(self, uow: UnitOfWork, item: _Item) -> None:
+        """The handler, with the event's trace current (a CONSUMER span if sampled)."""
+        env = item.envelope
+        parent = spans.remote_context(env.traceparent, env.tracestate)
+        span = spans.start(
+            self._tracer,
+            f"process {self.subscription.subject}",
+            SpanKind.CONSUMER,
+            parent,
+            spans.messaging_attributes(self.subscription.subject, env.id, "process"),
+        )
+        token = None
+        if span is not None:
+            token = otel_context.attach(trace.set_span_in_context(span))
+        elif parent is not None:
+            token = otel_context.attach(spans.parent_of(parent))
+        try:
+            await self.subscription.handler(uow, item.event, env)
+        except BaseException as e:
+            if span is not None:
+                span.record_exception(e)
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+            raise
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+            if span is not None:
+                span.end()
+
+    async def _done(self, items: Sequence[_Item], outcomes: Sequence[str]) -> None:
+        now = utc_now()
+        for item, outcome in zip(items, outcomes, strict=True):
+            self._counters[outcome].inc()
+            if outcome == "handled":
+                self.handled += 1
+                self._latency.observe(max(0.0, (now - item.envelope.time).total_seconds()))
+            if item.msg is not None:
+                with contextlib.suppress(Exception):  # lost ack: redelivered, a duplicate
+                    await item.msg.ack()
+
+    async def _failed(self, item: _Item, error: Exception) -> None:
+        if item.delivered < self._settings.max_deliver:
+            self._counters["retried"].inc()
+            delay = min(self._retry_base * 2 ** (item.delivered - 1), 60.0)
+            log.warning(
+                "consumer %s: handling event %s failed (delivery %d of %d): %s",
+                self.durable,
+                item.envelope.id,
+                item.delivered,
+                self._settings.max_deliver,
+                type(error).__name__,
+            )
+            if item.msg is not None:
+                with contextlib.suppress(Exception):
+                    await item.msg.nak(delay=delay)
+            return
+        await self._dead_letter(item.msg, item.envelope, item.headers, item.payload, error)
+
+    async def _undecodable(self, msg: Msg, headers: dict[str, str], error: Exception) -> None:
+        envelope = Envelope(
+            id=headers.get("ce-id") or headers.get("Nats-Msg-Id") or f"seq-{_seq(msg)}",
+            source=headers.get("ce-source", ""),
+            type=headers.get("ce-type", self._type),
+            subject=headers.get("ce-subject", ""),
+            time=utc_now(),
+        )
+        try:
+            await self._dead_letter(msg, envelope, headers, msg.data, error)
+        except Exception:
+            log.exception("consumer %s: a dead letter could not be kept", self.durable)
+
+    async def _dead_letter(
+        self,
+        msg: Msg | None,
+        envelope: Envelope,
+        headers: dict[str, str],
+        payload: bytes,
+        error: Exception,
+    ) -> None:
+        row = Inbox.dead_letter_row(
+            self.durable,
+            envelope,
+            now=utc_now(),
+            attempts=_delivered(msg) if msg is not None else 1,
+            error=error_text(error),
+            payload=payload,
+            headers=headers,
+        )
+
+        async def keep(uow: UnitOfWork) -> None:
+            if not await self._inbox.seen(uow.conn, self.durable, [row["event_id"]]):
+                await self._inbox.record(uow.conn, [row])
+
+        await transaction(self._db, keep)
+        self._counters["dead_letter"].inc()
+        log.error(
+            "consumer %s: event %s is a dead letter after %d deliveries: %s "
+            "(python -m mesh.events.replay %s --consumer %s replays it)",
+            self.durable,
+            envelope.id,
+            row["attempts"],
+            row["error"],
+            self.service,
+            self.durable,
+        )
+        if msg is not None:
+            with contextlib.suppress(Exception):
+                await msg.term()
+
+
+class StreamMissing(RuntimeError):
+    """The producer's stream does not exist yet (its relay creates it when it starts)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"stream {stream} does not exist yet")
+
+
+def _delivered(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+def _seq(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return 0

@@ -1,0 +1,198 @@
+"""The transactional outbox: a service's events are rows of its own database, written in
+the transaction of the change they describe, so there is no change without its events and
+no event without its change. The relay (mesh/events/relay.py) publishes them afterwards.
+
+A service declares the table once, beside its own tables, and says which outbox its units
+of work write to:
+
+    outbox = Outbox(outbox_table(metadata), service="lead")
+    await transaction(db, work, outbox=outbox)   # work calls uow.emit(event, subject=id)
+
+A hot path that writes in raw SQL (a group-committed batch) builds the same rows with
+`outbox.row(...)` and inserts them in its own statements: `sqlite_insert_sql` +
+`sqlite_values(row)` for sqlite3's `executemany`, or `postgres_insert_sql` with
+`postgres_json(rows)` as its one parameter (json_populate_recordset, like the lead's batch);
+then it calls `outbox.notify()` after its commit so the relay publishes at once.
+
+Rows: `seq` orders them (the relay publishes in that order); `id` is the event id
+(CloudEvents id, `Nats-Msg-Id`); `sent_time` is NULL while the event is pending; the relay
+leases the rows it is publishing (`lease_owner`, `lease_until`) and counts `attempts`.
+Sent rows are swept after a retention (mesh/retention.py on `sent_time`; pending rows have
+no sent time and are never swept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mesh.events.envelope import (
+    Envelope,
+    new_event_id,
+    source_of,
+    subject_of,
+    traceparent_of,
+    tracestate_of,
+    type_of,
+)
+from mesh.schema import BigId, UtcDateTime
+from mesh.tracing import current_span_context
+
+# The columns a new row is written with, in this order (seq is the database's).
+COLUMNS: tuple[str, ...] = (
+    "id",
+    "subject",
+    "aggregate",
+    "type",
+    "payload",
+    "traceparent",
+    "tracestate",
+    "create_time",
+    "attempts",
+)
+
+
+def outbox_table(metadata: sa.MetaData, name: str = "outbox") -> sa.Table:
+    """The outbox table of a service (see the module docstring for the columns)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("aggregate", sa.String(200), nullable=False),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("traceparent", sa.String(64), nullable=False, server_default=""),
+        sa.Column("tracestate", sa.String(512), nullable=False, server_default=""),
+        sa.Column("create_time", UtcDateTime(), nullable=False),
+        sa.Column("sent_time", UtcDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("lease_owner", sa.String(64), nullable=True),
+        sa.Column("lease_until", UtcDateTime(), nullable=True),
+        # Pending rows in order (sent_time IS NULL, by seq), and the retention's range scan.
+        sa.Index(f"ix_{name}_sent_time_seq", "sent_time", "seq"),
+        # The aggregates another relay is publishing right now: only leased pending rows,
+        # a handful, so inserts never touch this index.
+        sa.Index(
+            f"ix_{name}_leased",
+            "aggregate",
+            "seq",
+            postgresql_where=sa.text("sent_time IS NULL AND lease_owner IS NOT NULL"),
+            sqlite_where=sa.text("sent_time IS NULL AND lease_owner IS NOT NULL"),
+        ),
+    )
+
+
+def utc_now() -> dt.datetime:
+    """The wall clock, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _sqlite_time(value: dt.datetime) -> str:
+    # UtcDateTime's text on SQLite (SQLAlchemy's DATETIME: "YYYY-MM-DD HH:MM:SS.ffffff").
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class Outbox:
+    """One service's outbox: builds its rows and wakes its relay."""
+
+    def __init__(self, table: sa.Table, *, service: str) -> None:
+        missing = set(COLUMNS) - set(table.c.keys())
+        if missing:
+            raise ValueError(f"{table.name} is not an outbox table (no {sorted(missing)})")
+        self.table = table
+        self.service = service
+        self.source = source_of(service)
+        self.insert = table.insert()
+        cols = ", ".join(COLUMNS)
+        self.sqlite_insert_sql = (
+            f"INSERT INTO {table.name} ({cols}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+        )
+        self.postgres_insert_sql = (
+            f"INSERT INTO {table.name} ({cols}) SELECT {cols} "
+            f"FROM json_populate_recordset(NULL::{table.name}, CAST(%s AS json)) ORDER BY 1"
+        )
+        self._wakeups: set[asyncio.Event] = set()
+
+    def row(
+        self,
+        event: Message,
+        *,
+        subject: str,
+        now: dt.datetime | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The outbox row of `event` about aggregate `subject`, carrying the trace context
+        of the code that emits it (the call being served)."""
+        if not subject:
+            raise ValueError("an event needs the id of the aggregate it is about (subject)")
+        ctx = current_span_context()
+        return {
+            "id": event_id or new_event_id(),
+            "subject": subject_of(self.service, event),
+            "aggregate": subject,
+            "type": type_of(event),
+            "payload": event.SerializeToString(),
+            "traceparent": traceparent_of(ctx),
+            "tracestate": tracestate_of(ctx),
+            "create_time": now or utc_now(),
+            "attempts": 0,
+        }
+
+    def envelope(self, row: Mapping[str, Any]) -> Envelope:
+        """The CloudEvents envelope of a row."""
+        return Envelope(
+            id=row["id"],
+            source=self.source,
+            type=row["type"],
+            subject=row["aggregate"],
+            time=row["create_time"],
+            traceparent=row["traceparent"] or "",
+            tracestate=row["tracestate"] or "",
+        )
+
+    @staticmethod
+    def sqlite_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A row's values in `COLUMNS` order, as the column types store them on SQLite."""
+        return tuple(_sqlite_time(row[c]) if c == "create_time" else row[c] for c in COLUMNS)
+
+    @staticmethod
+    def postgres_json(rows: Iterable[Mapping[str, Any]]) -> str:
+        """The one parameter of `postgres_insert_sql`: the rows as a JSON array."""
+        out = []
+        for row in rows:
+            values = dict(row)
+            values["payload"] = "\\x" + row["payload"].hex()
+            values["create_time"] = row["create_time"].astimezone(dt.UTC).isoformat()
+            out.append({c: values[c] for c in COLUMNS})
+        return json.dumps(out)
+
+    async def write(self, conn: AsyncConnection, rows: Sequence[Any]) -> None:
+        """Insert rows on a connection, in the caller's transaction."""
+        if rows:
+            await conn.execute(self.insert, list(rows))
+
+    # ---------------------------------------------------------------- waking the relay
+
+    def notify(self) -> None:
+        """Events were committed: wake this process's relay (others poll)."""
+        for event in self._wakeups:
+            event.set()
+
+    def wakeup(self) -> asyncio.Event:
+        """An event `notify` sets (for the relay)."""
+        event = asyncio.Event()
+        self._wakeups.add(event)
+        return event
+
+    def forget(self, event: asyncio.Event) -> None:
+        """Stop waking `event`."""
+        self._wakeups.discard(event)

@@ -1,0 +1,388 @@
+"""The relay: publishes a service's pending outbox rows to its JetStream stream, in order.
+
+One relay task runs per process. A cycle:
+1. claims up to `batch` pending rows, oldest first, in one short transaction: it leases
+   them (`lease_owner` = this relay, `lease_until` = now + `lease`) so no other relay
+   publishes them meanwhile. On PostgreSQL the claim takes a transaction-scoped advisory lock
+   on the outbox (claims are serialised, a few ms each: publishing is not) and reads with
+   `FOR UPDATE SKIP LOCKED`; on SQLite it is a `BEGIN IMMEDIATE` transaction (SQLite is one
+   process by design). A row is skipped while an earlier pending row of the same aggregate
+   is leased by another relay, so the events of one aggregate are never published by two
+   relays at once, and each relay publishes in `seq` order: per-aggregate order holds with
+   several replicas. A lease that runs out (its relay died) frees the rows for the others.
+2. publishes them with JetStream async publishes (`Nats-Msg-Id` = the event id: a row
+   published twice, after a crash between publish and mark, is dropped by JetStream as a
+   duplicate within its window) and awaits every ack;
+3. marks the acknowledged rows sent, and gives back the lease of the others.
+
+While NATS is away the relay does not claim at all: it waits, with a capped backoff, and
+the outbox grows; when NATS is back it drains it, `batch` rows a cycle. A publish that fails
+while others of the batch succeed is retried in a later cycle, possibly after events of its
+aggregate that came behind it (JetStream keeps no order across a failed publish); the
+consumer's inbox keeps the effect exactly once either way.
+
+The relay is woken by `Outbox.notify()` (the unit of work calls it after a commit that
+emitted), and polls every `poll` seconds for rows committed by other processes. It makes
+sure its stream exists (subjects `marque.<service>.>`, file storage, the duplicate window)
+before the first publish, and sets `marque_outbox_pending` and
+`marque_outbox_oldest_pending_seconds` about once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from nats.js import api
+from nats.js.errors import BadRequestError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from mesh.db import Database
+from mesh.events import metrics, spans
+from mesh.events.envelope import stream_name, stream_subjects, traceparent_of
+from mesh.events.link import Link
+from mesh.events.outbox import Outbox, utc_now
+from mesh.events.settings import EventSettings
+from mesh.unit_of_work import UnitOfWork, transaction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 1000
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_POLL_SECONDS = 0.5
+DEFAULT_ACK_TIMEOUT_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 5.0
+GAUGE_EVERY_SECONDS = 1.0
+_STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
+
+
+def relay_owner() -> str:
+    """A lease owner name unique to this relay (host, pid, a random tag)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class PublishFailed(RuntimeError):
+    """Some events of a batch were not acknowledged by JetStream."""
+
+
+class Relay:
+    """Publishes one outbox's pending events (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        link: Link,
+        *,
+        settings: EventSettings | None = None,
+        batch: int = DEFAULT_BATCH,
+        lease: float = DEFAULT_LEASE_SECONDS,
+        poll: float = DEFAULT_POLL_SECONDS,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT_SECONDS,
+        tracer: trace.Tracer | None = None,
+        owner: str | None = None,
+    ) -> None:
+        if batch < 1 or lease <= 0 or poll <= 0:
+            raise ValueError("batch, lease and poll must be positive")
+        self._db = db
+        self.outbox = outbox
+        self._link = link
+        self._settings = settings or EventSettings()
+        self._batch = batch
+        self._lease = dt.timedelta(seconds=lease)
+        self._poll = poll
+        self._ack_timeout = ack_timeout
+        self._tracer = tracer or trace.get_tracer("mesh.events")
+        self.owner = owner or relay_owner()
+        self.stream = stream_name(outbox.service)
+        self._stream_ready_generation = -1
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._gauges_at = 0.0
+        self._pending_gauge = metrics.outbox_pending.labels(outbox.source)
+        self._oldest_gauge = metrics.outbox_oldest_pending_seconds.labels(outbox.source)
+        self._published: dict[str, Any] = {}
+        self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
+        self._build_statements()
+
+    # ------------------------------------------------------------------------ statements
+
+    def _build_statements(self) -> None:
+        t = self.outbox.table
+        o, b = t.alias("o"), t.alias("b")
+        blocked = (
+            sa.select(sa.literal(1))
+            .where(
+                b.c.aggregate == o.c.aggregate,
+                b.c.sent_time.is_(None),
+                b.c.lease_owner.is_not(None),
+                b.c.lease_owner != sa.bindparam("me"),
+                b.c.lease_until >= sa.bindparam("now"),
+                b.c.seq < o.c.seq,
+            )
+            .exists()
+        )
+        candidates = (
+            sa.select(o.c.seq)
+            .where(
+                o.c.sent_time.is_(None),
+                sa.or_(
+                    o.c.lease_owner.is_(None),
+                    o.c.lease_until < sa.bindparam("now"),
+                    o.c.lease_owner == sa.bindparam("me"),
+                ),
+                ~blocked,
+            )
+            .order_by(o.c.seq)
+            .limit(sa.bindparam("n"))
+        )
+        returning = (
+            t.c.seq,
+            t.c.id,
+            t.c.subject,
+            t.c.aggregate,
+            t.c.type,
+            t.c.payload,
+            t.c.traceparent,
+            t.c.tracestate,
+            t.c.create_time,
+        )
+        values = {
+            "lease_owner": sa.bindparam("me"),
+            "lease_until": sa.bindparam("until"),
+            "attempts": t.c.attempts + 1,
+        }
+        self._claim_sqlite = (
+            t.update().where(t.c.seq.in_(candidates.scalar_subquery())).values(values)
+        ).returning(*returning)
+        self._claim_pg = (
+            t.update()
+            .where(
+                t.c.seq.in_(candidates.with_for_update(skip_locked=True, of=o).scalar_subquery())
+            )
+            .values(values)
+        ).returning(*returning)
+        seqs: sa.BindParameter[Any] = sa.bindparam("seqs", expanding=True)
+        self._mark = (
+            t.update()
+            .where(t.c.seq.in_(seqs))
+            .values(sent_time=sa.bindparam("now"), lease_owner=None, lease_until=None)
+        )
+        self._release = (
+            t.update()
+            .where(
+                t.c.seq.in_(seqs), t.c.lease_owner == sa.bindparam("me"), t.c.sent_time.is_(None)
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
+        pending = t.c.sent_time.is_(None)
+        self._count = sa.select(sa.func.count()).select_from(t).where(pending)
+        self._oldest = sa.select(t.c.create_time).where(pending).order_by(t.c.seq).limit(1)
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Relay in the background on the running loop until `stop`."""
+        if self._task is None:
+            self._wakeup = self.outbox.wakeup()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"relay-{self.outbox.service}"
+            )
+
+    async def stop(self) -> None:
+        """Stop relaying (a batch in flight is given back by its lease running out, or
+        published and marked by the next relay: JetStream drops the duplicates)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._wakeup is not None:
+            self.outbox.forget(self._wakeup)
+            self._wakeup = None
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                if not self._link.connected:
+                    await self._link.wait_connected(min(delay, self._poll))
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                    await self._gauges()
+                    continue
+                sent = await self.cycle()
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning(
+                    "relay of %s: %s; retrying in %.1f s",
+                    self.outbox.service,
+                    type(e).__name__,
+                    delay,
+                    exc_info=not isinstance(e, PublishFailed | TimeoutError),
+                )
+                with contextlib.suppress(Exception):
+                    await self._gauges()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                continue
+            await self._gauges()
+            if sent < self._batch:  # drained: wait for a commit or the next poll
+                assert self._wakeup is not None
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+
+    # ------------------------------------------------------------------------ one cycle
+
+    async def cycle(self) -> int:
+        """Claim, publish and mark one batch; returns how many rows it claimed
+        (PublishFailed if some were not acknowledged: their lease is given back)."""
+        await self.ensure_stream()
+        rows = await self._claim()
+        if not rows:
+            return 0
+        acked, failed = await self._publish(rows)
+        now = utc_now()
+        if acked:
+            await transaction(self._db, lambda uow: self._set(uow, self._mark, acked, now))
+        if failed:
+            await transaction(self._db, lambda uow: self._set(uow, self._release, failed, now))
+            raise PublishFailed(f"{len(failed)} of {len(rows)} events were not acknowledged")
+        return len(rows)
+
+    async def ensure_stream(self) -> None:
+        """Create (or update) the producing service's stream, once per connection."""
+        if self._stream_ready_generation == self._link.generation:
+            return
+        s = self._settings
+        config = api.StreamConfig(
+            name=self.stream,
+            subjects=[stream_subjects(self.outbox.service)],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.OLD,
+            max_age=s.stream_max_age_seconds,
+            duplicate_window=s.duplicate_window_seconds,
+            num_replicas=s.stream_replicas,
+        )
+        js = self._link.js
+        try:
+            await js.add_stream(config)
+        except BadRequestError as e:
+            if e.err_code != _STREAM_EXISTS:
+                raise
+            await js.update_stream(config)
+        self._stream_ready_generation = self._link.generation
+
+    async def _claim(self) -> list[Any]:
+        async def claim(uow: UnitOfWork) -> list[Any]:
+            now = utc_now()
+            params = {"me": self.owner, "now": now, "until": now + self._lease, "n": self._batch}
+            if self._db.is_sqlite:
+                statement = self._claim_sqlite
+            else:
+                await uow.lock(f"outbox-claim:{self.outbox.table.name}")
+                statement = self._claim_pg
+            return list((await uow.conn.execute(statement, params)).all())
+
+        rows = await transaction(self._db, claim)
+        rows.sort(key=lambda r: r.seq)  # RETURNING promises no order
+        return rows
+
+    async def _set(
+        self, uow: UnitOfWork, statement: Any, seqs: Sequence[int], now: dt.datetime
+    ) -> None:
+        await uow.conn.execute(statement, {"seqs": list(seqs), "now": now, "me": self.owner})
+
+    async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], list[int]]:
+        """Publish every row, then wait for the acks; (acked seqs, failed seqs)."""
+        js = self._link.js
+        futures: list[asyncio.Future[Any] | None] = []
+        started: list[Any] = []
+        error: Exception | None = None
+        for row in rows:
+            if error is not None:
+                futures.append(None)
+                started.append(None)
+                continue
+            envelope = self.outbox.envelope(row._mapping)
+            span = spans.start(
+                self._tracer,
+                f"publish {row.subject}",
+                SpanKind.PRODUCER,
+                spans.remote_context(row.traceparent, row.tracestate),
+                spans.messaging_attributes(row.subject, row.id, "publish"),
+            )
+            headers = envelope.headers()
+            if span is not None:
+                headers["traceparent"] = traceparent_of(span.get_span_context())
+            started.append(span)
+            try:
+                futures.append(
+                    await js.publish_async(
+                        row.subject, row.payload, headers=headers, stream=self.stream
+                    )
+                )
+            except Exception as e:  # disconnected mid-batch: the rest waits for next time
+                error = e
+                futures.append(None)
+        live = [f for f in futures if f is not None]
+        if live:
+            _, pending = await asyncio.wait(live, timeout=self._ack_timeout)
+            for f in pending:
+                f.cancel()
+        acked: list[int] = []
+        failed: list[int] = []
+        counts: dict[str, int] = {}
+        for row, future, span in zip(rows, futures, started, strict=True):
+            ok = (
+                future is not None
+                and future.done()
+                and not future.cancelled()
+                and future.exception() is None
+            )
+            if ok:
+                acked.append(row.seq)
+                counts[row.type] = counts.get(row.type, 0) + 1
+            else:
+                failed.append(row.seq)
+            if span is not None:
+                if not ok:
+                    span.set_status(Status(StatusCode.ERROR, "not acknowledged"))
+                span.end()
+        for type_, n in counts.items():
+            counter = self._published.get(type_)
+            if counter is None:
+                counter = self._published[type_] = metrics.events_published_total.labels(type_)
+            counter.inc(n)
+        self.published += len(acked)
+        return acked, failed
+
+    async def _gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGE_EVERY_SECONDS:
+            return
+        self._gauges_at = now
+        pending, oldest = await self.pending()
+        self._pending_gauge.set(pending)
+        self._oldest_gauge.set(
+            0.0 if oldest is None else max(0.0, (utc_now() - oldest).total_seconds())
+        )
+
+    async def pending(self) -> tuple[int, dt.datetime | None]:
+        """How many events wait, and when the oldest of them was committed."""
+        async with self._db.engine.connect() as conn:
+            count = int((await conn.execute(self._count)).scalar_one())
+            oldest = (await conn.execute(self._oldest)).scalar_one_or_none() if count else None
+        return count, oldest
