@@ -26,9 +26,11 @@ What this module does:
 - `Admission` decides on plain numbers: calls admitted and not answered, counted from
   look-up to the reply (a done-callback on grpc's per-call task), at most
   `MARQUE_MAX_CONCURRENCY`; below that an adaptive limit, per 100 ms interval: a process
-  using >= 90% of its CPU (or whose loop never idled) with calls in flight admits 10% fewer
-  (CPU for the shed replies, and for the calls queued unseen), and grows back while it is
-  not saturated (go-zero's CPU rule); and CoDel's rule: when even the fastest call of an
+  using >= 90% of its CPU (or whose loop never idled) holding more calls than it answers
+  within the target admits 10% fewer (CPU for the shed replies, and for the calls queued
+  unseen), and grows back while it is not saturated (go-zero's CPU rule,
+  which also asks for more in flight than max throughput x min latency); and CoDel's rule:
+  when even the fastest call of an
   interval spent longer than `MARQUE_QUEUE_DELAY_TARGET` in the server, at most
   throughput x target (Little's law: a wait of about the target).
 Calls whose deadline passed are refused by the chain before the servicer runs
@@ -84,6 +86,11 @@ BUSY_LAG = 0.001
 DECREASE = 0.9
 # The adaptive limit never goes below this many calls in flight.
 MIN_LIMIT = 4
+# A saturated CPU alone is no overload: a process answering a steady 64 calls in flight in
+# 30 ms each is busy, and working. It is overloaded when it holds (or sheds) more calls than
+# it answers within the target (Little's law: throughput x target), and never below this
+# many; only then does the CPU rule bring the limit down.
+BUSY_MIN_IN_FLIGHT = 64
 RETRY_AFTER = 0.5
 
 CONCURRENCY = "concurrency"  # the hard cap, MARQUE_MAX_CONCURRENCY
@@ -108,8 +115,9 @@ class Admission:
     `admit(now)` returns None and counts the call in flight, or the reason to shed it;
     `done(started, now)` is called once for every admitted call when its reply is sent;
     `note_lag(lag)` gets the loop-lag sentinel's samples. Every `interval` the limit is set:
-    - saturated (see BUSY_CPU) with calls in flight or shed: x `DECREASE` (from the calls in
-      flight), CPU for the shed replies and the calls waiting unseen;
+    - saturated (see BUSY_CPU) with more calls than it answers within `target` (and more
+      than BUSY_MIN_IN_FLIGHT) in flight or shed: x `DECREASE` (from the calls in flight),
+      CPU for the shed replies and the calls waiting unseen;
     - not saturated: back up by an eighth (to `cap`; at once after a quiet second);
     - even the fastest call answered took longer than `target` in the server (CoDel): at
       most throughput x target, by Little's law a wait of about the target.
@@ -190,12 +198,15 @@ class Admission:
         limit = self.limit
         if self.target > 0:
             saturated = busy >= BUSY_CPU or self._min_lag > BUSY_LAG
-            if saturated and (self._shed or self.in_flight > self.floor):
+            ample = max(BUSY_MIN_IN_FLIGHT, math.ceil(self._rate * self.target))
+            if saturated and self.in_flight + self._shed > ample:
                 limit = int(min(limit, self.in_flight) * DECREASE)
             elif not saturated:
                 limit = self.cap if elapsed > 10 * self.interval else limit + limit // 8 + 1
             if self._count and self._min > self.target:
-                limit = min(limit, math.ceil(self._rate * self.target))
+                # Not below `ample` either: one slow interval of a quiet server (a cold
+                # cache, a checkpoint) is no standing queue of calls.
+                limit = min(limit, ample)
         self.limit = max(self.floor, min(self.cap, limit))
         self._count = self._shed = 0
         self._min = self._min_lag = math.inf

@@ -22,10 +22,10 @@ from mesh.metrics import SERVER
 from mesh.shedding import (
     ACCEPTORS,
     BUSY_LAG,
+    BUSY_MIN_IN_FLIGHT,
     CONCURRENCY,
     DECREASE,
     INTERVAL,
-    MIN_LIMIT,
     QUEUE_DELAY,
     Admission,
 )
@@ -86,39 +86,56 @@ def test_a_standing_queue_limits_to_throughput_times_target() -> None:
     assert a.admit(t) == QUEUE_DELAY
 
 
-def test_a_slow_interval_never_limits_below_the_floor() -> None:
+def test_a_slow_interval_of_a_quiet_server_limits_no_further_than_the_minimum() -> None:
     a = make(cap=512, target=0.1)
     t = interval(a, 0.0, sojourn=5.0, lag=0.0, calls=1)
     a.admit(t)
-    assert a.limit == MIN_LIMIT
+    assert a.limit == BUSY_MIN_IN_FLIGHT
 
 
 def test_a_saturated_loop_that_sheds_gives_cpu_back_to_the_sheds() -> None:
-    a = make(cap=100, target=0.1)
-    fill(a, 0.0, 100)
+    a = make(cap=300, target=0.1)
+    fill(a, 0.0, 300)
     assert a.admit(0.0) == CONCURRENCY
     a.note_lag(BUSY_LAG * 5)
     a.admit(INTERVAL)  # rolls: saturated and shedding
-    assert a.limit == int(100 * DECREASE)
+    assert a.limit == int(300 * DECREASE)
 
 
 def test_a_busy_cpu_that_sheds_gives_cpu_back_even_when_the_loop_idles() -> None:
     used = [0.0]
-    a = make(cap=100, target=0.1, cpu=used)
-    fill(a, 0.0, 100)
+    a = make(cap=300, target=0.1, cpu=used)
+    fill(a, 0.0, 300)
     assert a.admit(0.0) == CONCURRENCY
     a.note_lag(0.0)  # the loop idled, but grpc's threads kept the core busy
     used[0] = 0.095
     a.admit(INTERVAL)
-    assert a.limit == int(100 * DECREASE)
+    assert a.limit == int(300 * DECREASE)
 
 
-def test_a_saturated_server_with_calls_in_flight_admits_fewer() -> None:
-    a = make(cap=100, target=0.1)
-    fill(a, 0.0, 50)  # nothing shed yet: the calls in excess wait unseen, before look-up
+def test_a_saturated_server_holding_more_than_it_answers_in_time_admits_fewer() -> None:
+    a = make(cap=1000, target=0.1)
+    t = interval(a, 0.0, sojourn=0.02, lag=BUSY_LAG * 5, calls=100)  # 1,000 answered/s
+    fill(a, t, 400)  # far more than 1,000/s x 100 ms: the excess waits unseen too
     a.note_lag(BUSY_LAG * 5)
-    a.admit(INTERVAL)
-    assert a.limit == int(50 * DECREASE)
+    a.admit(t + INTERVAL)
+    assert a.limit == int(401 * DECREASE)
+    a.note_lag(BUSY_LAG * 5)
+    a.admit(t + 2 * INTERVAL)  # still holding them: fewer again
+    assert a.limit == int(int(401 * DECREASE) * DECREASE)
+
+
+def test_a_busy_server_at_steady_load_is_not_overloaded() -> None:
+    """64 calls in flight on a saturated core, answered in 30 ms: working, not shedding."""
+    used = [0.0]
+    a = make(cap=512, target=0.25, cpu=used)
+    t = 0.0
+    for _ in range(50):
+        t = interval(a, t, sojourn=0.03, lag=BUSY_LAG * 5, calls=200)
+        fill(a, t, 64 - a.in_flight)
+        used[0] += INTERVAL  # the whole core
+    assert a.limit == 512
+    assert a.admit(t) is None
 
 
 def test_a_busy_cpu_with_nothing_in_flight_keeps_the_limit() -> None:
@@ -131,11 +148,11 @@ def test_a_busy_cpu_with_nothing_in_flight_keeps_the_limit() -> None:
 
 def test_an_idle_loop_grows_the_limit_back_to_the_cap() -> None:
     a = make(cap=1000, target=0.1)
-    fill(a, 0.0, 100)
+    fill(a, 0.0, 300)
     a.note_lag(BUSY_LAG * 5)
-    a.admit(INTERVAL)  # saturated with 100 in flight
+    a.admit(INTERVAL)  # saturated with 300 in flight
     low = a.limit
-    assert low == int(100 * DECREASE)
+    assert low == int(300 * DECREASE)
     a.note_lag(0.0)
     a.admit(2 * INTERVAL)
     assert low < a.limit < 1000
