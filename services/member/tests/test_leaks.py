@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from marque.member.v1 import member_pb2, member_service_pb2
 
 from mesh.identity import Caller
-from services.member.tests.test_servicer import (
+from services.member.tests.harness import (
     EMAIL,
     MOBILE,
     OEM,

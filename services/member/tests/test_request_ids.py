@@ -28,7 +28,7 @@ from marque.member.v1 import member_pb2, member_service_pb2
 from mesh.db import Database
 from mesh.identity import Caller
 from services.member import store
-from services.member.tests.test_servicer import (
+from services.member.tests.harness import (
     EMAIL,
     MOBILE,
     OEM,
