@@ -22,11 +22,13 @@ is stable and `refusal()` is one dict look-up. Treat them as read-only.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -125,6 +127,75 @@ def deserializer(decode: Callable[[bytes], Any] | None) -> Callable[[bytes], Any
         return message
 
     return deserialize
+
+
+def guarded_generic(generic: Any) -> Any:
+    """A generated generic handler of a service outside the chain (health, reflection)
+    with every method guarded by the door; unchanged if it is not one."""
+    service, handlers = getattr(generic, "_name", None), getattr(generic, "_method_handlers", None)
+    if not isinstance(service, str) or not isinstance(handlers, dict):
+        return generic
+    return grpc.method_handlers_generic_handler(
+        service, {path.rpartition("/")[2]: guarded(h) for path, h in handlers.items()}
+    )
+
+
+def guarded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A method handler outside the chain decoding through the door: a refused body is
+    INVALID_ARGUMENT (a plain status: no chain, no details) instead of a traceback."""
+    decode = deserializer(handler.request_deserializer)
+    inner: Any = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+    asynchronous = inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)
+    if decode is handler.request_deserializer or not asynchronous:
+        return handler  # (a sync servicer would need sync wrappers; the mesh has none)
+    if handler.request_streaming:
+
+        async def checked(requests: Any, context: Any) -> Any:
+            async for message in requests:
+                await _abort_if_refused(message, context)
+                yield message
+
+        def args(request: Any, context: Any) -> Any:
+            return checked(request, context)
+    else:
+
+        def args(request: Any, context: Any) -> Any:
+            return request
+
+    async def unary(request: Any, context: Any) -> Any:
+        if not handler.request_streaming:
+            await _abort_if_refused(request, context)
+        return await inner(args(request, context), context)
+
+    async def streaming(request: Any, context: Any) -> Any:
+        if not handler.request_streaming:
+            await _abort_if_refused(request, context)
+        result = inner(args(request, context), context)
+        if hasattr(result, "__aiter__"):
+            async for response in result:
+                yield response
+        else:  # a servicer writing with context.write()
+            await result
+
+    factory: Any = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        streaming if handler.response_streaming else unary,
+        request_deserializer=decode,
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def _abort_if_refused(message: Any, context: Any) -> None:
+    found = REFUSALS.get(id(message))
+    if found is not None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, found.error().message)
 
 
 def _located(descriptor: Any, data: bytes) -> tuple[str, str]:

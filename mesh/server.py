@@ -21,13 +21,14 @@ import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from mesh import logging as mesh_logging
 from mesh import tracing as mesh_tracing
 from mesh.auth import Authenticator, Policy
 from mesh.chain import MethodChain, Runtime, note_metadata
 from mesh.config import Settings
+from mesh.door import guarded_generic
 from mesh.keys import KeySet
 from mesh.metrics import MetricsServer
 from mesh.paging import default_secret
@@ -166,14 +167,20 @@ async def start(
     health = health_aio.HealthServicer()
     extras = _Capture()
     health_pb2_grpc.add_HealthServicer_to_server(health, extras)
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        extras,  # type: ignore[arg-type]
+    # The asyncio servicer, as enable_server_reflection picks for an aio server (given the
+    # capture it would pick the sync one, run on executor threads).
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(  # type: ignore[attr-defined]
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ]
+        ),
+        extras,
     )
+    # Not chained, but decoded through the door too: an undecodable probe is no traceback.
+    extras.generic[:] = [guarded_generic(g) for g in extras.generic]
     server.add_generic_rpc_handlers(extras.generic)
     generic.extend(extras.generic)
     try:

@@ -261,3 +261,33 @@ async def test_member_nul_and_timestamp(
     _, fields = await refused(call(member, f"{MEMBER}/RecordConsent", consent))
     assert list(fields) == ["occur_time"]
     no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"),
+    [
+        ("/grpc.health.v1.Health/Check", "unary_unary"),
+        ("/grpc.health.v1.Health/Watch", "unary_stream"),
+        ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream_stream"),
+    ],
+)
+async def test_health_and_reflection_refuse_undecodable_bodies_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str, kind: str
+) -> None:
+    """Probes and tooling are outside the chain, yet just as public."""
+    async with serve(tmp_path) as s:
+        multicallable = raw(s.channel, method, kind)
+        body: Any = stream_of([b"\xff"]) if kind.startswith("stream") else b"\xff"
+
+        async def drain() -> None:
+            result = multicallable(body, timeout=5)
+            if kind.endswith("stream"):
+                async for _ in result:
+                    pass
+            else:
+                await result
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await drain()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    no_tracebacks(caplog)
