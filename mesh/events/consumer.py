@@ -28,112 +28,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Protocol
 
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import api
-from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mesh.db import Database
 from mesh.events import metrics, spans
-from mesh.events.envelope import (
-    Envelope,
-    EnvelopeError,
-    decode,
-    event_name,
-    producer_of,
-    stream_name,
-    subject_of,
-    type_of,
-)
+from mesh.events.envelope import Envelope, EnvelopeError, decode, stream_name, type_of
 from mesh.events.inbox import Inbox, error_text
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
+from mesh.events.pull import Puller
 from mesh.events.settings import EventSettings
+from mesh.events.subscriptions import Subscription
 from mesh.unit_of_work import UnitOfWork, transaction
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 256
-PULL_EXPIRES_SECONDS = 5.0
-HEARTBEAT_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 5.0
-
-
-class Handler(Protocol):
-    """`async def handle(uow, event, envelope) -> None`."""
-
-    def __call__(self, uow: UnitOfWork, event: Any, envelope: Envelope) -> Awaitable[None]: ...
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """One handler of one event type, by one service."""
-
-    event_type: type[Message]
-    handler: Handler
-    producer: str
-    name: str
-
-    @property
-    def subject(self) -> str:
-        """The NATS subject the producer publishes the event type on."""
-        return subject_of(self.producer, self.event_type)
-
-    def durable(self, service: str) -> str:
-        """The durable consumer's name: `<service>-<name>`."""
-        return f"{service}-{self.name}"
-
-
-_MARK = "__marque_subscription__"
-
-
-def subscribe(
-    event_type: type[Message], *, producer: str | None = None, name: str | None = None
-) -> Callable[[Handler], Handler]:
-    """Declare `handler` as this service's handler of `event_type`. The producer is the
-    domain of the event's proto package unless given; `name` (default the event's name)
-    tells two subscriptions to one event type apart."""
-
-    def mark(handler: Handler) -> Handler:
-        setattr(
-            handler,
-            _MARK,
-            Subscription(
-                event_type,
-                handler,
-                producer or producer_of(event_type),
-                name or event_name(event_type),
-            ),
-        )
-        return handler
-
-    return mark
-
-
-def subscriptions_in(*sources: ModuleType | Callable[..., Any]) -> list[Subscription]:
-    """The subscriptions declared by `@subscribe` on these functions or in these modules."""
-    found: list[Subscription] = []
-    for source in sources:
-        candidates: Iterable[Any] = (
-            vars(source).values() if isinstance(source, ModuleType) else (source,)
-        )
-        for obj in candidates:
-            sub = getattr(obj, _MARK, None)
-            if isinstance(sub, Subscription) and sub not in found:
-                found.append(sub)
-    return found
 
 
 @dataclass(slots=True)
@@ -176,14 +95,8 @@ class Consumer:
         self.durable = subscription.durable(service)
         self.stream = stream_name(subscription.producer)
         self._type = type_of(subscription.event_type)
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._puller = Puller(link, self.stream, self.consumer_config(), batch)
         self._tasks: list[asyncio.Task[None]] = []
-        self._sub: NatsSubscription | None = None
-        self._request = 0  # the pull request whose deliveries count
-        self._remaining = 0  # deliveries still due on it
-        self._request_done = asyncio.Event()
-        self._room = asyncio.Event()  # set when the worker took deliveries off the queue
-        self._last_heard = 0.0
         self._counters = {
             o: metrics.events_consumed_total.labels(self._type, o) for o in metrics.OUTCOMES
         }
@@ -198,7 +111,7 @@ class Consumer:
         if not self._tasks:
             loop = asyncio.get_running_loop()
             self._tasks = [
-                loop.create_task(self._pull(), name=f"pull-{self.durable}"),
+                loop.create_task(self._puller.run(), name=f"pull-{self.durable}"),
                 loop.create_task(self._work(), name=f"handle-{self.durable}"),
             ]
 
@@ -208,12 +121,6 @@ class Consumer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    # ------------------------------------------------------------------------ pulling
 
     def consumer_config(self) -> api.ConsumerConfig:
         """The durable consumer's configuration."""
@@ -229,90 +136,15 @@ class Consumer:
             replay_policy=api.ReplayPolicy.INSTANT,
         )
 
-    async def _setup(self) -> None:
-        js, nc = self._link.js, self._link.nc
-        try:
-            await js.add_consumer(self.stream, self.consumer_config())
-        except NotFoundError:
-            raise StreamMissing(self.stream) from None
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-        self._inbox_prefix = nc.new_inbox()
-        self._sub = await nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_message)
-
-    async def _pull(self) -> None:
-        generation = -1
-        delay = 0.1
-        while True:
-            try:
-                if not self._link.connected:
-                    await self._link.wait_connected(MAX_BACKOFF_SECONDS)
-                    continue
-                if generation != self._link.generation:
-                    generation = self._link.generation
-                    await self._setup()
-                    delay = 0.1
-                while self._queue.qsize() >= self._batch:  # bounded memory: let it drain
-                    self._room.clear()
-                    await self._room.wait()
-                await self._next_request()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                generation = -1
-                level = logging.INFO if isinstance(e, StreamMissing) else logging.WARNING
-                log.log(level, "consumer %s: %s; retrying in %.1f s", self.durable, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-
-    async def _next_request(self) -> None:
-        """One pull request for up to `batch` deliveries; returns once they have all come,
-        the request ended, or the connection went quiet."""
-        self._request += 1
-        self._remaining = self._batch
-        self._request_done.clear()
-        request = {
-            "batch": self._batch,
-            "expires": int(PULL_EXPIRES_SECONDS * 1e9),
-            "idle_heartbeat": int(HEARTBEAT_SECONDS * 1e9),
-        }
-        self._last_heard = time.monotonic()
-        await self._link.nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}",
-            json.dumps(request).encode(),
-            reply=f"{self._inbox_prefix}.{self._request}",
-        )
-        while not self._request_done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._request_done.wait(), HEARTBEAT_SECONDS)
-            if time.monotonic() - self._last_heard > 3 * HEARTBEAT_SECONDS:
-                return  # no heartbeat: the request died (reconnect, server restart)
-
-    async def _on_message(self, msg: Msg) -> None:
-        token = msg.subject.rpartition(".")[2]
-        current = token == str(self._request)
-        if current:
-            self._last_heard = time.monotonic()
-        status = msg.headers.get(api.Header.STATUS) if msg.headers else None
-        if status:
-            if status != "100" and current:  # 404/408/409: this request is over
-                self._request_done.set()
-            return
-        self._queue.put_nowait(msg)
-        if current:
-            self._remaining -= 1
-            if self._remaining <= 0:
-                self._request_done.set()
-
     # ------------------------------------------------------------------------ handling
 
     async def _work(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._room.set()
+            queue = self._puller.queue
+            batch = [await queue.get()]
+            while len(batch) < self._batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            self._puller.room.set()
             try:
                 await self.handle_batch(batch)
             except asyncio.CancelledError:
@@ -489,13 +321,6 @@ class Consumer:
         if msg is not None:
             with contextlib.suppress(Exception):
                 await msg.term()
-
-
-class StreamMissing(RuntimeError):
-    """The producer's stream does not exist yet (its relay creates it when it starts)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(f"stream {stream} does not exist yet")
 
 
 def _delivered(msg: Msg) -> int:

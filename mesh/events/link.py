@@ -42,6 +42,7 @@ class Link:
         self._up = asyncio.Event()
         self.generation = 0
         self._last_error_log = 0.0
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -87,6 +88,7 @@ class Link:
             await asyncio.gather(task, return_exceptions=True)
         nc, self._nc, self._js = self._nc, None, None
         self._up.clear()
+        self._closing = True
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5.0)
@@ -132,7 +134,8 @@ class Link:
 
     async def _on_disconnected(self) -> None:
         self._up.clear()
-        self._log_error("disconnected from NATS; reconnecting")
+        if not self._closing:
+            self._log_error("disconnected from NATS; reconnecting")
 
     async def _on_reconnected(self) -> None:
         self.generation += 1

@@ -116,9 +116,11 @@ class Outbox:
         self.sqlite_insert_sql = (
             f"INSERT INTO {table.name} ({cols}) VALUES ({', '.join('?' for _ in COLUMNS)})"
         )
+        # WITH ORDINALITY: the rows get their seq in the order of the array.
         self.postgres_insert_sql = (
             f"INSERT INTO {table.name} ({cols}) SELECT {cols} "
-            f"FROM json_populate_recordset(NULL::{table.name}, CAST(%s AS json)) ORDER BY 1"
+            f"FROM json_populate_recordset(NULL::{table.name}, CAST(%s AS json)) "
+            "WITH ORDINALITY AS r ORDER BY r.ordinality"
         )
         self._wakeups: set[asyncio.Event] = set()
 
@@ -147,7 +149,7 @@ class Outbox:
             "attempts": 0,
         }
 
-    def envelope(self, row: Mapping[str, Any]) -> Envelope:
+    def envelope(self, row: Mapping[Any, Any]) -> Envelope:
         """The CloudEvents envelope of a row."""
         return Envelope(
             id=row["id"],

@@ -41,7 +41,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from nats.js import api
 from nats.js.errors import BadRequestError
 from opentelemetry import trace
@@ -49,6 +48,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mesh.db import Database
 from mesh.events import metrics, spans
+from mesh.events.claims import OutboxStatements
 from mesh.events.envelope import stream_name, stream_subjects, traceparent_of
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
@@ -113,81 +113,7 @@ class Relay:
         self._oldest_gauge = metrics.outbox_oldest_pending_seconds.labels(outbox.source)
         self._published: dict[str, Any] = {}
         self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
-        self._build_statements()
-
-    # ------------------------------------------------------------------------ statements
-
-    def _build_statements(self) -> None:
-        t = self.outbox.table
-        o, b = t.alias("o"), t.alias("b")
-        blocked = (
-            sa.select(sa.literal(1))
-            .where(
-                b.c.aggregate == o.c.aggregate,
-                b.c.sent_time.is_(None),
-                b.c.lease_owner.is_not(None),
-                b.c.lease_owner != sa.bindparam("me"),
-                b.c.lease_until >= sa.bindparam("now"),
-                b.c.seq < o.c.seq,
-            )
-            .exists()
-        )
-        candidates = (
-            sa.select(o.c.seq)
-            .where(
-                o.c.sent_time.is_(None),
-                sa.or_(
-                    o.c.lease_owner.is_(None),
-                    o.c.lease_until < sa.bindparam("now"),
-                    o.c.lease_owner == sa.bindparam("me"),
-                ),
-                ~blocked,
-            )
-            .order_by(o.c.seq)
-            .limit(sa.bindparam("n"))
-        )
-        returning = (
-            t.c.seq,
-            t.c.id,
-            t.c.subject,
-            t.c.aggregate,
-            t.c.type,
-            t.c.payload,
-            t.c.traceparent,
-            t.c.tracestate,
-            t.c.create_time,
-        )
-        values = {
-            "lease_owner": sa.bindparam("me"),
-            "lease_until": sa.bindparam("until"),
-            "attempts": t.c.attempts + 1,
-        }
-        self._claim_sqlite = (
-            t.update().where(t.c.seq.in_(candidates.scalar_subquery())).values(values)
-        ).returning(*returning)
-        self._claim_pg = (
-            t.update()
-            .where(
-                t.c.seq.in_(candidates.with_for_update(skip_locked=True, of=o).scalar_subquery())
-            )
-            .values(values)
-        ).returning(*returning)
-        seqs: sa.BindParameter[Any] = sa.bindparam("seqs", expanding=True)
-        self._mark = (
-            t.update()
-            .where(t.c.seq.in_(seqs))
-            .values(sent_time=sa.bindparam("now"), lease_owner=None, lease_until=None)
-        )
-        self._release = (
-            t.update()
-            .where(
-                t.c.seq.in_(seqs), t.c.lease_owner == sa.bindparam("me"), t.c.sent_time.is_(None)
-            )
-            .values(lease_owner=None, lease_until=None)
-        )
-        pending = t.c.sent_time.is_(None)
-        self._count = sa.select(sa.func.count()).select_from(t).where(pending)
-        self._oldest = sa.select(t.c.create_time).where(pending).order_by(t.c.seq).limit(1)
+        self._sql = OutboxStatements(outbox.table)
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -255,9 +181,9 @@ class Relay:
         acked, failed = await self._publish(rows)
         now = utc_now()
         if acked:
-            await transaction(self._db, lambda uow: self._set(uow, self._mark, acked, now))
+            await transaction(self._db, lambda uow: self._set(uow, self._sql.mark, acked, now))
         if failed:
-            await transaction(self._db, lambda uow: self._set(uow, self._release, failed, now))
+            await transaction(self._db, lambda uow: self._set(uow, self._sql.release, failed, now))
             raise PublishFailed(f"{len(failed)} of {len(rows)} events were not acknowledged")
         return len(rows)
 
@@ -290,10 +216,10 @@ class Relay:
             now = utc_now()
             params = {"me": self.owner, "now": now, "until": now + self._lease, "n": self._batch}
             if self._db.is_sqlite:
-                statement = self._claim_sqlite
+                statement = self._sql.claim_sqlite
             else:
                 await uow.lock(f"outbox-claim:{self.outbox.table.name}")
-                statement = self._claim_pg
+                statement = self._sql.claim_pg
             return list((await uow.conn.execute(statement, params)).all())
 
         rows = await transaction(self._db, claim)
@@ -383,6 +309,6 @@ class Relay:
     async def pending(self) -> tuple[int, dt.datetime | None]:
         """How many events wait, and when the oldest of them was committed."""
         async with self._db.engine.connect() as conn:
-            count = int((await conn.execute(self._count)).scalar_one())
-            oldest = (await conn.execute(self._oldest)).scalar_one_or_none() if count else None
+            count = int((await conn.execute(self._sql.count)).scalar_one())
+            oldest = (await conn.execute(self._sql.oldest)).scalar_one_or_none() if count else None
         return count, oldest

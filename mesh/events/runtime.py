@@ -24,12 +24,13 @@ from typing import Any
 from opentelemetry import trace
 
 from mesh.db import Database
-from mesh.events.consumer import Consumer, Subscription
+from mesh.events.consumer import Consumer
 from mesh.events.inbox import Inbox
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox
 from mesh.events.relay import Relay
 from mesh.events.settings import EventSettings
+from mesh.events.subscriptions import Subscription
 from mesh.retention import Sweeper
 
 

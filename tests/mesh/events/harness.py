@@ -19,13 +19,14 @@ import sqlalchemy as sa
 from marque.testing.v1 import testing_events_pb2 as ev
 
 from mesh.db import Database
-from mesh.events.consumer import Consumer, subscribe
+from mesh.events.consumer import Consumer
 from mesh.events.envelope import Envelope
 from mesh.events.inbox import Inbox, inbox_table
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, outbox_table
 from mesh.events.relay import Relay
 from mesh.events.settings import EventSettings
+from mesh.events.subscriptions import subscribe, subscriptions_in
 from mesh.schema import BigId, new_metadata
 from mesh.unit_of_work import UnitOfWork, transaction
 
@@ -61,12 +62,19 @@ async def create_tables(db: Database) -> None:
 
 
 async def emit_things(
-    db: Database, outbox: Outbox, numbers: Iterable[int], *, thing: str = "", note: str = ""
+    db: Database,
+    outbox: Outbox,
+    numbers: Iterable[int],
+    *,
+    thing: str = "",
+    note: str = "",
+    spread: int = 7,
 ) -> list[str]:
-    """One unit of work per number: bump the thing's counter, emit ThingHappened."""
+    """One unit of work per number: bump the thing's counter, emit ThingHappened (about
+    `thing`, else one of `spread` things)."""
     ids = []
     for number in numbers:
-        thing_id = thing or f"thing-{number % 7}"
+        thing_id = thing or f"thing-{number % spread}"
 
         async def work(uow: UnitOfWork, number: int = number, thing_id: str = thing_id) -> str:
             changed = await uow.conn.execute(
@@ -82,8 +90,24 @@ async def emit_things(
     return ids
 
 
-def make_handler(block_on: int | None = None, blocked: asyncio.Event | None = None) -> Any:
-    """The consumer's handler; `block_on`: hang (uncommitted) on that event number."""
+async def emit_batch(
+    db: Database, outbox: Outbox, numbers: Iterable[int], *, spread: int = 7
+) -> None:
+    """Many events in ONE unit of work (fast set-up of a backlog), in number order."""
+
+    async def work(uow: UnitOfWork) -> None:
+        for number in numbers:
+            thing_id = f"thing-{number % spread}"
+            uow.emit(ev.ThingHappened(thing_id=thing_id, number=number), subject=thing_id)
+
+    await transaction(db, work, outbox=outbox)
+
+
+def make_handler(
+    block_on: int | None = None, blocked: asyncio.Event | None = None, *, fixed: bool = False
+) -> Any:
+    """The consumer's handler; `block_on`: hang (uncommitted) on that event number;
+    `fixed`: the poison no longer fails."""
     fail_once: set[str] = set()
 
     async def on_thing(uow: UnitOfWork, event: ev.ThingHappened, envelope: Envelope) -> None:
@@ -98,7 +122,7 @@ def make_handler(block_on: int | None = None, blocked: asyncio.Event | None = No
                 trace_id=f"{ctx.trace_id:032x}" if ctx.is_valid else "",
             )
         )
-        if event.note == "poison":
+        if event.note == "poison" and not fixed:
             raise ValueError("this event always fails")
         if event.note == "fail-once" and envelope.id not in fail_once:
             fail_once.add(envelope.id)
@@ -113,8 +137,6 @@ def make_handler(block_on: int | None = None, blocked: asyncio.Event | None = No
 
 
 def subscription_of(producer: str, handler: Any) -> Any:
-    from mesh.events.consumer import subscriptions_in
-
     return subscriptions_in(subscribe(ev.ThingHappened, producer=producer)(handler))[0]
 
 

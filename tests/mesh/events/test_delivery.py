@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import sqlalchemy as sa
 from marque.testing.v1 import testing_events_pb2 as ev
@@ -13,23 +11,6 @@ from mesh.events.link import Link
 from mesh.events.outbox import Outbox
 from mesh.unit_of_work import UnitOfWork, transaction
 from tests.mesh.events import harness as h
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await h.create_tables(database)
-    yield database
-    await database.dispose()
-
-
-@pytest.fixture
-async def link(nats_url: str) -> AsyncIterator[Link]:
-    lk = Link(nats_url, name="test")
-    lk.start()
-    assert await lk.wait_connected(10)
-    yield lk
-    await lk.close()
 
 
 async def test_events_are_delivered_once_in_order(db: Database, link: Link) -> None:
@@ -65,3 +46,71 @@ async def test_no_change_without_its_event_nor_event_without_its_change(db: Data
         changed = (await conn.execute(sa.select(h.things.c.id))).scalars().all()
         events = (await conn.execute(sa.select(h.OUTBOX_TABLE.c.aggregate))).scalars().all()
     assert changed == ["y"] and events == ["y"]
+
+
+async def test_a_duplicated_event_changes_nothing(db: Database, link: Link) -> None:
+    """The same event delivered twice (published again under another Nats-Msg-Id, so
+    JetStream keeps both): the inbox finds its id, one effect."""
+    service = h.unique_service()
+    outbox = Outbox(h.OUTBOX_TABLE, service=service)
+    relay = h.relay(db, outbox, link)
+    relay.start()
+    consumer = h.consumer(db, link, service)
+    try:
+        [event_id] = await h.emit_things(db, outbox, [7], thing="dup")
+        await h.until(lambda: _sent(db))
+        async with db.engine.connect() as conn:
+            row = (await conn.execute(sa.select(h.OUTBOX_TABLE))).one()
+        headers = outbox.envelope(row._mapping).headers()
+        headers["Nats-Msg-Id"] = "another-publish"
+        await link.js.publish(row.subject, row.payload, headers=headers)
+        consumer.start()
+        rows = await h.count_effects(db, 1)
+    finally:
+        await consumer.stop()
+        await relay.stop()
+    assert [r.event_id for r in rows] == [event_id]
+    info = await link.js.stream_info(relay.stream)
+    assert info.state.messages == 2
+
+
+async def _sent(db: Database) -> bool:
+    return await h.pending_count(db) == 0
+
+
+async def test_rows_written_in_raw_sql_are_published_alike(db: Database, link: Link) -> None:
+    """A group-committed batch writes outbox rows in its own SQL (sqlite3 executemany, or
+    PostgreSQL's json_populate_recordset): the relay publishes them like emitted ones."""
+    service = h.unique_service()
+    outbox = Outbox(h.OUTBOX_TABLE, service=service)
+    rows = [outbox.row(ev.ThingHappened(thing_id="raw", number=n), subject="raw") for n in range(3)]
+    async with db.engine.begin() as conn:
+        if db.is_sqlite:
+            await conn.exec_driver_sql(
+                outbox.sqlite_insert_sql, [outbox.sqlite_values(r) for r in rows]
+            )
+        else:
+            await conn.exec_driver_sql(outbox.postgres_insert_sql, (outbox.postgres_json(rows),))
+    async with db.engine.connect() as conn:
+        stored = (await conn.execute(sa.select(h.OUTBOX_TABLE).order_by("seq"))).all()
+    assert [(s.id, s.payload, s.create_time) for s in stored] == [
+        (r["id"], r["payload"], r["create_time"]) for r in rows
+    ]
+    relay = h.relay(db, outbox, link)
+    consumer = h.consumer(db, link, service)
+    relay.start()
+    consumer.start()
+    try:
+        effects = await h.count_effects(db, 3)
+    finally:
+        await consumer.stop()
+        await relay.stop()
+    assert [e.event_id for e in effects] == [r["id"] for r in rows]
+
+
+async def test_emit_without_an_outbox_is_a_clear_error(db: Database) -> None:
+    async def work(uow: UnitOfWork) -> None:
+        uow.emit(ev.ThingHappened(thing_id="x"), subject="x")
+
+    with pytest.raises(RuntimeError, match="no outbox"):
+        await transaction(db, work)

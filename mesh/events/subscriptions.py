@@ -1,0 +1,87 @@
+"""Subscriptions: which handler of a service takes which event type.
+
+    @subscribe(lead_events_pb2.LeadWon)
+    async def on_lead_won(uow: UnitOfWork, event: LeadWon, envelope: Envelope) -> None:
+        ...
+
+`subscribe` only marks the function; `subscriptions_in(module)` collects the marked ones
+for the service's `EventSpec` (mesh/events/runtime.py), so importing a handler module never
+subscribes anything by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
+
+from mesh.events.envelope import Envelope, event_name, producer_of, subject_of
+from mesh.unit_of_work import UnitOfWork
+
+
+class Handler(Protocol):
+    """`async def handle(uow, event, envelope) -> None`."""
+
+    def __call__(self, uow: UnitOfWork, event: Any, envelope: Envelope) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One handler of one event type, by one service."""
+
+    event_type: type[Message]
+    handler: Handler
+    producer: str
+    name: str
+
+    @property
+    def subject(self) -> str:
+        """The NATS subject the producer publishes the event type on."""
+        return subject_of(self.producer, self.event_type)
+
+    def durable(self, service: str) -> str:
+        """The durable consumer's name: `<service>-<name>`."""
+        return f"{service}-{self.name}"
+
+
+_MARK = "__marque_subscription__"
+
+
+def subscribe(
+    event_type: type[Message], *, producer: str | None = None, name: str | None = None
+) -> Callable[[Handler], Handler]:
+    """Declare `handler` as this service's handler of `event_type`. The producer is the
+    domain of the event's proto package unless given; `name` (default the event's name)
+    tells two subscriptions to one event type apart."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(
+            handler,
+            _MARK,
+            Subscription(
+                event_type,
+                handler,
+                producer or producer_of(event_type),
+                name or event_name(event_type),
+            ),
+        )
+        return handler
+
+    return mark
+
+
+def subscriptions_in(*sources: ModuleType | Callable[..., Any]) -> list[Subscription]:
+    """The subscriptions declared by `@subscribe` on these functions or in these modules."""
+    found: list[Subscription] = []
+    for source in sources:
+        candidates: Iterable[Any] = (
+            vars(source).values() if isinstance(source, ModuleType) else (source,)
+        )
+        for obj in candidates:
+            sub = getattr(obj, _MARK, None)
+            if isinstance(sub, Subscription) and sub not in found:
+                found.append(sub)
+    return found
