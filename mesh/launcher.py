@@ -2,10 +2,15 @@
 
     python -m mesh.launcher [--only lead,member] [--ready-timeout 60] [--grace 10]
 
+First it starts the embedded NATS server (mesh/nats_server.py: JetStream with its store under
+`var/nats`, MQTT, on 127.0.0.1:4222 / MQTT 1883 / monitoring 8222, its log in
+`var/log/nats.log`), unless `MARQUE_NATS_URL` is set: then the services use that one and
+none is started. It stops last, after every service has drained.
+
 For each service in `mesh.catalog.existing()` that has a `__main__` module, the launcher runs
-`python -m <module>` with `MARQUE_SERVICE_NAME`, `OTEL_SERVICE_NAME` and the catalog's ports
-in its environment, waits until it answers SERVING on `grpc.health.v1`, prints where
-everything listens and how to call it, and then watches:
+`python -m <module>` with `MARQUE_SERVICE_NAME`, `OTEL_SERVICE_NAME`, the catalog's ports and
+`MARQUE_NATS_URL` in its environment, waits until it answers SERVING on `grpc.health.v1`,
+prints where everything listens and how to call it, and then watches:
 - Ctrl-C / SIGTERM: SIGTERM to every child (they report NOT_SERVING and drain their
   in-flight calls for the grace, which the launcher hands them as MARQUE_SHUTDOWN_GRACE),
   then SIGKILL for any still running `KILL_MARGIN` seconds after the grace;
@@ -36,6 +41,7 @@ from typing import IO, Any
 
 from mesh.catalog import BY_NAME, ServiceEntry, existing
 from mesh.config import ROOT, var_dir
+from mesh.nats_server import NatsServer, NatsServerError
 
 DEFAULT_READY_TIMEOUT = 60.0
 DEFAULT_GRACE = 10.0
@@ -119,13 +125,20 @@ def _die_with_parent() -> None:
 
 
 def child_env(
-    entry: ServiceEntry, base: dict[str, str] | None = None, *, grace: float | None = None
+    entry: ServiceEntry,
+    base: dict[str, str] | None = None,
+    *,
+    grace: float | None = None,
+    nats_url: str | None = None,
 ) -> dict[str, str]:
-    """The environment of a service process: ours plus its name, catalog ports and the
-    grace it drains for on SIGTERM (the one the launcher waits for)."""
+    """The environment of a service process: ours plus its name, catalog ports, the
+    grace it drains for on SIGTERM (the one the launcher waits for) and the NATS it
+    publishes and consumes events on."""
     env = dict(os.environ if base is None else base)
     if grace is not None:
         env["MARQUE_SHUTDOWN_GRACE"] = f"{grace:g}"
+    if nats_url is not None:
+        env["MARQUE_NATS_URL"] = nats_url
     env.update(
         MARQUE_SERVICE_NAME=entry.name,
         OTEL_SERVICE_NAME=entry.name,
@@ -147,7 +160,11 @@ def _open_log(log_dir: Path, entry: ServiceEntry) -> tuple[Path, IO[bytes]]:
 
 
 async def start_child(
-    entry: ServiceEntry, log_dir: Path, host: str, grace: float | None = None
+    entry: ServiceEntry,
+    log_dir: Path,
+    host: str,
+    grace: float | None = None,
+    nats_url: str | None = None,
 ) -> Child:
     """Start `python -m <module>` with its output appended to log_dir/<service>.log."""
     log_path, log = _open_log(log_dir, entry)
@@ -157,7 +174,7 @@ async def start_child(
             "-m",
             entry.module,
             cwd=ROOT,
-            env=child_env(entry, grace=grace),
+            env=child_env(entry, grace=grace, nats_url=nats_url),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -221,7 +238,31 @@ async def stop_children(children: Sequence[Child], grace: float, out: IO[str]) -
             await c.process.wait()
 
 
-def banner(children: Sequence[Child], log_dir: Path) -> str:
+def embedded_nats(log_dir: Path, env: dict[str, str] | None = None) -> NatsServer | None:
+    """The NATS server `make run` starts (None when `MARQUE_NATS_URL` names one)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("MARQUE_NATS_URL", "").strip():
+        return None
+    return NatsServer(var_dir(env) / "nats", log_path=log_dir / "nats.log")
+
+
+def start_nats(server: NatsServer) -> None:
+    """Start the embedded NATS, or LaunchError saying why not."""
+    taken = server.ports_in_use()
+    if taken:
+        raise LaunchError(
+            f"nats: {', '.join(taken)} already in use (is another `make run` still running? "
+            f"To use a NATS that runs there, set MARQUE_NATS_URL={server.url})"
+        )
+    try:
+        server.start()
+    except NatsServerError as e:
+        raise LaunchError(f"nats: {e}") from None
+
+
+def banner(
+    children: Sequence[Child], log_dir: Path, nats: NatsServer | None = None, nats_url: str = ""
+) -> str:
     """The table of what runs where, and how to call it."""
     width = max(len("service"), *(len(c.entry.name) for c in children))
     addr_width = max(len("gRPC"), *(len(c.address) for c in children))
@@ -234,6 +275,13 @@ def banner(children: Sequence[Child], log_dir: Path) -> str:
         lines.append(
             f"  {c.entry.name.ljust(width)}  {c.address.ljust(addr_width)}  {c.metrics_url}"
         )
+    if nats is not None:
+        lines.append(
+            f"  {'nats'.ljust(width)}  {nats.url} (JetStream, store {_display(nats.store_dir)}; "
+            f"MQTT {nats.host}:{nats.mqtt_port}; http://{nats.host}:{nats.monitor_port}/)"
+        )
+    elif nats_url:
+        lines.append(f"  {'nats'.ljust(width)}  {nats_url} (MARQUE_NATS_URL)")
     first = children[0].address
     lines += [
         "",
@@ -257,9 +305,11 @@ async def run(
     host: str = "127.0.0.1",
     stop: asyncio.Event | None = None,
     out: IO[str] = sys.stdout,
+    nats: NatsServer | None = None,
 ) -> int:
-    """Start `entries`, wait for SERVING, print the banner, run until `stop` (or a signal)
-    is set or a child dies; returns the exit status."""
+    """Start `nats` (if any), then `entries`; wait for SERVING, print the banner, run until
+    `stop` (or a signal) is set or a child dies; stop the services, then `nats`; returns
+    the exit status."""
     log_dir = log_dir or var_dir() / "log"
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -270,10 +320,16 @@ async def run(
             handled.append(sig)
 
     children: list[Child] = []
+    nats_url = nats.url if nats is not None else os.environ.get("MARQUE_NATS_URL", "")
     try:
         check_ports_free(entries, host)
+        if nats is not None:
+            print(f"starting nats on {nats.url}...", file=out, flush=True)
+            await asyncio.to_thread(start_nats, nats)
         for e in entries:
-            children.append(await start_child(e, log_dir, host, grace))
+            children.append(
+                await start_child(e, log_dir, host, grace, nats.url if nats is not None else None)
+            )
         print(f"starting {', '.join(e.name for e in entries)}...", file=out, flush=True)
         ready: asyncio.Future[Any] = asyncio.gather(
             *(wait_serving(c, ready_timeout) for c in children)
@@ -289,7 +345,7 @@ async def run(
         stopping.cancel()
         ready.result()  # raises the first LaunchError
 
-        print(banner(children, log_dir), file=out, flush=True)
+        print(banner(children, log_dir, nats, nats_url), file=out, flush=True)
         exits: dict[asyncio.Future[Any], Child] = {
             asyncio.ensure_future(c.process.wait()): c for c in children
         }
@@ -315,6 +371,9 @@ async def run(
         return 1
     finally:
         await stop_children(children, grace, out)
+        if nats is not None and nats.running:
+            print("stopping nats", file=out, flush=True)
+            await asyncio.to_thread(nats.stop)
         for handled_sig in handled:
             loop.remove_signal_handler(handled_sig)
         out.flush()
@@ -377,8 +436,17 @@ def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
     host = os.environ.get("MARQUE_BIND_HOST", "127.0.0.1")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
+    log_dir = var_dir() / "log"
     return asyncio.run(
-        run(entries, ready_timeout=args.ready_timeout, grace=grace, host=host, out=out)
+        run(
+            entries,
+            ready_timeout=args.ready_timeout,
+            grace=grace,
+            log_dir=log_dir,
+            host=host,
+            out=out,
+            nats=embedded_nats(log_dir),
+        )
     )
 
 

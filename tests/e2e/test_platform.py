@@ -24,6 +24,7 @@ from marque.lead.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc
 from mesh.catalog import existing
 from mesh.identity import Caller, Kind
 from mesh.keys import KeySet, load_keys, mint_token
+from mesh.nats_server import NatsServer
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +46,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     var = tmp_path_factory.mktemp("var")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MARQUE_", "OTEL_"))}
     env["MARQUE_VAR_DIR"] = str(var)
+    # The launcher's own NATS needs 4222/1883/8222; where another NATS (or MQTT broker)
+    # holds them, the platform is pointed at a NATS of the test's, as a user would.
+    own_nats = NatsServer(var / "own-nats", port=0, monitor_port=0, mqtt_port=0)
+    if any(_busy(p) for p in (4222, 1883, 8222)):
+        own_nats.start()
+        env["MARQUE_NATS_URL"] = own_nats.url
     proc = subprocess.Popen(
         [sys.executable, "-m", "mesh.launcher"],
         cwd=ROOT,
@@ -66,6 +73,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     banner = "".join(seen)
     if "Ctrl-C stops everything" not in banner:
         proc.kill()
+        own_nats.stop()
         pytest.fail(f"the platform did not start:\n{banner}")
     try:
         yield var, banner
@@ -77,6 +85,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
             except subprocess.TimeoutExpired:
                 proc.kill()
                 raise
+        own_nats.stop()
 
 
 def _keys(var: Path) -> KeySet:
@@ -89,6 +98,7 @@ def _auth(var: Path, caller: Caller) -> list[tuple[str, str]]:
 
 def test_every_service_is_serving_and_announced(platform: tuple[Path, str]) -> None:
     _, banner = platform
+    assert "  nats " in banner  # the embedded one, or MARQUE_NATS_URL's
 
     async def check() -> None:
         for s in existing():

@@ -11,6 +11,7 @@ import pytest
 
 from mesh import launcher
 from mesh.catalog import ServiceEntry
+from mesh.nats_server import NatsServer
 
 
 def free_port() -> int:
@@ -123,3 +124,66 @@ def test_child_env_sets_name_and_ports() -> None:
     assert env["MARQUE_GRPC_PORT"] == "50051" and env["MARQUE_METRICS_PORT"] == "9451"
     # The grace the launcher waits for is the one the service drains for.
     assert launcher.child_env(entry, {}, grace=7.5)["MARQUE_SHUTDOWN_GRACE"] == "7.5"
+
+
+async def test_embedded_nats_starts_first_and_stops_last(tmp_path: Path) -> None:
+    nats = NatsServer(tmp_path / "nats", port=0, monitor_port=0, mqtt_port=0)
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(
+        launcher.run(
+            [fake("gamma")], log_dir=tmp_path, out=out, stop=stop, ready_timeout=20, nats=nats
+        )
+    )
+    await _until_running(out)
+    assert f"  nats     {nats.url} (JetStream, store " in out.getvalue()
+    assert nats.running
+    stop.set()
+    assert await task == 0
+    assert not nats.running
+    log = (tmp_path / "gamma.log").read_text()
+    assert "nats at start: up" in log and "nats at stop: up" in log
+    assert out.getvalue().index("stopping gamma") < out.getvalue().index("stopping nats")
+
+
+async def test_nats_url_given_starts_no_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MARQUE_NATS_URL", "nats://127.0.0.1:1")
+    assert launcher.embedded_nats(tmp_path) is None
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(
+        launcher.run([fake("delta")], log_dir=tmp_path, out=out, stop=stop, ready_timeout=20)
+    )
+    await _until_running(out)
+    assert "nats://127.0.0.1:1 (MARQUE_NATS_URL)" in out.getvalue()
+    stop.set()
+    assert await task == 0
+    assert "nats at start: down" in (tmp_path / "delta.log").read_text()
+
+
+def test_the_embedded_nats_keeps_its_store_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MARQUE_NATS_URL", raising=False)
+    server = launcher.embedded_nats(Path("/logs"), {"MARQUE_VAR_DIR": "/v"})
+    assert server is not None
+    assert server.store_dir == Path("/v/nats") and server.log_path == Path("/logs/nats.log")
+    assert (server.port, server.mqtt_port, server.monitor_port) == (4222, 1883, 8222)
+
+
+async def test_nats_port_in_use_is_reported(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        nats = NatsServer(tmp_path / "nats", port=taken, monitor_port=0, mqtt_port=0)
+        code, text = await _run([fake("epsilon")], tmp_path, nats=nats)
+    assert code == 1
+    assert f"nats: NATS 127.0.0.1:{taken} already in use" in text
+    assert f"MARQUE_NATS_URL=nats://127.0.0.1:{taken}" in text
+
+
+def test_child_env_passes_the_nats_url() -> None:
+    entry = ServiceEntry("lead", "services.lead", 50051, 9451)
+    env = launcher.child_env(entry, {}, nats_url="nats://127.0.0.1:4222")
+    assert env["MARQUE_NATS_URL"] == "nats://127.0.0.1:4222"
