@@ -36,8 +36,8 @@ REDEEM = "RedeemPoints"
 SYSTEM_ACTOR = "system:member"
 EXPIRED = "points expired"
 ROLLING_REVIEW = "rolling 12-month review"
-# A points write: (the booked entry, the member afterwards); None when a retried request
-# id found the first call's entry (the caller reads both then).
+# What a points write answers: the booked entry and the member afterwards (a retried
+# request id books nothing; the caller reads the first call's entry and the member then).
 Booked = tuple[TransactionRecord, MemberRecord]
 _DIRECTION = {
     EntryKind.EARN: "earn",
