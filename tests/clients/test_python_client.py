@@ -1,9 +1,11 @@
-"""clients/python/marque/client.py against a real in-process grpc.aio server."""
+"""clients/python/marque/client against a real in-process grpc.aio server."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import pickle
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,9 +15,50 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from marque.client import bearer, connect
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
+from marque.client import MarqueError, bearer, connect, decode
+from marque.client.errors import DETAILS_KEY
 from marque.testing.v1 import testing_service_pb2 as pb
 from marque.testing.v1 import testing_service_pb2_grpc as pb_grpc
+
+
+def _rich_status() -> grpc.Status:
+    details: list[Any] = [
+        error_details_pb2.ErrorInfo(
+            reason="INVALID_MOBILE", domain="marque.lead", metadata={"region": "CN"}
+        ),
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="lead.customer.mobile", description="is not a mobile number"
+                ),
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="lead.customer.mobile", description="is too short"
+                ),
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="request_id", description="is required"
+                ),
+            ]
+        ),
+        error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=1, nanos=500_000_000)
+        ),
+    ]
+    packed = []
+    for detail in details:
+        item = any_pb2.Any()
+        item.Pack(detail)
+        packed.append(item)
+    packed.append(any_pb2.Any(type_url="type.googleapis.com/example.Unknown", value=b"\x01"))
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+            message="customer.mobile: is not a mobile number",
+            details=packed,
+        )
+    )
 
 
 class Recorder(pb_grpc.TestingServiceServicer):
@@ -29,13 +72,23 @@ class Recorder(pb_grpc.TestingServiceServicer):
         if self.fail_first:
             self.fail_first -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+        if request.fail_with == "rich":
+            status = _rich_status()
+            await context.abort(status.code, status.details, status.trailing_metadata)
         return pb.EchoResponse(message=request.message)
+
+    async def Sleep(self, request: pb.SleepRequest, context: Any) -> Any:
+        await asyncio.sleep(request.millis / 1000)
+        return pb.SleepResponse(slept_millis=request.millis)
 
     async def StreamEcho(self, request: pb.StreamEchoRequest, context: Any) -> Any:
         md = dict(context.invocation_metadata() or ())
         self.auth.append(md.get("authorization"))
         for i in range(request.count):
             yield pb.StreamEchoResponse(message=request.message, index=i)
+        if request.message == "fail":
+            status = _rich_status()
+            await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _self_signed() -> tuple[bytes, bytes]:
@@ -132,3 +185,96 @@ async def test_tls_with_call_credentials() -> None:
 
 def test_bearer() -> None:
     assert bearer("abc") == (("authorization", "Bearer abc"),)
+
+
+async def test_a_per_call_token_wins_over_the_channel_token(plain: tuple[str, Recorder]) -> None:
+    target, rec = plain
+    async with connect(target, "channel-token") as channel:
+        await pb_grpc.TestingServiceStub(channel).Echo(
+            pb.EchoRequest(message="a"), metadata=bearer("end-user")
+        )
+    assert rec.auth == ["Bearer end-user"]
+
+
+async def test_error_details_are_decoded(plain: tuple[str, Recorder]) -> None:
+    target, _ = plain
+    async with connect(target) as channel:
+        with pytest.raises(MarqueError) as caught:
+            await pb_grpc.TestingServiceStub(channel).Echo(
+                pb.EchoRequest(message="x", fail_with="rich")
+            )
+    e = caught.value
+    assert isinstance(e, grpc.aio.AioRpcError)  # code catching grpc's own error still works
+    assert e.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert e.message == e.details() == "customer.mobile: is not a mobile number"
+    assert (e.reason, e.domain, dict(e.metadata)) == (
+        "INVALID_MOBILE",
+        "marque.lead",
+        {"region": "CN"},
+    )
+    assert e.field_violations == {
+        "lead.customer.mobile": "is not a mobile number; is too short",
+        "request_id": "is required",
+    }
+    assert e.retry_delay == 1.5
+    assert e.details_list[-1].type_url.endswith("example.Unknown")
+    assert "INVALID_ARGUMENT" in str(e) and "request_id: is required" in str(e)
+    again = pickle.loads(pickle.dumps(e))
+    assert (again.code(), again.reason, again.field_violations) == (
+        e.code(),
+        e.reason,
+        e.field_violations,
+    )
+
+
+async def test_a_failing_server_stream_raises_marque_error(plain: tuple[str, Recorder]) -> None:
+    target, _ = plain
+    got: list[int] = []
+    async with connect(target) as channel:
+        with pytest.raises(MarqueError) as caught:
+            async for reply in pb_grpc.TestingServiceStub(channel).StreamEcho(
+                pb.StreamEchoRequest(message="fail", count=2)
+            ):
+                got.append(reply.index)
+    assert got == [0, 1]
+    assert caught.value.reason == "INVALID_MOBILE"
+
+
+async def test_deadlines_default_and_per_call(plain: tuple[str, Recorder]) -> None:
+    target, _ = plain
+    async with connect(target, timeout=0.1) as channel:
+        stub = pb_grpc.TestingServiceStub(channel)
+        with pytest.raises(MarqueError) as caught:
+            await stub.Sleep(pb.SleepRequest(millis=1000))
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        reply = await stub.Sleep(pb.SleepRequest(millis=200), timeout=5)
+        assert reply.slept_millis == 200
+    async with connect(target, timeout=None) as channel:
+        reply = await pb_grpc.TestingServiceStub(channel).Sleep(pb.SleepRequest(millis=200))
+        assert reply.slept_millis == 200
+
+
+def test_decode_any_rpc_error() -> None:
+    status = _rich_status()
+    error = grpc.aio.AioRpcError(
+        status.code,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(*status.trailing_metadata),
+        status.details,
+        None,
+    )
+    decoded = decode(error)
+    assert decoded.reason == "INVALID_MOBILE"
+    assert decode(decoded) is decoded
+    bare = decode(
+        grpc.aio.AioRpcError(
+            grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), "boom", None
+        )
+    )
+    assert (bare.reason, bare.field_violations, bare.retry_delay, bare.status) == (
+        "",
+        {},
+        None,
+        None,
+    )
+    assert DETAILS_KEY == "grpc-status-details-bin"
