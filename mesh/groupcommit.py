@@ -36,6 +36,7 @@ from typing import Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
+from mesh.dberrors import loggable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -144,9 +145,9 @@ class GroupCommitter(Generic[T, R]):
         self.items += len(live)
         try:
             outcomes = await self._process([job.item for job in live])
-        except Exception:
+        except Exception as e:
             if len(live) == 1:
-                log.exception("%s: a write failed", self._name)
+                log.error("%s: a write failed", self._name, exc_info=loggable(e))
                 outcomes = [WriterFailed("the write could not be committed")]
             else:
                 log.warning("%s: a batch of %d failed; retrying one by one", self._name, len(live))
@@ -165,7 +166,7 @@ class GroupCommitter(Generic[T, R]):
         try:
             return (await self._process([item]))[0]
         except Exception as e:
-            log.exception("%s: a write failed on its own", self._name)
+            log.error("%s: a write failed on its own", self._name, exc_info=loggable(e))
             return WriterFailed(f"the write could not be committed: {type(e).__name__}")
 
 

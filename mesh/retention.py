@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from mesh.config import Settings
 from mesh.db import Database
+from mesh.dberrors import loggable
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,12 @@ class Sweeper:
         while True:
             try:
                 deleted = await self.sweep(self._clock())
-            except Exception:
+            except Exception as e:
                 log.warning(
                     "sweeping %s failed; next try in %.0f s",
                     self._table.name,
                     self.every,
-                    exc_info=True,
+                    exc_info=loggable(e),
                 )
             else:
                 if deleted:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
+from mesh.dberrors import loggable
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -99,8 +100,8 @@ class UnitOfWork:
         for fn in self._after:
             try:
                 fn()
-            except Exception:  # the work is committed and must be answered
-                log.exception("a post-commit hook failed")
+            except Exception as e:  # the work is committed and must be answered
+                log.error("a post-commit hook failed", exc_info=loggable(e))
 
 
 def _retryable(error: Exception) -> bool:

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from mesh.dberrors import loggable
 from services.lead.domain.model import Dealer
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,9 @@ class DealerCache:
     async def _background(self) -> None:
         try:
             await self._read()
-        except Exception:
+        except Exception as e:
             # Keep routing with the registry we have; try again a `ttl` later.
-            log.warning("the dealer registry could not be refreshed", exc_info=True)
+            log.warning("the dealer registry could not be refreshed", exc_info=loggable(e))
             self._read_at = self._clock()
         finally:
             self._refresh = None

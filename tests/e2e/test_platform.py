@@ -141,7 +141,12 @@ def test_a_lead_is_routed_merged_and_isolated_across_processes(
                 timeout=10,
             )
             assert first.outcome == lead_service_pb2.SUBMIT_OUTCOME_CREATED
-            lead = first.lead
+            # A channel is told its lead's id, nothing more; the OEM reads the lead.
+            assert first.lead == lead_pb2.Lead(id=first.lead.id)
+            oem = _auth(var, Caller(Kind.OEM, "staff-1"))
+            lead = (
+                await stub.GetLead(lead_service_pb2.GetLeadRequest(id=first.lead.id), metadata=oem)
+            ).lead
             assert lead.customer.mobile == f"+86{MOBILE}"
             assert lead.grade == lead_pb2.LEAD_GRADE_H
             assert lead.dealer_id == "D-SH-01", lead.routing_reason
@@ -160,8 +165,9 @@ def test_a_lead_is_routed_merged_and_isolated_across_processes(
                 timeout=10,
             )
             assert again.outcome == lead_service_pb2.SUBMIT_OUTCOME_MERGED
-            assert again.lead.id == lead.id
-            assert len(again.lead.touchpoints) == 2
+            assert again.lead == lead_pb2.Lead(id=lead.id)
+            merged = await stub.GetLead(lead_service_pb2.GetLeadRequest(id=lead.id), metadata=oem)
+            assert len(merged.lead.touchpoints) == 2
 
             own = _auth(var, Caller(Kind.DEALER, "sales-1", dealer_id="D-SH-01"))
             got = await stub.GetLead(lead_service_pb2.GetLeadRequest(id=lead.id), metadata=own)
