@@ -108,6 +108,8 @@ class Link:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     user_credentials=self._creds or None,
+                    # Our subjects are made by mesh.events.envelope (checked there).
+                    skip_subject_validation=True,
                 )
             except Exception as e:
                 self._log_error("cannot connect to NATS (%s); retrying", type(e).__name__)

@@ -49,9 +49,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from mesh.db import Database
 from mesh.events import metrics, spans
 from mesh.events.claims import OutboxStatements
-from mesh.events.envelope import stream_name, stream_subjects, traceparent_of
+from mesh.events.envelope import (
+    header_block,
+    header_pairs,
+    stream_name,
+    stream_subjects,
+    traceparent_of,
+)
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
+from mesh.events.publisher import Publisher
 from mesh.events.settings import EventSettings
 from mesh.unit_of_work import UnitOfWork, transaction
 
@@ -63,6 +70,7 @@ DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_ACK_TIMEOUT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 GAUGE_EVERY_SECONDS = 1.0
+EXPECTED_STREAM = "Nats-Expected-Stream"
 _STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
 
 
@@ -114,6 +122,7 @@ class Relay:
         self._published: dict[str, Any] = {}
         self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
         self._sql = OutboxStatements(outbox.table)
+        self._publisher = Publisher(link)
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -135,6 +144,7 @@ class Relay:
         if self._wakeup is not None:
             self.outbox.forget(self._wakeup)
             self._wakeup = None
+        await self._publisher.close()
 
     async def _run(self) -> None:
         delay = 0.05
@@ -233,51 +243,38 @@ class Relay:
 
     async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], list[int]]:
         """Publish every row, then wait for the acks; (acked seqs, failed seqs)."""
-        js = self._link.js
-        futures: list[asyncio.Future[Any] | None] = []
+        messages = []
         started: list[Any] = []
-        error: Exception | None = None
+        source, expected = self.outbox.source, (EXPECTED_STREAM, self.stream)
         for row in rows:
-            if error is not None:
-                futures.append(None)
-                started.append(None)
-                continue
-            envelope = self.outbox.envelope(row._mapping)
-            span = spans.start(
-                self._tracer,
-                f"publish {row.subject}",
-                SpanKind.PRODUCER,
-                spans.remote_context(row.traceparent, row.tracestate),
-                spans.messaging_attributes(row.subject, row.id, "publish"),
-            )
-            headers = envelope.headers()
-            if span is not None:
-                headers["traceparent"] = traceparent_of(span.get_span_context())
-            started.append(span)
-            try:
-                futures.append(
-                    await js.publish_async(
-                        row.subject, row.payload, headers=headers, stream=self.stream
-                    )
+            traceparent, span = row.traceparent, None
+            if traceparent:
+                span = spans.start(
+                    self._tracer,
+                    f"publish {row.subject}",
+                    SpanKind.PRODUCER,
+                    spans.remote_context(traceparent, row.tracestate),
+                    spans.messaging_attributes(row.subject, row.id, "publish"),
                 )
-            except Exception as e:  # disconnected mid-batch: the rest waits for next time
-                error = e
-                futures.append(None)
-        live = [f for f in futures if f is not None]
-        if live:
-            _, pending = await asyncio.wait(live, timeout=self._ack_timeout)
-            for f in pending:
-                f.cancel()
+                if span is not None:
+                    traceparent = traceparent_of(span.get_span_context())
+            started.append(span)
+            headers = header_pairs(
+                row.id,
+                source,
+                row.type,
+                row.aggregate,
+                row.create_time,
+                traceparent,
+                row.tracestate,
+            )
+            headers.append(expected)
+            messages.append((row.subject, row.payload, header_block(headers)))
+        oks = await self._publisher.publish(messages, self._ack_timeout)
         acked: list[int] = []
         failed: list[int] = []
         counts: dict[str, int] = {}
-        for row, future, span in zip(rows, futures, started, strict=True):
-            ok = (
-                future is not None
-                and future.done()
-                and not future.cancelled()
-                and future.exception() is None
-            )
+        for row, ok, span in zip(rows, oks, started, strict=True):
             if ok:
                 acked.append(row.seq)
                 counts[row.type] = counts.get(row.type, 0) + 1
