@@ -126,16 +126,17 @@ class Puller:
                 return  # no heartbeat: the request died with its connection or server
 
     async def _on_message(self, msg: Msg) -> None:
-        current = msg.subject.rpartition(".")[2] == str(self._request)
-        if current:
-            self._last_heard = time.monotonic()
         status = msg.headers.get(api.Header.STATUS) if msg.headers else None
         if status:
-            if status != "100" and current:  # 404/408/409: this request is over
-                self._request_done.set()
+            # Status messages come on the request's own reply subject.
+            if msg.subject.rpartition(".")[2] == str(self._request):
+                self._last_heard = time.monotonic()
+                if status != "100":  # 404/408/409: this request is over
+                    self._request_done.set()
             return
+        # Deliveries keep their stream subject: they count against the open request.
+        self._last_heard = time.monotonic()
         self.queue.put_nowait(msg)
-        if current:
-            self._remaining -= 1
-            if self._remaining <= 0:
-                self._request_done.set()
+        self._remaining -= 1
+        if self._remaining <= 0:
+            self._request_done.set()
