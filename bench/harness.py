@@ -185,3 +185,30 @@ def serve_command(module: list[str], kind: str, url: str, core: int | None) -> l
     if core is not None:
         cmd += ["--core", str(core)]
     return cmd
+
+
+def naive_engine(url: str) -> Any:
+    """The naive baselines' async SQLAlchemy engine: one connection per call in flight (so
+    the baseline waits on its database, not on SQLAlchemy's pool: the default 5 + 10 would
+    queue most of 64 calls) and, on SQLite, WAL with `mesh.db.sqlite_synchronous()` (what
+    MARQUE_SQLITE_SYNCHRONOUS gives the real services too: the same durability) and the
+    same busy timeout. Nothing else of `mesh.db`: the baseline is what a first version of a
+    service would do."""
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from mesh.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_synchronous
+
+    engine = create_async_engine(url, pool_size=16, max_overflow=64, pool_timeout=60)
+    if url.startswith("sqlite"):
+        synchronous = sqlite_synchronous()
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.close()
+
+    return engine

@@ -3,7 +3,11 @@
 `transaction(db, work)` runs `work(uow)` in one transaction and commits it:
 - SQLite: `BEGIN IMMEDIATE` first, so the reads that decide a write and the write are one
   atomic step even across processes (SQLite has one writer at a time); in one process the
-  writers queue on an asyncio lock instead of spinning in SQLite's busy handler.
+  writers queue on an asyncio lock (`writer_lock(db)`, which a group-commit writer takes
+  too) instead of spinning in SQLite's busy handler. `begin(conn)` starts it in ONE
+  hand-over to the aiosqlite thread (`on_sqlite_thread`) rather than the three of a driver
+  statement (cursor, execute, close); SQLAlchemy's transaction follows, so its commit or
+  rollback ends the one SQLite began.
 - PostgreSQL: READ COMMITTED with the locks the work asks for: `uow.lock(*keys)` takes
   transaction-scoped advisory locks on hashed keys (sorted, so two transactions never wait
   on each other in a cycle); rows are locked by the queries themselves (`FOR UPDATE`).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -104,7 +109,9 @@ class UnitOfWork:
                 log.error("a post-commit hook failed", exc_info=loggable(e))
 
 
-def _retryable(error: Exception) -> bool:
+def retryable(error: BaseException) -> bool:
+    """Whether `error` is worth running the work again for: a lost race on a unique key
+    (IntegrityError), a serialization failure or a deadlock (40001, 40P01)."""
     if isinstance(error, IntegrityError):
         return True
     return isinstance(error, DBAPIError) and (
@@ -115,14 +122,43 @@ def _retryable(error: Exception) -> bool:
 _writer_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def _writer_lock(db: Database) -> asyncio.Lock | None:
-    """SQLite's in-process writer queue (one per database)."""
+def writer_lock(db: Database) -> asyncio.Lock | None:
+    """SQLite's in-process writer queue (one per database; None on PostgreSQL). Hold it
+    around any write transaction on `db` that does not go through `transaction`."""
     if not db.is_sqlite:
         return None
     lock = _writer_locks.get(db)
     if lock is None:
         lock = _writer_locks[db] = asyncio.Lock()
     return lock
+
+
+async def on_sqlite_thread(conn: AsyncConnection, fn: Callable[[Any], T]) -> T:
+    """Run `fn(sqlite3_connection)` on the aiosqlite connection's own thread in ONE
+    hand-over (aiosqlite's `_execute`, the primitive behind each of its own methods), for
+    work that would otherwise cost a hand-over per DBAPI call. A sqlite3 error comes back
+    as SQLAlchemy's (IntegrityError, OperationalError...), without its parameters, as a
+    statement through the engine would."""
+    raw = await conn.get_raw_connection()
+    aio: Any = raw.driver_connection
+    try:
+        result: T = await aio._execute(fn, aio._conn)
+    except sqlite3.Error as e:
+        raise DBAPIError.instance(None, None, e, sqlite3.Error, hide_parameters=True) from e
+    return result
+
+
+def _begin_immediate(db: Any) -> None:
+    db.execute("BEGIN IMMEDIATE")
+
+
+async def begin(conn: AsyncConnection) -> None:
+    """Start a write transaction on `conn`: SQLAlchemy's (no I/O on either back end), and
+    on SQLite `BEGIN IMMEDIATE` in one hand-over, so the write lock is held from here to
+    the commit or rollback of SQLAlchemy's transaction."""
+    await conn.begin()
+    if conn.dialect.name == "sqlite":
+        await on_sqlite_thread(conn, _begin_immediate)
 
 
 async def transaction(
@@ -138,7 +174,7 @@ async def transaction(
         try:
             return await _once(db, work, outbox)
         except (IntegrityError, DBAPIError) as error:
-            if attempt == attempts or not _retryable(error):
+            if attempt == attempts or not retryable(error):
                 raise
             log.info("transaction retried", extra={"attempt": attempt})
     raise AssertionError("unreachable")
@@ -147,13 +183,12 @@ async def transaction(
 async def _once(
     db: Database, work: Callable[[UnitOfWork], Awaitable[T]], outbox: Outbox | None
 ) -> T:
-    queue = _writer_lock(db)
+    queue = writer_lock(db)
     if queue is not None:
         await queue.acquire()
     try:
         async with db.engine.connect() as conn:
-            if db.is_sqlite:
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await begin(conn)
             uow = UnitOfWork(conn, is_sqlite=db.is_sqlite, outbox=outbox)
             try:
                 result = await work(uow)

@@ -1,10 +1,11 @@
 """How the mesh runs the member service: `build_spec()` for `mesh.server.run` / `start`.
 
-Start-up opens the database from `settings.database_url` and upgrades its schema with the
-hand-written Alembic migrations, and starts the sweeper that forgets request ids after their
-retention (mesh/retention.py); shutdown stops it and disposes the engine. The clock and the
-programme configuration (expiry, tiers; else from the environment) can be injected, so
-tests can move time.
+Start-up opens the database from `settings.database_url`, upgrades its schema with the
+hand-written Alembic migrations, starts the engine's points writer and the sweeper that
+forgets request ids after their retention (mesh/retention.py); shutdown stops the sweeper,
+drains the writer (everything queued is committed and answered) and disposes the engine.
+The clock and the programme configuration (expiry, tiers; else from the environment) can
+be injected, so tests can move time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def build_spec(*, config: MemberConfig | None = None, clock: Clock = utc_now) ->
     async def startup(settings: Settings) -> None:
         db = Database(settings.database_url)
         await db.migrate(MIGRATIONS)
-        state["engine"] = MemberEngine(db, config or MemberConfig.from_env(os.environ), clock)
+        engine = MemberEngine(db, config or MemberConfig.from_env(os.environ), clock)
+        await engine.start()
+        state["engine"] = engine
         sweeper = request_id_sweeper(db, request_ids.c.create_time, settings, clock)
         sweeper.start()
         sweepers.append(sweeper)
@@ -41,6 +44,7 @@ def build_spec(*, config: MemberConfig | None = None, clock: Clock = utc_now) ->
             await sweepers.pop().stop()
         engine = state.pop("engine", None)
         if engine is not None:
+            await engine.stop()
             await engine.db.dispose()
 
     return ServiceSpec(

@@ -6,6 +6,9 @@ exist); rules live in `domain/`, SQL in `store/`. Here: who may see which member
 once, `_view`) and which unit of work does what (`mesh.unit_of_work`), idempotent by the
 caller's request (`req`, AIP-155). Longer units of work are beside it: `accounts.py`
 (EarnPoints, RedeemPoints, the steps writes share), `lifecycle.py` (Register, Merge, Erase).
+EarnPoints and RedeemPoints, the hot path, are committed in groups by the member writer
+(`points_writer.py` on `mesh.groupcommit`): the engine's `start()` starts it, `stop()`
+drains it (an engine driven without `start()` starts it on its first points write).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from mesh.db import Database
 from mesh.errors import FailedPrecondition, NotFound
+from mesh.groupcommit import GroupCommitter
 from mesh.idempotency import Asked
 from mesh.identity import Caller, Kind
 from mesh.unit_of_work import UnitOfWork, transaction
@@ -42,12 +46,28 @@ from services.member.domain.relations import DealerRelation, Relation
 from services.member.domain.rules import MemberState
 from services.member.domain.vin import normalise_vin
 from services.member.domain.visibility import View
+from services.member.points_writer import (
+    EARN,
+    REDEEM,
+    Outcome,
+    PointsWrite,
+    PointsWriter,
+    Retried,
+    Slow,
+)
 
 Clock = Callable[[], dt.datetime]
 Change = Callable[[UnitOfWork], Awaitable[str]]
 Booked = accounts.Booked
 LINK, UPDATE, BIND = "LinkIdentity", "UpdateMember", "BindVehicle"
 TRANSFER, RELATION, CONSENT = "TransferVehicle", "RecordDealerRelation", "RecordConsent"
+# The writer keeps its connection between batches while they follow each other this
+# closely; after a longer pause it takes a fresh (pinged) one from the pool.
+WRITER_IDLE_SECONDS = 5.0
+# While points writes keep the writer busy, it waits this long for more of them before
+# each batch (mesh/groupcommit.py: PostgreSQL's commit_delay; a lone caller never waits).
+WRITER_LINGER_SECONDS = 0.001
+WRITER_MAX_BATCH = 256
 
 
 def utc_now() -> dt.datetime:
@@ -62,6 +82,23 @@ class MemberEngine:
         self.db = db
         self.config = config
         self.clock = clock
+        self.points = PointsWriter(db, config.tiers, WRITER_IDLE_SECONDS)
+        self.writer: GroupCommitter[PointsWrite, Outcome] = GroupCommitter(
+            self.points.write,
+            max_batch=WRITER_MAX_BATCH,
+            name="member-writer",
+            linger=WRITER_LINGER_SECONDS,
+        )
+
+    async def start(self) -> None:
+        """Start the points writer (on the serving loop)."""
+        self.writer.start()
+
+    async def stop(self) -> None:
+        """Finish the points writes already queued, stop the writer, release its
+        connection."""
+        await self.writer.stop()
+        await self.points.connection.close()
 
     # -------------------------------------------------------------------------- access
 
@@ -213,9 +250,17 @@ class MemberEngine:
         self, member_id: str, points: int, reason: str, source_ref: str, *, req: Asked,
         caller: Caller,
     ) -> Booked:  # fmt: skip
-        """EarnPoints: see accounts.earn (the hot path)."""
+        """EarnPoints (the hot path): group-committed (points_writer.py); what the batch
+        does not decide runs as accounts.earn in its own unit of work."""
         now, tier_rules = self.clock(), self.config.tiers
         entry = ledger.earn(accounts.new_entry_id(), points, now, self.config.expiry_months)
+        outcome = await self._write(
+            PointsWrite(EARN, member_id, req, now, entry.id, points, reason, source_ref, entry)
+        )
+        if isinstance(outcome, Retried):
+            return await self._retried(outcome.txn_id, member_id, now)
+        if not isinstance(outcome, Slow):
+            return outcome
 
         async def work(uow: UnitOfWork) -> tuple[str, Booked | None]:
             return await accounts.earn(uow, member_id, entry, reason=reason,
@@ -229,7 +274,8 @@ class MemberEngine:
         self, member_id: str, points: int, reason: str, source_ref: str, *, req: Asked,
         caller: Caller,
     ) -> Booked:  # fmt: skip
-        """RedeemPoints: see accounts.redeem; refusals are counted."""
+        """RedeemPoints: group-committed like EarnPoints (accounts.redeem when the batch
+        does not decide it); refusals are counted."""
         view = await self._view(caller, member_id)
         if points <= 0:
             raise invalid("points", "must be positive")
@@ -240,13 +286,27 @@ class MemberEngine:
                                          source_ref=source_ref, req=req, now=now)  # fmt: skip
 
         try:
-            txn_id, booked = await transaction(self.db, work)
+            outcome = await self._write(
+                PointsWrite(REDEEM, member_id, req, now, entry_id, points, reason, source_ref)
+            )
+            if isinstance(outcome, Retried):
+                txn_id, booked = outcome.txn_id, None
+            elif isinstance(outcome, Slow):
+                txn_id, booked = await transaction(self.db, work)
+            else:
+                booked = outcome
         except FailedPrecondition as e:
             if e.reason == INSUFFICIENT_POINTS:
                 metrics.REDEEM_REFUSED.inc()
             raise
         txn, record = booked or await self._retried(txn_id, member_id, now)
         return vis.transaction_shown(txn, caller), vis.member_shown(record, view)
+
+    async def _write(self, write: PointsWrite) -> Outcome:
+        """One points write through the writer (started on first use when the engine is
+        driven without `start()`)."""
+        self.writer.start()
+        return await self.writer.submit(write)
 
     async def _retried(self, txn_id: str, member_id: str, now: dt.datetime) -> Booked:
         """What a retried points write answers: the first call's entry, the member now."""

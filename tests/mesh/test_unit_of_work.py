@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +15,7 @@ from mesh.db import Database
 from mesh.idempotency import Request, RequestIdReused, RequestIds, request_ids_table
 from mesh.identity import Caller, Kind
 from mesh.schema import new_metadata
-from mesh.unit_of_work import UnitOfWork, transaction
+from mesh.unit_of_work import UnitOfWork, begin, transaction
 
 metadata = new_metadata()
 counters = sa.Table(
@@ -129,3 +131,92 @@ async def test_remember_and_prior(db: Database) -> None:
         return await IDS.prior(uow.conn, "Update", erased, also="fp")
 
     assert await transaction(db, after_erasure) == "M1"
+
+
+# ---------------------------------------------------------------- SQLite: the one-hop begin
+
+# Another process writing the counter at once (timeout 0: a locked database fails it).
+_OTHER_WRITER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=0)
+try:
+    db.execute("UPDATE counters SET value = value + 1000")
+    db.commit()
+except sqlite3.OperationalError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
+async def other_process_writes(path: str) -> bool:
+    """Whether another process could write the database just now."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _OTHER_WRITER, path, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode in (0, 3), out
+    if proc.returncode == 3:
+        assert b"locked" in out, out
+    return proc.returncode == 0
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'uow.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(counters.insert().values(name="c", value=0))
+    yield database
+    await database.dispose()
+
+
+async def test_sqlite_begin_is_one_hand_over(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiosqlite
+
+    real = aiosqlite.Connection._execute
+    hops: list[object] = []
+
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
+        hops.append(fn)
+        return await real(self, fn, *args)
+
+    async with sqlite_db.engine.connect() as conn:
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        await begin(conn)
+        assert len(hops) == 1
+        assert conn.in_transaction()
+        await conn.rollback()
+
+
+async def test_sqlite_holds_the_write_lock_from_its_start_and_commits_or_rolls_back(
+    sqlite_db: Database,
+) -> None:
+    path = str(sqlite_db.url.database)
+    seen: list[bool] = []
+
+    async def work(uow: UnitOfWork) -> int:
+        # Before the work has run a single statement, nobody else may write.
+        seen.append(await other_process_writes(path))
+        current = (await uow.conn.execute(sa.select(counters.c.value))).scalar_one()
+        seen.append(await other_process_writes(path))
+        await uow.conn.execute(counters.update().values(value=current + 1))
+        return int(current) + 1
+
+    assert await transaction(sqlite_db, work) == 1
+    assert seen == [False, False]
+    assert await value(sqlite_db) == 1  # committed, and nothing in between
+
+    async def refused(uow: UnitOfWork) -> None:
+        await uow.conn.execute(counters.update().values(value=99))
+        seen.append(await other_process_writes(path))
+        raise ValueError("a rule said no")
+
+    with pytest.raises(ValueError):
+        await transaction(sqlite_db, refused)
+    assert seen[-1] is False
+    assert await value(sqlite_db) == 1  # rolled back
+    # Both ended their transaction: the lock is free again.
+    assert await other_process_writes(path)
+    assert await value(sqlite_db) == 1001

@@ -43,6 +43,10 @@ class Direct:
         self.engine = MemberEngine(db, config or MemberConfig(), lambda: self.now)
         self.config = self.engine.config
 
+    async def close(self) -> None:
+        """Drain and stop the engine's points writer (started by the first points write)."""
+        await self.engine.stop()
+
     def at(self, now: dt.datetime) -> MemberEngine:
         self.now = now
         return self.engine
@@ -89,7 +93,9 @@ class Direct:
 async def direct(database_url: str, config: MemberConfig | None = None) -> AsyncIterator[Direct]:
     db = Database(database_url)
     await db.migrate(MIGRATIONS)
+    d = Direct(db, config)
     try:
-        yield Direct(db, config)
+        yield d
     finally:
+        await d.close()
         await db.dispose()

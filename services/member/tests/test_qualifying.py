@@ -131,6 +131,7 @@ async def test_merge_and_a_clock_set_back_invalidate_the_cache(member_store: Dir
 
 async def test_upgrade_from_0001_recomputes_from_the_ledger(database_url: str) -> None:
     db = Database(database_url)
+    s = Direct(db)
     try:
         assert await db.migrate(MIGRATIONS, "0001") == "0001"
         async with db.begin() as conn:
@@ -151,7 +152,6 @@ async def test_upgrade_from_0001_recomputes_from_the_ledger(database_url: str) -
                 {"t": T0, "exp": ledger.add_months(T0, 24)},
             )
         assert await db.migrate(MIGRATIONS) == "0003"
-        s = Direct(db)
         now = T0 + dt.timedelta(days=1)
         got = await s.get_member("m_old", now)
         assert (got.qualifying_points, got.tier) == (1200, "SILVER")
@@ -159,6 +159,7 @@ async def test_upgrade_from_0001_recomputes_from_the_ledger(database_url: str) -
         assert (got.qualifying_points, got.balance) == (1210, 1210)
         await check(s, got, now)
     finally:
+        await s.close()
         await db.dispose()
 
 
@@ -188,9 +189,9 @@ def test_any_sequence_keeps_cache_equal_to_ledger(
 ) -> None:
     async def run() -> None:
         db = Database(database_url)
+        s = Direct(db)
         try:
             await db.migrate(MIGRATIONS)
-            s = Direct(db)
             now = T0
             m = await new_member(s, now)
             earned: list[dt.datetime] = []
@@ -214,6 +215,7 @@ def test_any_sequence_keeps_cache_equal_to_ledger(
                         got = await s.get_member(m.id, now)
                 await check(s, got, now)
         finally:
+            await s.close()
             await db.dispose()
 
     asyncio.run(run())

@@ -34,13 +34,19 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def fail_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
+def fail_once(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, *, before: bool = False
+) -> list[int]:
     """Make `module.name` lose a unique-key race the first time it runs (after doing its
-    work, as a real insert would); the calls are counted in the list returned."""
+    work, as a real insert would; `before` it, for a step that commits what it wrote); the
+    calls are counted in the list returned."""
     real: Callable[..., Awaitable[Any]] = getattr(module, name)
     calls: list[int] = []
 
     async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if before and not calls:
+            calls.append(1)
+            raise IntegrityError("INSERT ...", {}, Exception("a twin got there first"))
         result = await real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 1:
@@ -64,8 +70,10 @@ async def test_a_retried_earn_books_and_counts_once(
     m, _ = await d.register(w("r", T0), IdentityKey(IdentityType.MOBILE, "+8613800000101"), "", "")
     earned = sample("marque_points_total", direction="earn")
     silver = sample("marque_member_tier_changes_total", to="SILVER")
-    # The tier change is the last write of the earn: by then the entry is booked.
-    calls = fail_once(monkeypatch, store.points, "insert_tier_change")
+    # The group-committed batch writes everything (entry, points, tier change, request id)
+    # and commits in one call: it loses a race there, and the batch runs again from its
+    # lookup; what the first attempt decided (and would have counted) is dropped.
+    calls = fail_once(monkeypatch, store, "batch_write", before=True)
     txn, member = await d.earn(w("e1", T0), m.id, 1500, "purchase", "order-1")
     assert len(calls) == 2, "the transaction ran twice"
     assert (member.balance, member.tier) == (1500, "SILVER")

@@ -1,0 +1,166 @@
+"""The points batch on SQLite: every lookup in one call on the SQLite thread, every write and
+the commit in another (store/batch.py says what they read and write).
+
+aiosqlite runs every DBAPI call (cursor, execute, fetch, close) on the connection's own
+thread, one hand-over each way per call; through SQLAlchemy a batch's dozen statements
+would cost some 40 of them, each dearer than the statement on a busy core. So the lookups
+and the writes are two plain sqlite3 functions, each run whole on that thread in ONE call
+(`mesh.unit_of_work.on_sqlite_thread`), reading and writing the values exactly as the
+column types store them (UTC text), so the SQLAlchemy reads elsewhere see the same rows.
+`IN (SELECT value FROM json_each(?))` keeps every statement's text constant whatever the
+batch size, and is still a search on the index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mesh.schema import UtcDateTime
+from mesh.unit_of_work import on_sqlite_thread
+from services.member.domain.model import IdentityRecord
+from services.member.store.batch import (
+    ENTRY_COLUMNS,
+    MEMBER_COLUMNS,
+    POINTS_COLUMNS,
+    REQUEST_COLUMNS,
+    TIER_COLUMNS,
+    BatchFound,
+    BatchWrites,
+    Prior,
+    RequestKey,
+    points_values,
+)
+from services.member.store.rows import identity_records, member_row
+from services.member.store.tables import members
+
+_IN = "(SELECT value FROM json_each(?))"
+_SQL_MEMBERS = f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE id IN {_IN}"
+# ix_identities_member_id
+_SQL_IDENTITIES = (
+    "SELECT member_id, type, app_id, value, link_time FROM identities "
+    f"WHERE member_id IN {_IN} AND erase_time IS NULL ORDER BY id"
+)
+# pk_request_ids (scope, method, request_id)
+_SQL_REQUESTS = (
+    "SELECT scope, method, request_id, fingerprint, result FROM request_ids "
+    f"WHERE scope IN {_IN} AND method IN {_IN} AND request_id IN {_IN}"
+)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+_SQL_INSERT_ENTRY = _insert("point_transactions", ENTRY_COLUMNS)
+_SQL_INSERT_REQUEST = _insert("request_ids", REQUEST_COLUMNS)
+_SQL_INSERT_TIER = _insert("tier_changes", TIER_COLUMNS)
+_SQL_UPDATE_MEMBER = (
+    f"UPDATE members SET {', '.join(f'{c} = ?' for c in POINTS_COLUMNS)} WHERE id = ?"
+)
+_MEMBER_TIMES = tuple(c.name for c in members.c if isinstance(c.type, UtcDateTime))
+
+
+def _text(value: Any) -> Any:
+    """A value as the column types store it on SQLite (UTC datetimes as SQLAlchemy's text,
+    "YYYY-MM-DD HH:MM:SS.ffffff")."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def _row(values: dict[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(_text(values[c]) for c in columns)
+
+
+async def sqlite_lookup(
+    conn: AsyncConnection, member_ids: Sequence[str], request_keys: Sequence[RequestKey]
+) -> BatchFound:
+    """BEGIN IMMEDIATE, then the batch's members, their live identities and the request ids
+    seen, in one call on the SQLite thread; the transaction stays open."""
+    ids = json.dumps(sorted(set(member_ids)))
+    wanted = set(request_keys)
+    scopes = json.dumps(sorted({k[0] for k in wanted}))
+    methods = json.dumps(sorted({k[1] for k in wanted}))
+    rids = json.dumps(sorted({k[2] for k in wanted}))
+
+    def run(db: Any) -> tuple[list[Any], list[Any], list[Any]]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(_SQL_MEMBERS, (ids,)).fetchall()
+            idents = db.execute(_SQL_IDENTITIES, (ids,)).fetchall()
+            seen = db.execute(_SQL_REQUESTS, (scopes, methods, rids)).fetchall() if wanted else []
+            return rows, idents, seen
+        except BaseException:
+            db.rollback()
+            raise
+
+    rows, idents, seen = await on_sqlite_thread(conn, run)
+    found: dict[str, Any] = {}
+    for row in rows:
+        values = dict(zip(MEMBER_COLUMNS, row, strict=True))
+        for c in _MEMBER_TIMES:
+            values[c] = _time(values[c])
+        found[values["id"]] = member_row(cast(Any, SimpleNamespace(**values)))
+    by_member: dict[str, list[Any]] = {}
+    for member_id, type_, app_id, value, link_time in idents:
+        ident = SimpleNamespace(type=type_, app_id=app_id, value=value, link_time=_time(link_time))
+        by_member.setdefault(member_id, []).append(ident)
+    identities: dict[str, tuple[IdentityRecord, ...]] = {
+        m: identity_records(cast(Any, found_rows)) for m, found_rows in by_member.items()
+    }
+    requests = {
+        (scope, method, rid): Prior(result, fp)
+        for scope, method, rid, fp, result in seen
+        if (scope, method, rid) in wanted
+    }
+    return BatchFound(found, identities, requests)
+
+
+async def sqlite_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int]:
+    """Every write of a batch and the commit, in one call on the SQLite thread: the ledger
+    entries in booking order (each one's rowid is its `seq`), the members' points columns,
+    the request ids, the tier changes; rolled back whole on any error."""
+    entries = [_row(b.values(), ENTRY_COLUMNS) for b in w.entries]
+    updates = []
+    for row in w.members:
+        values = points_values(row)
+        updates.append((*_row(values, POINTS_COLUMNS), row.id))
+    requests = [_row(r.values(), REQUEST_COLUMNS) for r in w.requests]
+    tiers = [_row(t.values(), TIER_COLUMNS) for t in w.tier_changes]
+
+    def run(db: Any) -> dict[str, int]:
+        try:
+            seqs: dict[str, int] = {}
+            cur = db.cursor()
+            for values in entries:
+                cur.execute(_SQL_INSERT_ENTRY, values)
+                seqs[values[0]] = cur.lastrowid
+            for sql, rows in (
+                (_SQL_UPDATE_MEMBER, updates),
+                (_SQL_INSERT_REQUEST, requests),
+                (_SQL_INSERT_TIER, tiers),
+            ):
+                if rows:
+                    cur.executemany(sql, rows)
+            cur.close()
+            db.commit()
+            return seqs
+        except BaseException:
+            db.rollback()
+            raise
+
+    result: dict[str, int] = await on_sqlite_thread(conn, run)
+    return result
