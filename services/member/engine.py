@@ -103,7 +103,11 @@ class MemberEngine:
     # -------------------------------------------------------------------------- access
 
     async def _view(self, caller: Caller, member_id: str) -> View:
-        """What the caller may see of `member_id`; NOT_FOUND if nothing."""
+        """What the caller may see of `member_id`; NOT_FOUND if nothing. Staff and a
+        customer's own id are decided without the database (the hot path's read)."""
+        view = vis.view_for(caller, member_id)
+        if view is not View.NONE:
+            return view
         async with self.db.engine.connect() as conn:
             related = False
             if caller.kind is Kind.DEALER and caller.dealer_id:
