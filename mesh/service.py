@@ -18,6 +18,7 @@ lifespan ends. `Service.spec()` is the `mesh.server.ServiceSpec` that `mesh.serv
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import sys
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 
 from mesh.config import Settings
 from mesh.db import Database
-from mesh.retention import request_id_sweeper
+from mesh.retention import request_id_sweeper, utc_now
 from mesh.server import Servicer, ServiceSpec
 
 
@@ -54,6 +55,9 @@ class Service:
     lifespan: Lifespan
     migrations: Path | None = None
     request_ids: sa.Table | None = None
+    # The clock the service stamps its request ids with (the sweeper's "now"); tests that
+    # move time pass theirs.
+    clock: Callable[[], dt.datetime] | None = None
 
     def spec(self) -> ServiceSpec:
         """The ServiceSpec that serves this service."""
@@ -68,7 +72,9 @@ class Service:
                 if self.migrations is not None:
                     await db.migrate(self.migrations)
                 if self.request_ids is not None:
-                    sweeper = request_id_sweeper(db, self.request_ids.c.create_time, settings)
+                    column = self.request_ids.c.create_time
+                    clock = self.clock or utc_now
+                    sweeper = request_id_sweeper(db, column, settings, clock)
                     sweeper.start()
                     stack.push_async_callback(sweeper.stop)
                 running.append(

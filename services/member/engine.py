@@ -18,11 +18,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from mesh.db import Database
 from mesh.errors import FailedPrecondition, NotFound
-from mesh.groupcommit import GroupCommitter
 from mesh.idempotency import Asked
-from mesh.identity import Caller, Kind
+from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork, transaction
-from services.member import accounts, lifecycle, metrics, store
+from services.member import access, accounts, lifecycle, metrics, store
 from services.member.domain import consent, identities, ledger, profile, rules
 from services.member.domain import vehicles as cars
 from services.member.domain import visibility as vis
@@ -45,7 +44,6 @@ from services.member.domain.model import (
 from services.member.domain.relations import DealerRelation, Relation
 from services.member.domain.rules import MemberState
 from services.member.domain.vin import normalise_vin
-from services.member.domain.visibility import View
 from services.member.points_writer import (
     EARN,
     REDEEM,
@@ -61,13 +59,6 @@ Change = Callable[[UnitOfWork], Awaitable[str]]
 Booked = accounts.Booked
 LINK, UPDATE, BIND = "LinkIdentity", "UpdateMember", "BindVehicle"
 TRANSFER, RELATION, CONSENT = "TransferVehicle", "RecordDealerRelation", "RecordConsent"
-# The writer keeps its connection between batches while they follow each other this
-# closely; after a longer pause it takes a fresh (pinged) one from the pool.
-WRITER_IDLE_SECONDS = 5.0
-# While points writes keep the writer busy, it waits this long for more of them before
-# each batch (mesh/groupcommit.py: PostgreSQL's commit_delay; a lone caller never waits).
-WRITER_LINGER_SECONDS = 0.001
-WRITER_MAX_BATCH = 256
 
 
 def utc_now() -> dt.datetime:
@@ -82,13 +73,8 @@ class MemberEngine:
         self.db = db
         self.config = config
         self.clock = clock
-        self.points = PointsWriter(db, config.tiers, WRITER_IDLE_SECONDS)
-        self.writer: GroupCommitter[PointsWrite, Outcome] = GroupCommitter(
-            self.points.write,
-            max_batch=WRITER_MAX_BATCH,
-            name="member-writer",
-            linger=WRITER_LINGER_SECONDS,
-        )
+        self.points = PointsWriter(db, config.tiers)
+        self.writer = self.points.committer()
 
     async def start(self) -> None:
         """Start the points writer (on the serving loop)."""
@@ -102,35 +88,8 @@ class MemberEngine:
 
     # -------------------------------------------------------------------------- access
 
-    async def _view(self, caller: Caller, member_id: str) -> View:
-        """What the caller may see of `member_id`; NOT_FOUND if nothing. Staff and a
-        customer's own id are decided without the database (the hot path's read)."""
-        view = vis.view_for(caller, member_id)
-        if view is not View.NONE:
-            return view
-        async with self.db.engine.connect() as conn:
-            related = False
-            if caller.kind is Kind.DEALER and caller.dealer_id:
-                related = await store.relations.dealer_related(conn, caller.dealer_id, member_id)
-            view = vis.view_for(caller, member_id, dealer_related=related)
-            if view is View.NONE and caller.kind is Kind.CUSTOMER and caller.member_id:
-                # A customer whose member was merged keeps a token naming the old id.
-                state = await store.members.state_of(conn, caller.member_id)
-                if state is not None:
-                    view = vis.view_for(caller, member_id, own_merged_into=state[1])
-        if view is View.NONE:
-            raise member_not_found(member_id)
-        return view
-
     async def _member_at(self, member_id: str, now: dt.datetime) -> MemberRecord:
         return await accounts.member_at(self.db, member_id, now, self.config.tiers)
-
-    async def _member_id_for(self, identity: IdentityKey, caller: Caller, what: str) -> str | None:
-        """The member holding an identity (normalised; dealers look up by mobile only)."""
-        key = identities.normalised(identity)
-        vis.check_lookup(caller, key.type, what)
-        async with self.db.engine.connect() as conn:
-            return await store.members.member_id_for(conn, key)
 
     async def _change_member(
         self, method: str, member_id: str, req: Asked, now: dt.datetime, change: Change
@@ -168,7 +127,7 @@ class MemberEngine:
         self, member_id: str, identity: IdentityKey, *, req: Asked, caller: Caller
     ) -> MemberRecord:
         """LinkIdentity: add an identity; another member's is FAILED_PRECONDITION."""
-        view = await self._view(caller, member_id)
+        view = await access.view(self.db, caller, member_id)
         key = identities.normalised(identity)
         vis.check_may_link(caller)
         now = self.clock()
@@ -200,16 +159,16 @@ class MemberEngine:
 
     async def get_member(self, member_id: str, *, caller: Caller) -> MemberRecord:
         """GetMember: the member as of now, as the caller may see it."""
-        view = await self._view(caller, member_id)
+        view = await access.view(self.db, caller, member_id)
         return vis.member_shown(await self._member_at(member_id, self.clock()), view)
 
     async def find_member(self, identity: IdentityKey, *, caller: Caller) -> MemberRecord:
         """FindMember: not registered and not visible are one answer."""
-        member_id = await self._member_id_for(identity, caller, "search members")
+        member_id = await access.member_id_for(self.db, identity, caller, "search members")
         if member_id is None:
             raise identity_not_found()
         try:
-            view = await self._view(caller, member_id)
+            view = await access.view(self.db, caller, member_id)
         except NotFound:
             raise identity_not_found() from None
         return vis.member_shown(await self._member_at(member_id, self.clock()), view)
@@ -221,7 +180,7 @@ class MemberEngine:
         """UpdateMember: the profile fields of the mask (domain/profile.py)."""
         if not member_id:
             raise invalid("member.id", "the member to update is required")
-        view = await self._view(caller, member_id)
+        view = await access.view(self.db, caller, member_id)
         changes = profile.changes(paths, values)
         now = self.clock()
 
@@ -280,7 +239,7 @@ class MemberEngine:
     ) -> Booked:  # fmt: skip
         """RedeemPoints: group-committed like EarnPoints (accounts.redeem when the batch
         does not decide it); refusals are counted."""
-        view = await self._view(caller, member_id)
+        view = await access.view(self.db, caller, member_id)
         if points <= 0:
             raise invalid("points", "must be positive")
         now, entry_id = self.clock(), accounts.new_entry_id()
@@ -321,7 +280,7 @@ class MemberEngine:
         self, member_id: str, before_seq: int | None, limit: int, *, caller: Caller
     ) -> list[TransactionRecord]:
         """ListPointTransactions: entries older than `before_seq`, newest first."""
-        await self._view(caller, member_id)
+        await access.view(self.db, caller, member_id)
         async with self.db.engine.connect() as conn:
             rows = await store.points.list_transactions(conn, member_id, before_seq, limit)
         return [vis.transaction_shown(t, caller) for t in rows]
@@ -330,7 +289,7 @@ class MemberEngine:
         self, member_id: str, before_seq: int | None, limit: int, *, caller: Caller
     ) -> list[TierChangeRecord]:
         """ListTierChanges: reading the member first records what the rolling window did."""
-        await self._view(caller, member_id)
+        await access.view(self.db, caller, member_id)
         await self._member_at(member_id, self.clock())
         async with self.db.engine.connect() as conn:
             return await store.points.list_tier_changes(conn, member_id, before_seq, limit)
@@ -384,7 +343,7 @@ class MemberEngine:
         self, member_id: str, after_vin: str | None, limit: int, *, caller: Caller
     ) -> list[VehicleRecord]:
         """ListVehicles: the cars the member owns now, by VIN, after `after_vin`."""
-        await self._view(caller, member_id)
+        await access.view(self.db, caller, member_id)
         async with self.db.engine.connect() as conn:
             rows = await store.vehicles.list_vehicles(conn, member_id, after_vin, limit)
         return [vis.vehicle_shown(c, caller, member_id) for c in rows]
@@ -414,7 +373,7 @@ class MemberEngine:
         source: str, *, req: Asked, caller: Caller,
     ) -> ConsentState:  # fmt: skip
         """RecordConsent: append a decision (made at `occur_time`, None: now)."""
-        await self._view(caller, member_id)
+        await access.view(self.db, caller, member_id)
         now = self.clock()
         event = consent.event(member_id, decision, occur_time=occur_time or now, source=source,
                               actor=req.scope, now=now)  # fmt: skip
@@ -424,7 +383,7 @@ class MemberEngine:
             return "ok"
 
         await self._change_member(CONSENT, member_id, req, now, record)
-        return await self._consent(member_id, event.purpose, event.channel)
+        return await access.consent_of(self.db, member_id, event.purpose, event.channel)
 
     async def check_consent(
         self, purpose: consent.Purpose, channel: consent.Channel, member_id: str,
@@ -435,7 +394,7 @@ class MemberEngine:
         found: str | None = member_id
         hidden = member_not_found(member_id)
         if identity is not None:
-            found = await self._member_id_for(identity, caller, "look members up")
+            found = await access.member_id_for(self.db, identity, caller, "look members up")
             hidden = identity_not_found()
         async with self.db.engine.connect() as conn:
             state = await store.members.state_of(conn, found) if found else None
@@ -445,22 +404,15 @@ class MemberEngine:
             if found is None or state is None:
                 raise hidden
             try:
-                await self._view(caller, found)
+                await access.view(self.db, caller, found)
             except NotFound:
                 raise hidden from None
         if found is None or state is None or state[0] is not MemberState.ACTIVE:
             return ConsentState(purpose, channel, False, None)
-        return await self._consent(found, purpose, channel)
-
-    async def _consent(
-        self, member_id: str, purpose: consent.Purpose, channel: consent.Channel
-    ) -> ConsentState:
-        async with self.db.engine.connect() as conn:
-            events = await store.consents.events_of(conn, member_id)
-        return consent.decide(events, purpose, channel)
+        return await access.consent_of(self.db, found, purpose, channel)
 
     async def list_consents(self, member_id: str, *, caller: Caller) -> list[ConsentState]:
         """ListConsents: every (purpose, channel) the member decided on."""
-        await self._view(caller, member_id)
+        await access.view(self.db, caller, member_id)
         async with self.db.engine.connect() as conn:
             return consent.current(await store.consents.events_of(conn, member_id))

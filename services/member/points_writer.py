@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mesh.db import Database
 from mesh.dberrors import loggable
 from mesh.errors import DomainError
-from mesh.groupcommit import HeldConnection
+from mesh.groupcommit import GroupCommitter, HeldConnection
 from mesh.idempotency import Asked, RequestIdReused
 from mesh.unit_of_work import ATTEMPTS, retryable, writer_lock
 from services.member import metrics, store
@@ -64,6 +64,13 @@ from services.member.store.batch import (
     TierChange,
 )
 
+# The writer keeps its connection between batches while they follow each other this
+# closely; after a longer pause it takes a fresh (pinged) one from the pool.
+WRITER_IDLE_SECONDS = 5.0
+# While points writes keep the writer busy, it waits this long for more of them before
+# each batch (mesh/groupcommit.py: PostgreSQL's commit_delay; a lone caller never waits).
+WRITER_LINGER_SECONDS = 0.001
+WRITER_MAX_BATCH = 256
 EARN = "EarnPoints"
 REDEEM = "RedeemPoints"
 log = logging.getLogger(__name__)
@@ -230,10 +237,24 @@ class _Batch:
 class PointsWriter:
     """The batch function of the member writer, on its held connection."""
 
-    def __init__(self, db: Database, tier_rules: tuple[TierRule, ...], idle_seconds: float):
+    def __init__(
+        self,
+        db: Database,
+        tier_rules: tuple[TierRule, ...],
+        idle_seconds: float = WRITER_IDLE_SECONDS,
+    ) -> None:
         self.db = db
         self.tier_rules = tier_rules
         self.connection = HeldConnection(db, idle_seconds)
+
+    def committer(self) -> GroupCommitter[PointsWrite, Outcome]:
+        """The member writer: the group committer whose batch function this is."""
+        return GroupCommitter(
+            self.write,
+            max_batch=WRITER_MAX_BATCH,
+            name="member-writer",
+            linger=WRITER_LINGER_SECONDS,
+        )
 
     async def write(self, batch: Sequence[PointsWrite]) -> list[Outcome | BaseException]:
         """One transaction for the whole batch, run again if it loses a race (see the
