@@ -82,7 +82,7 @@ def default_is_failure(exc: BaseException) -> bool:
         code = exc.code() if callable(getattr(exc, "code", None)) else None
         return code in FAILURE_CODES
     if isinstance(exc, DomainError):
-        return exc.code in FAILURE_CODES
+        return grpc.StatusCode[exc.code] in FAILURE_CODES
     return False
 
 

@@ -38,6 +38,8 @@ access_log = logging.getLogger("mesh.access")
 _OK = grpc.StatusCode.OK
 _INTERNAL = grpc.StatusCode.INTERNAL
 _CANCELLED = grpc.StatusCode.CANCELLED
+# A domain error names its code (mesh/errors.py knows no grpc); the chain turns it into one.
+_STATUS: dict[str, grpc.StatusCode] = {c.name: c for c in grpc.StatusCode}
 _UNKNOWN = grpc.StatusCode.UNKNOWN
 # grpc reports "no deadline" as None or as a huge remaining time; beyond this it is none.
 _NO_DEADLINE_AFTER = 10_000_000.0
@@ -113,7 +115,9 @@ def status_for(error: DomainError, service: str) -> grpc.Status:
         item = any_pb2.Any()
         item.Pack(detail)
         packed.append(item)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+    status = status_pb2.Status(
+        code=_STATUS[error.code].value[0], message=error.message, details=packed
+    )
     return rpc_status.to_status(status)
 
 
@@ -221,7 +225,7 @@ class MethodChain:
     ) -> None:
         """Error mapping: always ends the call by raising (abort or re-raise)."""
         if isinstance(error, DomainError):
-            call.code = error.code
+            call.code = _STATUS[error.code]
             await _abort(context, status_for(error, self.rt.service))
         if isinstance(error, asyncio.CancelledError):
             call.code = _CANCELLED

@@ -1,4 +1,4 @@
-"""Domain errors. Services raise these; the mesh maps them to gRPC status codes with
+"""Domain errors, free of grpc. Services raise these; the mesh maps them to gRPC status codes with
 `google.rpc` details (ErrorInfo always, BadRequest for field violations, RetryInfo when a
 retry may help), so no servicer builds a status by hand."""
 
@@ -6,8 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-import grpc
+# The gRPC status codes a domain error may carry, by name: the domain stays free of grpc and
+# the chain (mesh/chain.py) turns the name into the status code.
+Code = Literal[
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "ABORTED",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +35,7 @@ class FieldViolation:
 class DomainError(Exception):
     """Base of all errors a service reports to its callers on purpose."""
 
-    code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+    code: Code = "FAILED_PRECONDITION"
 
     def __init__(
         self,
@@ -44,7 +58,7 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """The request is malformed regardless of system state."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code: Code = "INVALID_ARGUMENT"
 
     @classmethod
     def for_field(cls, field: str, description: str, *, reason: str = "") -> InvalidArgument:
@@ -59,52 +73,52 @@ class InvalidArgument(DomainError):
 class NotFound(DomainError):
     """The resource does not exist, or the caller may not know that it does."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    code: Code = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
     """A resource with that identity exists already."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code: Code = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the operation."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code: Code = "FAILED_PRECONDITION"
 
 
 class PermissionDenied(DomainError):
     """The caller is known but may not do this."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code: Code = "PERMISSION_DENIED"
 
 
 class Unauthenticated(DomainError):
     """No valid credentials."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code: Code = "UNAUTHENTICATED"
 
 
 class Aborted(DomainError):
     """A concurrency conflict; retrying the whole operation may succeed."""
 
-    code = grpc.StatusCode.ABORTED
+    code: Code = "ABORTED"
 
 
 class ResourceExhausted(DomainError):
     """A quota or capacity is used up."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code: Code = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(DomainError):
     """A dependency is down; retry later."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code: Code = "UNAVAILABLE"
 
 
 class DeadlineExceeded(DomainError):
     """The caller's deadline passed before the call was served (raised by the mesh only)."""
 
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code: Code = "DEADLINE_EXCEEDED"

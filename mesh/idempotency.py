@@ -80,9 +80,12 @@ class Request:
         return cls(scope_of(caller), request_id, fingerprint(*asked))
 
 
-def request_ids_table(metadata: sa.MetaData, *extra: sa.Column[Any]) -> sa.Table:
+def request_ids_table(
+    metadata: sa.MetaData, *extra: sa.Column[Any] | sa.Index | sa.Constraint
+) -> sa.Table:
     """The `request_ids` table of a service: the shared columns and the service's own
-    (`extra`, e.g. the member a request concerns, for erasure)."""
+    (`extra`: columns, e.g. the member a request concerns for erasure, and the indexes that
+    serve them), so the model says everything its migration creates."""
     return sa.Table(
         "request_ids",
         metadata,
@@ -90,9 +93,10 @@ def request_ids_table(metadata: sa.MetaData, *extra: sa.Column[Any]) -> sa.Table
         sa.Column("method", sa.String(48), primary_key=True),
         sa.Column("request_id", sa.String(128), primary_key=True),
         sa.Column("fingerprint", sa.String(64), nullable=False),
-        *extra,
+        *(e for e in extra if isinstance(e, sa.Column)),
         sa.Column("result", sa.String(80), nullable=False),
         sa.Column("create_time", UtcDateTime(), nullable=False),
+        *(e for e in extra if not isinstance(e, sa.Column)),
         sa.Index("ix_request_ids_create_time", "create_time"),  # the retention sweep
     )
 
@@ -157,17 +161,19 @@ class RequestIds:
         req: Asked,
         result: str,
         now: dt.datetime,
+        *,
+        also: str | None = None,
         **extra: Any,
     ) -> str | None:
         """Record the request id first (one statement on a hot path) and return None; if
         it was there already, return the earlier result instead (RequestIdReused if it
-        asked something else). A concurrent twin waits on the key until the first commits,
-        then sees its row."""
+        asked something else; `also` as in `prior`). A concurrent twin waits on the key
+        until the first commits, then sees its row."""
         statement = self._claim[conn.dialect.name]
         claimed = await conn.execute(statement, self._row(method, req, result, now, extra))
         if claimed.first() is not None:
             return None
-        prior = await self.prior(conn, method, req)
+        prior = await self.prior(conn, method, req, also=also)
         assert prior is not None
         return prior
 

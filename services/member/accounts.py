@@ -21,7 +21,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
-from mesh.idempotency import Asked, RequestIdReused
+from mesh.idempotency import Asked
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.member import metrics, store
 from services.member.domain import erasure, ledger, qualifying, rules, tiers
@@ -83,10 +83,8 @@ async def claim(
 ) -> str | None:
     """Record the request id first (one statement on the hot path) and return None, or the
     earlier result of the same request (an erased member's included)."""
-    try:
-        return await REQUEST_IDS.claim(conn, method, req, result, now, member_id=member_id)
-    except RequestIdReused:
-        return await prior(conn, method, req, member_id)
+    also = erasure.erased_fingerprint(method, member_id)
+    return await REQUEST_IDS.claim(conn, method, req, result, now, also=also, member_id=member_id)
 
 
 async def remember(

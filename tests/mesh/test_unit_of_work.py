@@ -25,7 +25,9 @@ counters = sa.Table(
     sa.Column("value", sa.Integer, nullable=False),
 )
 events = sa.Table("events", metadata, sa.Column("id", sa.String(16), primary_key=True))
-request_ids = request_ids_table(metadata, sa.Column("member_id", sa.String(40)))
+request_ids = request_ids_table(
+    metadata, sa.Column("member_id", sa.String(40)), sa.Index("ix_request_ids_member", "member_id")
+)
 IDS = RequestIds(request_ids)
 NOW = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
 
@@ -131,6 +133,33 @@ async def test_remember_and_prior(db: Database) -> None:
         return await IDS.prior(uow.conn, "Update", erased, also="fp")
 
     assert await transaction(db, after_erasure) == "M1"
+
+
+async def test_claim_accepts_the_second_fingerprint(db: Database) -> None:
+    """An erased member's request id keeps only a non-personal fingerprint; the retry of the
+    same request, which still carries the personal one, claims nothing and gets the result."""
+    kept = Request("service:x", "r-7", "erased-marker")
+
+    async def claim(req: Request, also: str | None) -> str | None:
+        async def work(uow: UnitOfWork) -> str | None:
+            return await IDS.claim(uow.conn, "Earn", req, "T1", NOW, also=also, member_id="M1")
+
+        return await transaction(db, work)
+
+    assert await claim(kept, None) is None
+    retry = Request("service:x", "r-7", "personal-fp")
+    assert await claim(retry, "erased-marker") == "T1"
+    with pytest.raises(RequestIdReused):
+        await claim(retry, "something-else")
+
+
+def test_request_ids_table_takes_the_service_columns_and_indexes() -> None:
+    assert {"member_id", "fingerprint", "result", "create_time"} <= set(request_ids.c.keys())
+    indexes = {i.name: [c.name for c in i.columns] for i in request_ids.indexes}
+    assert indexes == {
+        "ix_request_ids_create_time": ["create_time"],
+        "ix_request_ids_member": ["member_id"],
+    }
 
 
 # ---------------------------------------------------------------- SQLite: the one-hop begin

@@ -173,6 +173,10 @@ consent_events = sa.Table(
 )
 
 # The member a request concerns: erasure replaces the fingerprints of its requests.
-request_ids = request_ids_table(metadata, sa.Column("member_id", sa.String(40)))
+request_ids = request_ids_table(
+    metadata,
+    sa.Column("member_id", sa.String(40)),
+    sa.Index("ix_request_ids_member_id", "member_id"),  # erasure finds a member's requests
+)
 sa.Index("ix_request_ids_member_id", request_ids.c.member_id)
 REQUEST_IDS = RequestIds(request_ids)
