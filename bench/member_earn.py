@@ -176,7 +176,7 @@ async def serve_member(url: str) -> None:
     from services.member.app import build_spec
 
     settings = server_settings("member", url)
-    spec = build_spec()
+    spec = build_spec(events=False)  # points emit no events: no relay to idle
     servicers: list[Any] = []
     made = spec.servicers[0].factory
     assert made is not None

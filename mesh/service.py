@@ -6,14 +6,17 @@
         lifespan=lifespan,              # async context manager: Context -> the servicer
         migrations=store.MIGRATIONS,    # the service's Alembic scripts
         request_ids=store.request_ids,  # swept after their retention
+        events=events.EVENTS,           # its outbox, inbox and subscriptions (optional)
     )
 
 The mesh does the rest, the same way for every service: the gRPC descriptor and the
 generated `add_..._to_server` are derived from the servicer class; the database is opened
 from `settings.database_url` and migrated before the lifespan starts; the request-id
-retention sweeper runs while the service does; the database is disposed after the
-lifespan ends. `Service.spec()` is the `mesh.server.ServiceSpec` that `mesh.server.run` and
-`start` take, so a service's `__main__` stays `run(SERVICE.spec())`.
+retention sweeper runs while the service does; with `events`, the relay of its outbox, its
+consumers and their sweeps (mesh.events.runtime.Events) start after the migrations, before
+the lifespan, and stop after it (so the lifespan's last commits are still relayed while
+the process drains); the database is disposed last. `Service.spec()` is the
+`mesh.server.ServiceSpec` that `mesh.server.run` and `start` take, so a service's `__main__` stays `run(SERVICE.spec())`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import sqlalchemy as sa
 
 from mesh.config import Settings
 from mesh.db import Database
+from mesh.events.runtime import Events, EventSpec
+from mesh.events.settings import EventSettings
 from mesh.retention import request_id_sweeper, utc_now
 from mesh.server import Servicer, ServiceSpec
 
@@ -58,6 +63,11 @@ class Service:
     # The clock the service stamps its request ids with (the sweeper's "now"); tests that
     # move time pass theirs.
     clock: Callable[[], dt.datetime] | None = None
+    # What the service emits and consumes; None: no relay and no consumers run (a service
+    # may still write its outbox, e.g. under a test harness that checks the rows).
+    events: EventSpec | None = None
+    # Where events travel; None: from the environment (MARQUE_NATS_URL...) at start-up.
+    event_settings: EventSettings | None = None
 
     def spec(self) -> ServiceSpec:
         """The ServiceSpec that serves this service."""
@@ -77,6 +87,10 @@ class Service:
                     sweeper = request_id_sweeper(db, column, settings, clock)
                     sweeper.start()
                     stack.push_async_callback(sweeper.stop)
+                if self.events is not None:
+                    events = Events(self.events, db, settings=self.event_settings)
+                    await events.start()
+                    stack.push_async_callback(events.stop)
                 running.append(
                     await stack.enter_async_context(self.lifespan(Context(settings, db)))
                 )

@@ -21,7 +21,7 @@ from mesh.errors import FailedPrecondition, NotFound
 from mesh.idempotency import Asked
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork, transaction
-from services.member import access, accounts, lifecycle, metrics, store
+from services.member import access, accounts, events, lifecycle, metrics, store
 from services.member.domain import consent, identities, ledger, profile, rules
 from services.member.domain import vehicles as cars
 from services.member.domain import visibility as vis
@@ -53,6 +53,7 @@ from services.member.points_writer import (
     Retried,
     Slow,
 )
+from services.member.store.tables import OUTBOX
 
 Clock = Callable[[], dt.datetime]
 Change = Callable[[UnitOfWork], Awaitable[str]]
@@ -69,10 +70,13 @@ def utc_now() -> dt.datetime:
 class MemberEngine:
     """Everything the servicer can ask of the member service."""
 
-    def __init__(self, db: Database, config: MemberConfig, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, db: Database, config: MemberConfig, clock: Clock = utc_now, *, secret: bytes
+    ) -> None:
         self.db = db
         self.config = config
         self.clock = clock
+        self.secret = secret  # the contact-digest key of the events (mesh/contact.py)
         self.points = PointsWriter(db, config.tiers)
         self.writer = self.points.committer()
 
@@ -106,7 +110,7 @@ class MemberEngine:
             await accounts.remember(uow.conn, method, req, result, member_id=member_id, now=now)
             return result
 
-        return await transaction(self.db, work)
+        return await transaction(self.db, work, outbox=OUTBOX)
 
     # -------------------------------------------------------------------------- members
 
@@ -118,9 +122,10 @@ class MemberEngine:
         now = self.clock()
 
         async def work(uow: UnitOfWork) -> tuple[str, bool]:
-            return await lifecycle.register_member(uow, key, display_name, city, req=req, now=now)
+            return await lifecycle.register_member(uow, key, display_name, city, req=req, now=now,
+                                                   secret=self.secret)  # fmt: skip
 
-        member_id, created = await transaction(self.db, work)
+        member_id, created = await transaction(self.db, work, outbox=OUTBOX)
         return await self._member_at(member_id, now), created
 
     async def link_identity(
@@ -152,9 +157,9 @@ class MemberEngine:
 
         async def work(uow: UnitOfWork) -> None:
             await lifecycle.merge_members(uow, winner_id, loser_id, reason, req=req, now=now,
-                                          tier_rules=tier_rules)  # fmt: skip
+                                          tier_rules=tier_rules, secret=self.secret)  # fmt: skip
 
-        await transaction(self.db, work)
+        await transaction(self.db, work, outbox=OUTBOX)
         return await self._member_at(winner_id, now), await self._member_at(loser_id, now)
 
     async def get_member(self, member_id: str, *, caller: Caller) -> MemberRecord:
@@ -202,9 +207,10 @@ class MemberEngine:
         now = self.clock()
 
         async def work(uow: UnitOfWork) -> dt.datetime:
-            return await lifecycle.erase_member(uow, member_id, req=req, now=now)
+            return await lifecycle.erase_member(uow, member_id, req=req, now=now,
+                                                secret=self.secret)  # fmt: skip
 
-        erased_at = await transaction(self.db, work)
+        erased_at = await transaction(self.db, work, outbox=OUTBOX)
         return await self._member_at(member_id, now), erased_at
 
     # -------------------------------------------------------------------------- points
@@ -312,6 +318,7 @@ class MemberEngine:
                 await store.vehicles.update(uow.conn, vin, attrs)
             if binding is not cars.Binding.KEEP:
                 await store.vehicles.change_owner(uow.conn, vin, member_id, now, cars.BIND)
+                uow.emit(events.vehicle_bound(member_id, vin, now), subject=member_id)
             return vin
 
         await self._change_member(BIND, member_id, req, now, bind)

@@ -11,7 +11,7 @@ import datetime as dt
 
 from mesh.idempotency import Asked
 from mesh.unit_of_work import UnitOfWork
-from services.member import accounts, metrics, store
+from services.member import accounts, events, metrics, store
 from services.member.domain import erasure, ledger, merge
 from services.member.domain import vehicles as cars
 from services.member.domain.identities import IdentityKey
@@ -33,6 +33,7 @@ async def register_member(
     *,
     req: Asked,
     now: dt.datetime,
+    secret: bytes,
 ) -> tuple[str, bool]:
     """The member holding the (normalised) identity, created if new: (its id, created).
     A retried request id answers what the first call did; a concurrent first registration
@@ -57,6 +58,7 @@ async def register_member(
         )
         await store.members.insert_identity(conn, member_id, key, now)
         await accounts.remember(conn, REGISTER, req, f"1:{member_id}", member_id=member_id, now=now)
+        uow.emit(events.registered(member_id, [key], now, secret), subject=member_id)
         found = member_id, True
     outcome = "created" if found[1] else "existing"
     uow.after_commit(metrics.MEMBERS_REGISTERED.labels(outcome=outcome).inc)
@@ -72,6 +74,7 @@ async def merge_members(
     req: Asked,
     now: dt.datetime,
     tier_rules: tuple[TierRule, ...],
+    secret: bytes,
 ) -> None:
     """Move the loser's identities, current cars, unspent points (with their expiry),
     dealer relations and consents to the winner; the loser becomes MERGED."""
@@ -85,6 +88,8 @@ async def merge_members(
     # Customers and dealers read tier reasons: no member id, no staff note.
     await accounts.review_tier(uow, winner_id, winner.tier, now, tier_rules, cause=MERGE_NOTE)
     await accounts.remember(uow.conn, MERGE, req, winner_id, member_id=winner_id, now=now)
+    keys = [i.key for i in await store.members.identities_of(uow.conn, winner_id)]
+    uow.emit(events.merged(winner_id, loser_id, keys, now, secret), subject=winner_id)
     uow.after_commit(metrics.MERGES.inc)
 
 
@@ -160,9 +165,10 @@ async def _apply_merge(
 
 
 async def erase_member(
-    uow: UnitOfWork, member_id: str, *, req: Asked, now: dt.datetime
+    uow: UnitOfWork, member_id: str, *, req: Asked, now: dt.datetime, secret: bytes
 ) -> dt.datetime:
-    """Tombstone the member's personal data (idempotent); the first erase time."""
+    """Tombstone the member's personal data (idempotent) and tell every service to do the
+    same (MemberErased, once); the first erase time."""
     conn = uow.conn
     prior = await accounts.prior(conn, ERASE, req, member_id)
     row = await accounts.lock(uow, member_id)
@@ -170,6 +176,8 @@ async def erase_member(
         await accounts.remember(conn, ERASE, req, "erased", member_id=member_id, now=now)
     if row.erase_time is not None:
         return row.erase_time
+    keys = [i.key for i in await store.members.identities_of(conn, member_id)]
+    uow.emit(events.erased(member_id, keys, now, secret), subject=member_id)
     identity_ids = await store.members.identity_ids(conn, member_id)
     balance = await accounts.settle(uow, row, now)
     plan = erasure.plan(

@@ -62,7 +62,7 @@ def _spec(service: str) -> ServiceSpec:
         return lead_spec()
     from services.member.app import build_spec as member_spec
 
-    return member_spec()
+    return member_spec(events=False)
 
 
 @contextlib.asynccontextmanager

@@ -175,7 +175,7 @@ async def lead(database_url: str) -> AsyncIterator[grpc.aio.Channel]:
 async def member(database_url: str) -> AsyncIterator[grpc.aio.Channel]:
     from services.member.app import build_spec
 
-    async with service(build_spec(), database_url) as ch:
+    async with service(build_spec(events=False), database_url) as ch:
         yield ch
 
 

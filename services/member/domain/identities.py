@@ -10,12 +10,14 @@ every other type has an empty `app_id`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from mesh import contact
 from mesh.errors import FailedPrecondition
 from services.member.domain.errors import IDENTITY_BELONGS_TO_OTHER_MEMBER, invalid
 
@@ -112,3 +114,19 @@ def needs_link(member_id: str, holder: str | None) -> bool:
             reason=IDENTITY_BELONGS_TO_OTHER_MEMBER,
         )
     return holder is None
+
+
+def contact_of(key: IdentityKey) -> str | None:
+    """How other services know this identity (mesh/contact.py): a mobile or an e-mail; other
+    identities (WeChat, app ids) mean nothing outside member."""
+    if key.type is IdentityType.MOBILE:
+        return contact.mobile_contact(key.value)
+    if key.type is IdentityType.EMAIL:
+        return contact.email_contact(key.value)
+    return None
+
+
+def contact_digests(keys: Iterable[IdentityKey], secret: bytes) -> list[str]:
+    """The digests other services match a person by, in a stable order, without repeats."""
+    found = {contact.digest(c, secret) for k in keys if (c := contact_of(k)) is not None}
+    return sorted(found)

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from mesh.errors import FailedPrecondition
 from services.member.domain.errors import VIN_NOT_OWNED_BY_MEMBER, invalid
+from services.member.domain.rules import MemberState
 
 
 class Relation(StrEnum):
@@ -48,3 +49,14 @@ def missing(
     """The relations of `theirs` that `ours` lacks, in their order (a merge copies them)."""
     have = set(ours)
     return [r for r in theirs if r not in have]
+
+
+def relation_holder(member_id: str, state: MemberState | None, merged_into: str) -> str | None:
+    """Who gets a relation another service reports about `member_id` (a won lead): the
+    member itself, or the member it was merged into (merges point straight at the
+    survivor); nobody when it was erased or is unknown."""
+    if state is MemberState.ACTIVE:
+        return member_id
+    if state is MemberState.MERGED and merged_into:
+        return merged_into
+    return None

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from mesh.events.inbox import Inbox, inbox_table
+from mesh.events.outbox import Outbox, outbox_table
 from mesh.idempotency import RequestIds, request_ids_table
 from mesh.schema import BigId, UtcDateTime, new_metadata
 
@@ -178,5 +180,11 @@ request_ids = request_ids_table(
     sa.Column("member_id", sa.String(40)),
     sa.Index("ix_request_ids_member_id", "member_id"),  # erasure finds a member's requests
 )
-sa.Index("ix_request_ids_member_id", request_ids.c.member_id)
 REQUEST_IDS = RequestIds(request_ids)
+
+# Domain events: what member emits (MemberRegistered, MemberMerged, MemberErased,
+# VehicleBound) and what it has handled (mesh/events; created by migration 0004).
+outbox = outbox_table(metadata)
+OUTBOX = Outbox(outbox, service="member")
+inbox = inbox_table(metadata)
+INBOX = Inbox(inbox)

@@ -20,6 +20,7 @@ from services.member.store import MIGRATIONS
 
 SERVICE = Caller(Kind.SERVICE, "test", service="test")
 OEM = Caller(Kind.OEM, "test")
+DIGEST_KEY = b"test-contact-digest-key-of-32-bytes!"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class Direct:
     def __init__(self, db: Database, config: MemberConfig | None = None) -> None:
         self.db = db
         self.now = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-        self.engine = MemberEngine(db, config or MemberConfig(), lambda: self.now)
+        self.engine = MemberEngine(
+            db, config or MemberConfig(), lambda: self.now, secret=DIGEST_KEY
+        )
         self.config = self.engine.config
 
     async def close(self) -> None:

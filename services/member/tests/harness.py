@@ -170,7 +170,9 @@ async def serve(
     settings = Settings(
         service="member", grpc_port=0, metrics_port=0, database_url=database_url, **settings_kw
     )
-    running = await start(build_spec(config=config or MemberConfig(), clock=clock), settings)
+    running = await start(
+        build_spec(config=config or MemberConfig(), clock=clock, events=False), settings
+    )
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:
             yield Harness(member_service_pb2_grpc.MemberServiceStub(ch), clock)
