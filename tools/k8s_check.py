@@ -325,6 +325,9 @@ def check_deployment(
     # Every replica must sign page tokens with the same key, kept out of the ConfigMap.
     if "secretKeyRef" not in env.get("MARQUE_PAGE_TOKEN_SECRET", {}).get("valueFrom", {}):
         p.append("MARQUE_PAGE_TOKEN_SECRET does not come from a Secret")
+    # Every service must digest contacts with the platform's one key (mesh/contact.py).
+    if "secretKeyRef" not in env.get("MARQUE_CONTACT_DIGEST_KEY", {}).get("valueFrom", {}):
+        p.append("MARQUE_CONTACT_DIGEST_KEY does not come from a Secret")
     if env.get("OTEL_SERVICE_NAME", {}).get("value") != e.name:
         p.append("OTEL_SERVICE_NAME is not the service name")
     p += _check_probe(c.get("readinessProbe"), "readinessProbe", e.grpc_port)

@@ -48,6 +48,10 @@ JWT_SECRET = "marque-jwt"
 # The HMAC key of page tokens (mesh/paging.py), one for all replicas of every service.
 PAGE_TOKEN_SECRET = "marque-page-token"
 PAGE_TOKEN_ENV = "MARQUE_PAGE_TOKEN_SECRET"
+# The key of the contact digests events name a person by (mesh/contact.py): one for the
+# whole platform, or lead and member would not recognise each other's people.
+CONTACT_DIGEST_SECRET = "marque-contact-digest"
+CONTACT_DIGEST_ENV = "MARQUE_CONTACT_DIGEST_KEY"
 # Seconds: the preStop sleep lets endpoints and clients drop the pod before SIGTERM; the mesh
 # then drains for MARQUE_SHUTDOWN_GRACE (set in k8s/base/config.env); the pod's grace period
 # covers both with a margin.
@@ -138,6 +142,12 @@ def deployment(e: ServiceEntry, t: Tuning) -> dict[str, Any]:
         {
             "name": PAGE_TOKEN_ENV,
             "valueFrom": {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": PAGE_TOKEN_ENV}},
+        },
+        {
+            "name": CONTACT_DIGEST_ENV,
+            "valueFrom": {
+                "secretKeyRef": {"name": CONTACT_DIGEST_SECRET, "key": CONTACT_DIGEST_ENV}
+            },
         },
         {"name": "MARQUE_JWT_PUBLIC_KEY_FILE", "value": f"{JWT_DIR}/public.pem"},
         {"name": "MARQUE_JWT_PRIVATE_KEY_FILE", "value": f"{JWT_DIR}/private.pem"},
