@@ -16,7 +16,8 @@ retention sweeper runs while the service does; with `events`, the relay of its o
 consumers and their sweeps (mesh.events.runtime.Events) start after the migrations, before
 the lifespan, and stop after it (so the lifespan's last commits are still relayed while
 the process drains); the database is disposed last. `Service.spec()` is the
-`mesh.server.ServiceSpec` that `mesh.server.run` and `start` take, so a service's `__main__` stays `run(SERVICE.spec())`.
+`mesh.server.ServiceSpec` that `mesh.server.run` and `start` take, so a service's
+`__main__` stays `run(SERVICE.spec())`.
 """
 
 from __future__ import annotations
