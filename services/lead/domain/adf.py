@@ -255,19 +255,22 @@ def _email(contact: ET.Element) -> str:
     return _text(emails[0]) if emails else ""
 
 
-def parse_adf(document: str, *, now: datetime, field: str = "raw_adf") -> LeadInput:
-    """The LeadInput of the document's first prospect (channel ADF, `from_adf` set, errors
-    reported on `field`). `now` anchors a time frame when the document has no request
-    date. Raises InvalidArgument (reason INVALID_ADF) for a document that is not XML, has
-    no prospect, or has no phone and no email."""
+def _root(document: str, field: str) -> ET.Element:
+    """The document's root element, parsed only once made safe (`_prepare`); every way
+    it can fail is an INVALID_ADF rejection on `field`, never a parser exception."""
     if len(document) > MAX_DOCUMENT:
         raise _reject("document too large", field)
     try:
-        root = ET.fromstring(_prepare(document))
+        return ET.fromstring(_prepare(document))
     except ET.ParseError as error:
         raise _reject(f"not well-formed XML: {error}", field) from None
     except ValueError as error:
         raise _reject(str(error), field) from None
+
+
+def _first_prospect(root: ET.Element, field: str) -> ET.Element:
+    """The one prospect a document yields: a bare `<prospect>` root is accepted as well as
+    `<adf>`, because senders drop the envelope; later prospects are ignored."""
     if _local(root.tag) == "prospect":
         prospects = [root]
     elif _local(root.tag) == "adf":
@@ -276,21 +279,33 @@ def parse_adf(document: str, *, now: datetime, field: str = "raw_adf") -> LeadIn
         raise _reject(f"not an ADF document: root element <{_local(root.tag)}>", field)
     if not prospects:
         raise _reject("no <prospect> in the document", field)
-    prospect = prospects[0]
+    return prospects[0]
 
-    request_time = parse_adf_time(_text(_child(prospect, "requestdate")))
+
+def _channel_lead_id(prospect: ET.Element) -> str:
+    """The sender's lead id, namespaced by its `source` attribute when there is one, so
+    two senders' ids for different leads cannot collide in dedup."""
     lead_id = _child(prospect, "id")
-    channel_lead_id = ""
-    if lead_id is not None and _text(lead_id):
-        source = _attr(lead_id, "source")
-        channel_lead_id = f"{source}:{_text(lead_id)}" if source else _text(lead_id)
+    if lead_id is None or not _text(lead_id):
+        return ""
+    source = _attr(lead_id, "source")
+    return f"{source}:{_text(lead_id)}" if source else _text(lead_id)
 
-    vehicles = _children(prospect, "vehicle")
-    wanted = [v for v in vehicles if _attr(v, "interest", "buy").lower() in ("buy", "lease")]
-    vehicle = wanted[0] if wanted else None
-    make, model, year, trim = (_text(_child(vehicle, n)) for n in ("make", "model", "year", "trim"))
 
-    customer = _child(prospect, "customer")
+def _wanted_vehicle(prospect: ET.Element) -> ET.Element | None:
+    """The first vehicle the customer wants to buy or lease (missing interest means buy):
+    a trade-in or a car for sale says nothing about what to route the lead on."""
+    for vehicle in _children(prospect, "vehicle"):
+        if _attr(vehicle, "interest", "buy").lower() in ("buy", "lease"):
+            return vehicle
+    return None
+
+
+def _reachable_contact(
+    customer: ET.Element | None, field: str
+) -> tuple[ET.Element, list[str], str]:
+    """The `<contact>` with its phones (best first) and email; a lead nobody can call or
+    write to is refused here, before anything else is read from it."""
     contact = _child(customer, "contact")
     if contact is None:
         raise _reject("no usable contact: <customer><contact> missing", field)
@@ -298,15 +313,35 @@ def parse_adf(document: str, *, now: datetime, field: str = "raw_adf") -> LeadIn
     email = _email(contact)
     if not phones and not email:
         raise _reject("no usable contact: no phone and no email", field)
-    address = _child(contact, "address")
-    country = _text(_child(address, "country"))
+    return contact, phones, email
 
-    vendor_id = _text(_child(_child(prospect, "vendor"), "id"))
+
+def _asks_for_test_drive(customer: ET.Element | None, vehicle: ET.Element | None) -> bool:
+    """Whether the customer's or the vehicle's comments ask for a test drive: the only
+    thing read from comments, which are never kept (see the module docstring)."""
     comments = " ".join(
         _text(_child(element, "comments"))[:10_000]
         for element in (customer, vehicle)
         if element is not None
     )
+    return bool(_TEST_DRIVE.search(comments))
+
+
+def parse_adf(document: str, *, now: datetime, field: str = "raw_adf") -> LeadInput:
+    """The LeadInput of the document's first prospect (channel ADF, `from_adf` set, errors
+    reported on `field`). `now` anchors a time frame when the document has no request
+    date. Raises InvalidArgument (reason INVALID_ADF) for a document that is not XML, has
+    no prospect, or has no phone and no email."""
+    prospect = _first_prospect(_root(document, field), field)
+    request_time = parse_adf_time(_text(_child(prospect, "requestdate")))
+    channel_lead_id = _channel_lead_id(prospect)
+    vehicle = _wanted_vehicle(prospect)
+    make, model, year, trim = (_text(_child(vehicle, n)) for n in ("make", "model", "year", "trim"))
+    customer = _child(prospect, "customer")
+    contact, phones, email = _reachable_contact(customer, field)
+    address = _child(contact, "address")
+    country = _text(_child(address, "country"))
+    vendor_id = _text(_child(_child(prospect, "vendor"), "id"))
     return LeadInput(
         channel=Channel.ADF,
         name=_name(contact),
@@ -323,7 +358,7 @@ def parse_adf(document: str, *, now: datetime, field: str = "raw_adf") -> LeadIn
         time_frame=_time_frame(customer, request_time or now),
         preferred_dealer_id=vendor_id if _DEALER_ID.match(vendor_id) else "",
         consents=Consents(contact=True, share_with_dealer=True),
-        test_drive_requested=bool(_TEST_DRIVE.search(comments)),
+        test_drive_requested=_asks_for_test_drive(customer, vehicle),
         channel_lead_id=channel_lead_id,
         phone_region=region_of_country(country) if country else None,
         request_time=request_time,

@@ -210,75 +210,125 @@ def _pick_mobile(data: LeadInput, config: LeadConfig) -> tuple[str | None, list[
     return None, problems
 
 
-def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
-    """The cleansed lead, or InvalidArgument listing every bad field."""
-    violations: list[FieldViolation] = []
-    notes: list[str] = []
+class _Findings:
+    """The problems and notes of one cleansing, gathered rather than raised so a caller
+    hears about every bad field at once (see the module docstring)."""
 
-    def bad(sub: str, problem: str) -> None:
-        description = f"{sub}: {problem}" if data.from_adf else problem
-        violations.append(FieldViolation(data.path(sub), description))
+    __slots__ = ("data", "notes", "violations")
 
-    def text(sub: str, value: str, limit: int) -> str:
+    def __init__(self, data: LeadInput) -> None:
+        self.data = data
+        self.violations: list[FieldViolation] = []
+        self.notes: list[str] = []
+
+    def bad(self, sub: str, problem: str) -> None:
+        """Record a problem with field `sub`; ADF's description also names the inner path,
+        since the reported field is "raw_adf"."""
+        description = f"{sub}: {problem}" if self.data.from_adf else problem
+        self.violations.append(FieldViolation(self.data.path(sub), description))
+
+    def text(self, sub: str, value: str, limit: int) -> str:
+        """`value` tidied, recorded as bad if still longer than `limit`."""
         value = tidy(value)
         if len(value) > limit:
-            bad(sub, f"longer than {limit} characters")
+            self.bad(sub, f"longer than {limit} characters")
         return value
 
-    name = text("customer.name", data.name, MAX_NAME)
+
+def _clean_name(data: LeadInput, found: _Findings) -> str:
+    """The tidied name; required except for ADF, where the contact is what matters."""
+    name = found.text("customer.name", data.name, MAX_NAME)
     if not name:
         if not data.from_adf:
-            bad("customer.name", "required")
+            found.bad("customer.name", "required")
     elif problem := name_problem(name):
-        bad("customer.name", problem)
+        found.bad("customer.name", problem)
+    return name
 
-    mobile, phone_problems = _pick_mobile(data, config)
 
-    email: str | None = None
-    if data.email.strip():
-        email = clean_email(data.email)
-        if email is None:
-            if data.from_adf:
-                notes.append("email dropped: not an address")
-            else:
-                bad("customer.email", "is not an email address")
+def _clean_email_field(data: LeadInput, found: _Findings) -> str | None:
+    """The email if given and usable; a bad one refuses the lead, except for ADF, which
+    drops it with a note (its phone may still reach the customer)."""
+    if not data.email.strip():
+        return None
+    email = clean_email(data.email)
+    if email is None:
+        if data.from_adf:
+            found.notes.append("email dropped: not an address")
+        else:
+            found.bad("customer.email", "is not an email address")
+    return email
 
+
+def _check_reachable(
+    data: LeadInput,
+    found: _Findings,
+    mobile: str | None,
+    email: str | None,
+    phone_problems: list[str],
+) -> None:
+    """A lead needs a usable mobile (the dedup key); ADF settles for a phone or an email,
+    noting the phones it had to drop."""
     if data.from_adf:
         if mobile is None and email is None:
             why = "; ".join(f"phone {p}" for p in phone_problems) or "no phone"
-            bad("customer.contact", f"no usable contact (no valid phone or email): {why}")
+            found.bad("customer.contact", f"no usable contact (no valid phone or email): {why}")
         elif phone_problems and mobile is None:
-            notes.append("phone dropped: " + "; ".join(phone_problems))
+            found.notes.append("phone dropped: " + "; ".join(phone_problems))
     elif mobile is None:
-        bad("customer.mobile", phone_problems[0] if phone_problems else "required")
+        found.bad("customer.mobile", phone_problems[0] if phone_problems else "required")
 
-    city = text("customer.city", data.city, MAX_PLACE)
-    province = text("customer.province", data.province, MAX_PLACE)
+
+def _clean_area(
+    data: LeadInput, config: LeadConfig, found: _Findings, mobile: str | None
+) -> tuple[str, str]:
+    """(city, province) as given, or the mobile's home area when neither was given and
+    `infer_area_from_mobile` is on, so the lead can still route to a nearby dealer."""
+    city = found.text("customer.city", data.city, MAX_PLACE)
+    province = found.text("customer.province", data.province, MAX_PLACE)
     if mobile and not city and not province and config.infer_area_from_mobile:
         area = mobile_home_area(mobile)
         if area is not None:
             city, province = area
-            notes.append("city and province from the mobile's home area")
+            found.notes.append("city and province from the mobile's home area")
+    return city, province
+
+
+def _rejection(found: _Findings) -> InvalidArgument:
+    """One InvalidArgument for every violation; a single bad field of a non-ADF lead gets
+    that field's own reason so a client can act on it without parsing."""
+    violations = found.violations
+    if len(violations) == 1 and not found.data.from_adf:
+        reason = errors.field_reason(violations[0].field)
+    else:
+        reason = errors.INVALID_LEAD
+    return InvalidArgument(
+        "; ".join(f"{v.field}: {v.description}" for v in violations),
+        reason=reason,
+        field_violations=violations,
+    )
+
+
+def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
+    """The cleansed lead, or InvalidArgument listing every bad field."""
+    found = _Findings(data)
+    text = found.text
+    name = _clean_name(data, found)
+    mobile, phone_problems = _pick_mobile(data, config)
+    email = _clean_email_field(data, found)
+    _check_reachable(data, found, mobile, email, phone_problems)
+    city, province = _clean_area(data, config, found, mobile)
     brand = text("vehicle.brand", data.brand, MAX_VEHICLE)
     if not brand and not data.from_adf:
-        bad("vehicle.brand", "required")
+        found.bad("vehicle.brand", "required")
     series = text("vehicle.series", data.series, MAX_VEHICLE)
     model = text("vehicle.model", data.model, MAX_VEHICLE)
     trim = text("vehicle.trim", data.trim, MAX_VEHICLE)
     preferred = data.preferred_dealer_id.strip()
     if len(preferred) > 32:
-        bad("preferred_dealer_id", "longer than 32 characters")
-
-    if violations:
-        if len(violations) == 1 and not data.from_adf:
-            reason = errors.field_reason(violations[0].field)
-        else:
-            reason = errors.INVALID_LEAD
-        raise InvalidArgument(
-            "; ".join(f"{v.field}: {v.description}" for v in violations),
-            reason=reason,
-            field_violations=violations,
-        )
+        found.bad("preferred_dealer_id", "longer than 32 characters")
+    if found.violations:
+        raise _rejection(found)
     return CleanLead(
         channel=data.channel,
         name=name,
@@ -298,5 +348,5 @@ def cleanse(data: LeadInput, config: LeadConfig) -> CleanLead:
         channel_lead_id=data.channel_lead_id.strip()[:MAX_ID],
         request_id=data.request_id.strip()[:MAX_ID],
         request_time=data.request_time,
-        notes=tuple(notes),
+        notes=tuple(found.notes),
     )

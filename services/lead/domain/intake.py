@@ -117,6 +117,103 @@ def new_lead(
     )
 
 
+def _routing(
+    clean: CleanLead,
+    preferred: str | None,
+    *,
+    dealers: Iterable[Dealer],
+    assigned_today: Mapping[str, int],
+    walk_in_dealer_id: str | None,
+) -> RoutingDecision:
+    """Where the lead goes: a dealer's own walk-in stays with that dealer, anything else
+    is routed by brand, area, preference and today's load (`routing.route`)."""
+    if walk_in_dealer_id:
+        return walk_in(walk_in_dealer_id)
+    return route(
+        brand=clean.brand,
+        city=clean.city,
+        province=clean.province,
+        preferred_dealer_id=preferred,
+        dealers=dealers,
+        assigned_today=assigned_today,
+    )
+
+
+def _merged(
+    existing: Lead,
+    clean: CleanLead,
+    reason: str,
+    *,
+    now: datetime,
+    actor: str,
+    payload_ref: str,
+    dealers: Iterable[Dealer],
+    assigned_today: Mapping[str, int],
+    config: LeadConfig,
+    walk_in_dealer_id: str | None,
+) -> IntakeResult:
+    """The MERGED (or OTHER_DEALER) result for a submission dedup matched to `existing`.
+    Only a lead still in the OEM pool is routed, so a merge never takes a lead from the
+    dealer already following it; another dealer's walk-in only records the visit."""
+    touchpoint = touchpoint_of(clean, now, payload_ref, walk_in_dealer_id)
+    followed_by = existing.dealer_id
+    if walk_in_dealer_id and followed_by is not None and followed_by != walk_in_dealer_id:
+        lead = record_visit(existing, touchpoint, now=now, actor=actor)
+        return IntakeResult(SubmitOutcome.OTHER_DEALER, lead, None, reason)
+    lead = merge_into(existing, clean, touchpoint, now=now, actor=actor, config=config)
+    routed = None
+    if lead.dealer_id is None:
+        routed = _routing(
+            clean,
+            lead.preferred_dealer_id,
+            dealers=dealers,
+            assigned_today=assigned_today,
+            walk_in_dealer_id=walk_in_dealer_id,
+        )
+        lead = replace(lead, routing_reason=routed.reason)
+        if routed.dealer_id is not None:
+            lead = replace(lead, dealer_id=routed.dealer_id)
+        else:
+            routed = None
+    return IntakeResult(SubmitOutcome.MERGED, lead, routed, reason)
+
+
+def _created(
+    clean: CleanLead,
+    reason: str,
+    *,
+    lead_id: str,
+    now: datetime,
+    actor: str,
+    payload_ref: str,
+    dealers: Iterable[Dealer],
+    assigned_today: Mapping[str, int],
+    config: LeadConfig,
+    walk_in_dealer_id: str | None,
+) -> IntakeResult:
+    """The CREATED result: a new lead, routed with the submission's preferred dealer; `routed`
+    only when a dealer got it, since a lead left in the OEM pool raises no dealer's count."""
+    routing = _routing(
+        clean,
+        clean.preferred_dealer_id,
+        dealers=dealers,
+        assigned_today=assigned_today,
+        walk_in_dealer_id=walk_in_dealer_id,
+    )
+    lead = new_lead(
+        clean,
+        lead_id=lead_id,
+        routing=routing,
+        now=now,
+        actor=actor,
+        payload_ref=payload_ref,
+        config=config,
+        walk_in_dealer_id=walk_in_dealer_id,
+    )
+    routed = routing if routing.dealer_id is not None else None
+    return IntakeResult(SubmitOutcome.CREATED, lead, routed, reason)
+
+
 def intake(
     clean: CleanLead,
     *,
@@ -148,56 +245,32 @@ def intake(
     if decision.outcome is SubmitOutcome.DUPLICATE:
         assert decision.existing is not None
         return IntakeResult(SubmitOutcome.DUPLICATE, decision.existing, None, decision.reason)
-
-    def routing_for(preferred: str | None) -> RoutingDecision:
-        if walk_in_dealer_id:
-            return walk_in(walk_in_dealer_id)
-        return route(
-            brand=clean.brand,
-            city=clean.city,
-            province=clean.province,
-            preferred_dealer_id=preferred,
-            dealers=dealers,
-            assigned_today=assigned_today,
-        )
-
-    touchpoint = touchpoint_of(clean, now, payload_ref, walk_in_dealer_id)
     if decision.outcome is SubmitOutcome.MERGED:
         assert decision.existing is not None
-        followed_by = decision.existing.dealer_id
-        if walk_in_dealer_id and followed_by is not None and followed_by != walk_in_dealer_id:
-            lead = record_visit(decision.existing, touchpoint, now=now, actor=actor)
-            return IntakeResult(SubmitOutcome.OTHER_DEALER, lead, None, decision.reason)
-        lead = merge_into(
+        return _merged(
             decision.existing,
             clean,
-            touchpoint,
+            decision.reason,
             now=now,
             actor=actor,
+            payload_ref=payload_ref,
+            dealers=dealers,
+            assigned_today=assigned_today,
             config=config,
+            walk_in_dealer_id=walk_in_dealer_id,
         )
-        routed = None
-        if lead.dealer_id is None:
-            routed = routing_for(lead.preferred_dealer_id)
-            lead = replace(lead, routing_reason=routed.reason)
-            if routed.dealer_id is not None:
-                lead = replace(lead, dealer_id=routed.dealer_id)
-            else:
-                routed = None
-        return IntakeResult(SubmitOutcome.MERGED, lead, routed, decision.reason)
-    routing = routing_for(clean.preferred_dealer_id)
-    lead = new_lead(
+    return _created(
         clean,
+        decision.reason,
         lead_id=lead_id,
-        routing=routing,
         now=now,
         actor=actor,
         payload_ref=payload_ref,
+        dealers=dealers,
+        assigned_today=assigned_today,
         config=config,
         walk_in_dealer_id=walk_in_dealer_id,
     )
-    routed = routing if routing.dealer_id is not None else None
-    return IntakeResult(SubmitOutcome.CREATED, lead, routed, decision.reason)
 
 
 def reassign(

@@ -25,9 +25,14 @@ from services.lead.store.batch import (
     BatchFound,
     BatchWrites,
     ChannelKey,
-    Prior,
     RequestKey,
     request_row,
+)
+from services.lead.store.batch_keys import (
+    Wanted,
+    channel_leads_found,
+    key_leads_found,
+    priors_found,
 )
 from services.lead.store.rows import lead_from_row, lead_row, touchpoint_row
 from services.lead.store.tables import dealer_load, lead_keys, leads, request_ids, touchpoints
@@ -156,6 +161,60 @@ def _pg_lead(row: Sequence[Any], tps: tuple[Touchpoint, ...]) -> Lead:
     return lead_from_row(SimpleNamespace(**values), tps)
 
 
+def _pg_lookup_params(method: str, wanted: Wanted) -> dict[str, Any]:
+    """The arrays every lookup searches with, sorted so equal batches send equal
+    parameters; `_PG_LEADS` and `_PG_TPS` take them all by name."""
+    return {
+        "method": method,
+        "rids": sorted({k[1] for k in wanted.requests}),
+        "scopes": sorted({k[0] for k in wanted.requests}),
+        "clids": sorted({k[2] for k in wanted.channel}),
+        "chans": sorted({k[0] for k in wanted.channel}),
+        "contacts": sorted({k[0] for k in wanted.keys}),
+    }
+
+
+async def _pg_send_lookups(
+    pg: Any,
+    params: dict[str, Any],
+    *,
+    hashes: list[int],
+    day: dt.date,
+    loads_ids: list[str],
+    missing_load_rows: Sequence[str],
+) -> tuple[Any, ...]:
+    """Lock, then every read, in one pipeline (one round trip); the cursors of the reads
+    (requests, channel ids, keys, leads, touchpoints, loads or None), to fetch after."""
+    async with pg.pipeline():
+        # Every query here is meant to be an index lookup. While a table grows from
+        # empty (a first bulk import) its statistics lag and the planner may pick a
+        # sequential scan with a linear `= ANY(...)` filter, quadratic over an import
+        # (measured: 0.75 s per 500-row batch at 100k rows): not in this transaction.
+        await pg.execute("SET LOCAL enable_seqscan = off")
+        if hashes:
+            await pg.execute(_PG_LOCK, (hashes,))
+        c_req = await pg.execute(_PG_REQUESTS, (params["scopes"], params["method"], params["rids"]))
+        c_chan = await pg.execute(_PG_CHANNEL_IDS, (params["clids"], params["chans"]))
+        c_keys = await pg.execute(_PG_KEYS, (params["contacts"],))
+        c_leads = await pg.execute(_PG_LEADS, params)
+        c_tps = await pg.execute(_PG_TPS, params)
+        if loads_ids and missing_load_rows:
+            await pg.execute(_PG_LOAD_ROWS, (day, list(missing_load_rows)))
+        c_loads = await pg.execute(_PG_LOADS, (day, loads_ids)) if loads_ids else None
+    return c_req, c_chan, c_keys, c_leads, c_tps, c_loads
+
+
+async def _pg_leads_found(c_leads: Any, c_tps: Any) -> dict[str, Lead]:
+    """The locked leads by id, each with its touchpoints in order (the two cursors of
+    `_pg_send_lookups`), times in UTC as the rest of the service reads them."""
+    tps: dict[str, list[Touchpoint]] = {}
+    for lead_id, channel, clid, occur, ref, rid, dealer in await c_tps.fetchall():
+        tps.setdefault(lead_id, []).append(
+            Touchpoint(Channel(channel), occur.astimezone(dt.UTC), clid, rid, ref, dealer)
+        )
+    return {row[0]: _pg_lead(row, tuple(tps.get(row[0], ()))) for row in await c_leads.fetchall()}
+
+
 async def postgres_batch_lookup(
     conn: AsyncConnection,
     *,
@@ -173,57 +232,23 @@ async def postgres_batch_lookup(
     leads and dealer counts stay row-locked until `postgres_batch_write` commits."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
-    wanted_requests = {k for k in request_keys if k[1]}
-    wanted_channel = {k for k in channel_keys if k[2]}
-    wanted_keys = set(keys)
-    params = {
-        "method": method,
-        "rids": sorted({k[1] for k in wanted_requests}),
-        "scopes": sorted({k[0] for k in wanted_requests}),
-        "clids": sorted({k[2] for k in wanted_channel}),
-        "chans": sorted({k[0] for k in wanted_channel}),
-        "contacts": sorted({k[0] for k in wanted_keys}),
-    }
+    wanted = Wanted.of(request_keys, channel_keys, keys)
+    params = _pg_lookup_params(method, wanted)
     hashes = sorted({lock_hash(k) for k in lock_keys})
     loads_ids = sorted(set(load_ids))
     try:
-        async with pg.pipeline():
-            # Every query here is meant to be an index lookup. While a table grows from
-            # empty (a first bulk import) its statistics lag and the planner may pick a
-            # sequential scan with a linear `= ANY(...)` filter, quadratic over an import
-            # (measured: 0.75 s per 500-row batch at 100k rows): not in this transaction.
-            await pg.execute("SET LOCAL enable_seqscan = off")
-            if hashes:
-                await pg.execute(_PG_LOCK, (hashes,))
-            c_req = await pg.execute(_PG_REQUESTS, (params["scopes"], method, params["rids"]))
-            c_chan = await pg.execute(_PG_CHANNEL_IDS, (params["clids"], params["chans"]))
-            c_keys = await pg.execute(_PG_KEYS, (params["contacts"],))
-            c_leads = await pg.execute(_PG_LEADS, params)
-            c_tps = await pg.execute(_PG_TPS, params)
-            if loads_ids and missing_load_rows:
-                await pg.execute(_PG_LOAD_ROWS, (day, list(missing_load_rows)))
-            c_loads = await pg.execute(_PG_LOADS, (day, loads_ids)) if loads_ids else None
-        by_request = {
-            (scope, rid): Prior(result, fp)
-            for scope, rid, result, fp in await c_req.fetchall()
-            if (scope, rid) in wanted_requests
-        }
-        by_channel = {
-            (ch, dealer, clid): lead_id
-            for ch, dealer, clid, lead_id in await c_chan.fetchall()
-            if (ch, dealer, clid) in wanted_channel
-        }
-        key_db = {
-            (c, b): lead_id for c, b, lead_id in await c_keys.fetchall() if (c, b) in wanted_keys
-        }
-        tps: dict[str, list[Touchpoint]] = {}
-        for lead_id, channel, clid, occur, ref, rid, dealer in await c_tps.fetchall():
-            tps.setdefault(lead_id, []).append(
-                Touchpoint(Channel(channel), occur.astimezone(dt.UTC), clid, rid, ref, dealer)
-            )
-        found = {
-            row[0]: _pg_lead(row, tuple(tps.get(row[0], ()))) for row in await c_leads.fetchall()
-        }
+        c_req, c_chan, c_keys, c_leads, c_tps, c_loads = await _pg_send_lookups(
+            pg,
+            params,
+            hashes=hashes,
+            day=day,
+            loads_ids=loads_ids,
+            missing_load_rows=missing_load_rows,
+        )
+        by_request = priors_found(await c_req.fetchall(), wanted.requests)
+        by_channel = channel_leads_found(await c_chan.fetchall(), wanted.channel)
+        key_db = key_leads_found(await c_keys.fetchall(), wanted.keys)
+        found = await _pg_leads_found(c_leads, c_tps)
         loads = dict(await c_loads.fetchall()) if c_loads is not None else {}
     except BaseException:
         await pg.rollback()

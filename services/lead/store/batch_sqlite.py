@@ -27,6 +27,12 @@ from services.lead.store.batch import (
     Prior,
     RequestKey,
 )
+from services.lead.store.batch_keys import (
+    Wanted,
+    channel_leads_found,
+    key_leads_found,
+    priors_found,
+)
 from services.lead.store.rows import lead_from_row, lead_row
 
 # ------------------------------------------------------------------ the intake batch, SQLite
@@ -134,6 +140,93 @@ def _sqlite_lead(row: Sequence[Any], tps: tuple[Touchpoint, ...]) -> Lead:
     return lead_from_row(SimpleNamespace(**values), tps)
 
 
+def _json_sorted(values: Iterable[str]) -> str:
+    """Distinct values as the sorted JSON array `json_each(?)` reads (see above)."""
+    return json.dumps(sorted(set(values)))
+
+
+def _sqlite_priors(db: Any, method: str, wanted: set[RequestKey]) -> dict[RequestKey, Prior]:
+    """Earlier calls of the batch's request ids (pk_request_ids); no query for none."""
+    if not wanted:
+        return {}
+    scopes = _json_sorted(k[0] for k in wanted)
+    rids = _json_sorted(k[1] for k in wanted)
+    return priors_found(db.execute(_SQL_REQUESTS, (scopes, method, rids)), wanted)
+
+
+def _sqlite_channel_leads(db: Any, wanted: set[ChannelKey]) -> dict[ChannelKey, str]:
+    """The lead of each channel lead id seen (uq_touchpoints_channel_lead: the id, then
+    the channel checked); no query for none."""
+    if not wanted:
+        return {}
+    ids = _json_sorted(k[2] for k in wanted)
+    chans = _json_sorted(k[0] for k in wanted)
+    return channel_leads_found(db.execute(_SQL_CHANNEL_IDS, (ids, chans)), wanted)
+
+
+def _sqlite_key_leads(db: Any, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The current lead of each (contact, brand) (pk_lead_keys: contact first)."""
+    if not wanted:
+        return {}
+    contacts = _json_sorted(k[0] for k in wanted)
+    return key_leads_found(db.execute(_SQL_KEYS, (contacts,)), wanted)
+
+
+def _sqlite_leads(db: Any, lead_ids: list[str]) -> dict[str, Lead]:
+    """Those leads with their touchpoints in order (pk_leads, ix_touchpoints_lead_id_id),
+    by id; `lead_ids` sorted, as the reads of every batch take rows in one order."""
+    if not lead_ids:
+        return {}
+    rows = db.execute(_SQL_LEADS, (json.dumps(lead_ids),)).fetchall()
+    tps: dict[str, list[Touchpoint]] = {}
+    for lead_id, channel, clid, occur, ref, rid, dealer in db.execute(
+        _SQL_TPS, (json.dumps([r[0] for r in rows]),)
+    ):
+        tps.setdefault(lead_id, []).append(
+            Touchpoint(Channel(channel), _sqlite_time(occur), clid, rid, ref, dealer)  # type: ignore[arg-type]
+        )
+    return {row[0]: _sqlite_lead(row, tuple(tps.get(row[0], ()))) for row in rows}
+
+
+def _sqlite_loads(
+    db: Any, day_text: str, load_ids: Sequence[str], missing_load_rows: Sequence[str]
+) -> dict[str, int]:
+    """Today's count of each dealer (pk_dealer_load), its row made first if this process
+    has not made sure of it yet, so the batch's increments always find a row."""
+    if not load_ids:
+        return {}
+    if missing_load_rows:
+        db.executemany(_SQL_LOAD_ROWS, [(d, day_text) for d in missing_load_rows])
+    return dict(db.execute(_SQL_LOADS, (day_text, _json_sorted(load_ids))).fetchall())
+
+
+def _sqlite_lookup(
+    db: Any,
+    wanted: Wanted,
+    *,
+    method: str,
+    day_text: str,
+    load_ids: Sequence[str],
+    missing_load_rows: Sequence[str],
+) -> BatchFound:
+    """Every lookup of `sqlite_batch_lookup`, run whole on the SQLite thread; rolled back
+    on any error, else the transaction is left open for the writes."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        by_request = _sqlite_priors(db, method, wanted.requests)
+        by_channel = _sqlite_channel_leads(db, wanted.channel)
+        key_db = _sqlite_key_leads(db, wanted.keys)
+        lead_ids = sorted(
+            {*(p.result for p in by_request.values()), *by_channel.values(), *key_db.values()}
+        )
+        found = _sqlite_leads(db, lead_ids)
+        loads = _sqlite_loads(db, day_text, load_ids, missing_load_rows)
+        return BatchFound(by_request, by_channel, key_db, found, loads)
+    except BaseException:
+        db.rollback()
+        raise
+
+
 async def sqlite_batch_lookup(
     conn: AsyncConnection,
     *,
@@ -154,65 +247,19 @@ async def sqlite_batch_lookup(
     this process has not made sure of it yet (pk_dealer_load). The transaction stays open for
     `sqlite_batch_write` (or the connection's rollback). `lock_keys` are for PostgreSQL:
     BEGIN IMMEDIATE locks the whole database."""
-    wanted_requests = {k for k in request_keys if k[1]}
-    wanted_channel = {k for k in channel_keys if k[2]}
-    wanted_keys = set(keys)
+    wanted = Wanted.of(request_keys, channel_keys, keys)
     day_text = day.isoformat()
-
-    def run(db: Any) -> BatchFound:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            by_request: dict[RequestKey, Prior] = {}
-            if wanted_requests:
-                scopes = json.dumps(sorted({k[0] for k in wanted_requests}))
-                rids = json.dumps(sorted({k[1] for k in wanted_requests}))
-                for scope, rid, result, fp in db.execute(_SQL_REQUESTS, (scopes, method, rids)):
-                    if (scope, rid) in wanted_requests:
-                        by_request[(scope, rid)] = Prior(result, fp)
-            by_channel: dict[ChannelKey, str] = {}
-            if wanted_channel:
-                ids = json.dumps(sorted({k[2] for k in wanted_channel}))
-                chans = json.dumps(sorted({k[0] for k in wanted_channel}))
-                for channel, dealer, clid, lead_id in db.execute(_SQL_CHANNEL_IDS, (ids, chans)):
-                    if (channel, dealer, clid) in wanted_channel:
-                        by_channel[(channel, dealer, clid)] = lead_id
-            key_db: dict[tuple[str, str], str] = {}
-            if wanted_keys:
-                contacts = json.dumps(sorted({k[0] for k in wanted_keys}))
-                for contact, brand, lead_id in db.execute(_SQL_KEYS, (contacts,)):
-                    if (contact, brand) in wanted_keys:
-                        key_db[(contact, brand)] = lead_id
-            found: dict[str, Lead] = {}
-            lead_ids = sorted(
-                {
-                    *(p.result for p in by_request.values()),
-                    *by_channel.values(),
-                    *key_db.values(),
-                }
-            )
-            if lead_ids:
-                rows = db.execute(_SQL_LEADS, (json.dumps(lead_ids),)).fetchall()
-                tps: dict[str, list[Touchpoint]] = {}
-                for lead_id, channel, clid, occur, ref, rid, dealer in db.execute(
-                    _SQL_TPS, (json.dumps([r[0] for r in rows]),)
-                ):
-                    tps.setdefault(lead_id, []).append(
-                        Touchpoint(Channel(channel), _sqlite_time(occur), clid, rid, ref, dealer)  # type: ignore[arg-type]
-                    )
-                for row in rows:
-                    found[row[0]] = _sqlite_lead(row, tuple(tps.get(row[0], ())))
-            loads: dict[str, int] = {}
-            if load_ids:
-                if missing_load_rows:
-                    db.executemany(_SQL_LOAD_ROWS, [(d, day_text) for d in missing_load_rows])
-                ids = json.dumps(sorted(set(load_ids)))
-                loads = dict(db.execute(_SQL_LOADS, (day_text, ids)).fetchall())
-            return BatchFound(by_request, by_channel, key_db, found, loads)
-        except BaseException:
-            db.rollback()
-            raise
-
-    result: BatchFound = await _on_sqlite_thread(conn, run)
+    result: BatchFound = await _on_sqlite_thread(
+        conn,
+        lambda db: _sqlite_lookup(
+            db,
+            wanted,
+            method=method,
+            day_text=day_text,
+            load_ids=load_ids,
+            missing_load_rows=missing_load_rows,
+        ),
+    )
     return result
 
 
