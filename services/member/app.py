@@ -16,8 +16,9 @@ from contextlib import asynccontextmanager
 from mesh import contact
 from mesh.server import ServiceSpec
 from mesh.service import Context, Service
+from services.member.base import Clock, utc_now
 from services.member.domain.config import MemberConfig
-from services.member.engine import Clock, MemberEngine, utc_now
+from services.member.engine import MemberEngine
 from services.member.events import EVENTS
 from services.member.servicer import MemberServicer
 from services.member.store import MIGRATIONS, request_ids

@@ -3,9 +3,11 @@
 The servicer hands decoded values to `MemberEngine` and gets domain records back, cut to
 what the caller may see (a member it may not see is NOT_FOUND, like one that does not
 exist); rules live in `domain/`, SQL in `store/`. Here: who may see which member (decided
-once, `_view`) and which unit of work does what (`mesh.unit_of_work`), idempotent by the
-caller's request (`req`, AIP-155). Longer units of work are beside it: `accounts.py`
-(EarnPoints, RedeemPoints, the steps writes share), `lifecycle.py` (Register, Merge, Erase).
+once, `access.py`) and which unit of work does what (`mesh.unit_of_work`), idempotent by the
+caller's request (`req`, AIP-155). Beside it: `base.py` (the engine's state, the unit of work
+that changes one member), `ownership.py` (vehicles, dealer relations), `accounts.py`
+(EarnPoints, RedeemPoints, the steps writes share), `lifecycle.py` (Register, Merge, Erase),
+`events.py` (what member emits and consumes).
 EarnPoints and RedeemPoints, the hot path, are committed in groups by the member writer
 (`points_writer.py` on `mesh.groupcommit`): the engine's `start()` starts it, `stop()`
 drains it (an engine driven without `start()` starts it on its first points write).
@@ -14,103 +16,47 @@ drains it (an engine driven without `start()` starts it on its first points writ
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from mesh.db import Database
 from mesh.errors import FailedPrecondition, NotFound
 from mesh.idempotency import Asked
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork, transaction
-from services.member import access, accounts, events, lifecycle, metrics, store
+from services.member import access, accounts, lifecycle, metrics, store
 from services.member.domain import consent, identities, ledger, profile, rules
-from services.member.domain import vehicles as cars
 from services.member.domain import visibility as vis
-from services.member.domain.config import MemberConfig
 from services.member.domain.consent import ConsentState
 from services.member.domain.errors import (
     INSUFFICIENT_POINTS,
     identity_not_found,
     invalid,
     member_not_found,
-    vehicle_not_found,
 )
 from services.member.domain.identities import IdentityKey
 from services.member.domain.model import (
     MemberRecord,
     TierChangeRecord,
     TransactionRecord,
-    VehicleRecord,
 )
-from services.member.domain.relations import DealerRelation, Relation
 from services.member.domain.rules import MemberState
-from services.member.domain.vin import normalise_vin
+from services.member.ownership import Ownership
 from services.member.points_writer import (
     EARN,
     REDEEM,
     Outcome,
     PointsWrite,
-    PointsWriter,
     Retried,
     Slow,
 )
 from services.member.store.tables import OUTBOX
 
-Clock = Callable[[], dt.datetime]
-Change = Callable[[UnitOfWork], Awaitable[str]]
 Booked = accounts.Booked
-LINK, UPDATE, BIND = "LinkIdentity", "UpdateMember", "BindVehicle"
-TRANSFER, RELATION, CONSENT = "TransferVehicle", "RecordDealerRelation", "RecordConsent"
+LINK, UPDATE, CONSENT = "LinkIdentity", "UpdateMember", "RecordConsent"
 
 
-def utc_now() -> dt.datetime:
-    """The production clock."""
-    return dt.datetime.now(dt.UTC)
-
-
-class MemberEngine:
-    """Everything the servicer can ask of the member service."""
-
-    def __init__(
-        self, db: Database, config: MemberConfig, clock: Clock = utc_now, *, secret: bytes
-    ) -> None:
-        self.db = db
-        self.config = config
-        self.clock = clock
-        self.secret = secret  # the contact-digest key of the events (mesh/contact.py)
-        self.points = PointsWriter(db, config.tiers)
-        self.writer = self.points.committer()
-
-    async def start(self) -> None:
-        """Start the points writer (on the serving loop)."""
-        self.writer.start()
-
-    async def stop(self) -> None:
-        """Finish the points writes already queued, stop the writer, release its
-        connection."""
-        await self.writer.stop()
-        await self.points.connection.close()
-
-    # -------------------------------------------------------------------------- access
-
-    async def _member_at(self, member_id: str, now: dt.datetime) -> MemberRecord:
-        return await accounts.member_at(self.db, member_id, now, self.config.tiers)
-
-    async def _change_member(
-        self, method: str, member_id: str, req: Asked, now: dt.datetime, change: Change
-    ) -> str:
-        """Run `change` on the locked, active member in one unit of work, idempotent by the
-        caller's request: its result, or the first call's for a retried request id."""
-
-        async def work(uow: UnitOfWork) -> str:
-            prior = await accounts.prior(uow.conn, method, req, member_id)
-            if prior is not None:
-                return prior
-            await accounts.lock_active(uow, member_id)
-            result = await change(uow)
-            await accounts.remember(uow.conn, method, req, result, member_id=member_id, now=now)
-            return result
-
-        return await transaction(self.db, work, outbox=OUTBOX)
+class MemberEngine(Ownership):
+    """Everything the servicer can ask of the member service (vehicles and dealer
+    relations: ownership.py; the engine's state and shared steps: base.py)."""
 
     # -------------------------------------------------------------------------- members
 
@@ -299,79 +245,6 @@ class MemberEngine:
         await self._member_at(member_id, self.clock())
         async with self.db.engine.connect() as conn:
             return await store.points.list_tier_changes(conn, member_id, before_seq, limit)
-
-    # -------------------------------------------------------------------------- vehicles
-
-    async def bind_vehicle(
-        self, member_id: str, vin: str, details: Mapping[str, str], *, req: Asked, caller: Caller
-    ) -> VehicleRecord:
-        """BindVehicle: the member becomes the VIN's owner (domain/vehicles.py)."""
-        vin, now = normalise_vin(vin), self.clock()
-        attrs = {k: v if k == "purchase_date" else v.strip() for k, v in details.items()}
-
-        async def bind(uow: UnitOfWork) -> str:
-            known, owner = await store.vehicles.lock_owner(uow.conn, vin)
-            binding = cars.bind(member_id, known=known, owner_id=owner)
-            if binding is cars.Binding.NEW:
-                await store.vehicles.insert(uow.conn, vin, attrs, now)
-            elif binding is cars.Binding.CLAIM:
-                await store.vehicles.update(uow.conn, vin, attrs)
-            if binding is not cars.Binding.KEEP:
-                await store.vehicles.change_owner(uow.conn, vin, member_id, now, cars.BIND)
-                uow.emit(events.vehicle_bound(member_id, vin, now), subject=member_id)
-            return vin
-
-        await self._change_member(BIND, member_id, req, now, bind)
-        return vis.vehicle_shown(await self._vehicle(vin), caller, member_id)
-
-    async def transfer_vehicle(
-        self, vin: str, to_member: str, *, req: Asked, caller: Caller
-    ) -> VehicleRecord:
-        """TransferVehicle: the VIN moves to `to_member`, keeping its history."""
-        vin, now = normalise_vin(vin), self.clock()
-
-        async def transfer(uow: UnitOfWork) -> str:
-            known, owner = await store.vehicles.lock_owner(uow.conn, vin)
-            if cars.transfer(vin, to_member, known=known, owner_id=owner):
-                await store.vehicles.change_owner(uow.conn, vin, to_member, now, cars.TRANSFER)
-            return vin
-
-        await self._change_member(TRANSFER, to_member, req, now, transfer)
-        return vis.vehicle_shown(await self._vehicle(vin), caller, to_member)
-
-    async def _vehicle(self, vin: str) -> VehicleRecord:
-        async with self.db.engine.connect() as conn:
-            car = await store.vehicles.vehicle(conn, vin)
-        if car is None:
-            raise vehicle_not_found(vin)
-        return car
-
-    async def list_vehicles(
-        self, member_id: str, after_vin: str | None, limit: int, *, caller: Caller
-    ) -> list[VehicleRecord]:
-        """ListVehicles: the cars the member owns now, by VIN, after `after_vin`."""
-        await access.view(self.db, caller, member_id)
-        async with self.db.engine.connect() as conn:
-            rows = await store.vehicles.list_vehicles(conn, member_id, after_vin, limit)
-        return [vis.vehicle_shown(c, caller, member_id) for c in rows]
-
-    async def record_dealer_relation(
-        self, member_id: str, dealer_id: str, relation: Relation, vin: str, *, req: Asked,
-        caller: Caller,
-    ) -> bool:  # fmt: skip
-        """RecordDealerRelation: whether the relation (service, lead) is new."""
-        rel = DealerRelation.of(dealer_id, relation, normalise_vin(vin) if vin else "")
-        now = self.clock()
-
-        async def record(uow: UnitOfWork) -> str:
-            if rel.vin:
-                rel.check_owner(member_id, await store.vehicles.owner_of(uow.conn, rel.vin))
-            if await store.relations.exists(uow.conn, member_id, rel):
-                return "0"
-            await store.relations.insert(uow.conn, member_id, rel, now)
-            return "1"
-
-        return await self._change_member(RELATION, member_id, req, now, record) == "1"
 
     # -------------------------------------------------------------------------- consent
 
