@@ -89,7 +89,7 @@ async def serve(service: str, url: str) -> None:
     from services.lead.app import build_spec as lead_spec
     from services.member.app import build_spec as member_spec
 
-    spec = lead_spec() if service == "lead" else member_spec(events=False)
+    spec = lead_spec(events=False) if service == "lead" else member_spec(events=False)
     for servicer in spec.servicers:
         servicer.factory = partial(_made, servicer.impl, servicer.factory)
         servicer.impl = None

@@ -73,6 +73,12 @@ class UnitOfWork:
         self._outbox = outbox
         self._events: list[dict[str, Any]] = []
 
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the transaction is SQLite's (which holds the write lock from its start,
+        so row locks are moot)."""
+        return self._is_sqlite
+
     async def lock(self, *keys: str) -> None:
         """Serialise with every other transaction locking one of `keys` (PostgreSQL
         advisory locks; on SQLite the transaction already holds the write lock)."""

@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.events.envelope import (
@@ -131,12 +132,14 @@ class Outbox:
         subject: str,
         now: dt.datetime | None = None,
         event_id: str | None = None,
+        context: SpanContext | None = None,
     ) -> dict[str, Any]:
         """The outbox row of `event` about aggregate `subject`, carrying the trace context
-        of the code that emits it (the call being served)."""
+        of the code that emits it (the call being served), or `context`: the call's, taken
+        in its own task, when a batch writer builds the row for it."""
         if not subject:
             raise ValueError("an event needs the id of the aggregate it is about (subject)")
-        ctx = current_span_context()
+        ctx = current_span_context() if context is None else context
         return {
             "id": event_id or new_event_id(),
             "subject": subject_of(self.service, event),

@@ -9,38 +9,60 @@ and answered).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from mesh import contact
 from mesh.server import ServiceSpec
 from mesh.service import Context, Service
 from services.lead import store
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.demo_dealers import demo_dealers
 from services.lead.engine import LeadEngine
+from services.lead.events import EVENTS
 from services.lead.servicer import LeadServicer
 
 log = logging.getLogger(__name__)
 
 
-def service(*, seed: bool = True, config: LeadConfig | None = None) -> Service:
+async def _backfill(engine: LeadEngine) -> None:
+    """Older leads' digests, in the background; a failure is logged, the next start retries."""
+    try:
+        done = await engine.backfill_digests()
+    except Exception:
+        log.exception("giving older leads their contact digest failed; retried at next start")
+        return
+    if done:
+        log.info("gave %d older leads their contact digest", done)
+
+
+def service(*, seed: bool = True, config: LeadConfig | None = None, events: bool = True) -> Service:
     """The lead service. `seed=False` leaves an empty database empty (tests that register
-    their own dealers); `config` replaces the one read from the environment."""
+    their own dealers); `config` replaces the one read from the environment; `events=False`
+    runs no relay and no consumers (the outbox is still written)."""
 
     @asynccontextmanager
     async def lifespan(ctx: Context) -> AsyncIterator[LeadServicer]:
         # Configuration is read once, here; the domain never reads the environment.
-        engine = LeadEngine(ctx.db, config or LeadConfig.from_env(os.environ))
+        engine = LeadEngine(
+            ctx.db, config or LeadConfig.from_env(os.environ), secret=contact.load_key()
+        )
         if seed:
             added = await engine.seed_dealers(demo_dealers())
             if added:
                 log.info("seeded %d demo dealers into an empty registry", added)
         await engine.start()
+        backfill = asyncio.create_task(_backfill(engine), name="lead-digests")
         try:
             yield LeadServicer(engine)
         finally:
+            backfill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await backfill
             await engine.stop()
 
     return Service(
@@ -49,9 +71,12 @@ def service(*, seed: bool = True, config: LeadConfig | None = None) -> Service:
         lifespan=lifespan,
         migrations=store.MIGRATIONS,
         request_ids=store.request_ids,
+        events=EVENTS if events else None,
     )
 
 
-def build_spec(*, seed: bool = True, config: LeadConfig | None = None) -> ServiceSpec:
+def build_spec(
+    *, seed: bool = True, config: LeadConfig | None = None, events: bool = True
+) -> ServiceSpec:
     """What `mesh.server.run` and `start` serve."""
-    return service(seed=seed, config=config).spec()
+    return service(seed=seed, config=config, events=events).spec()

@@ -15,13 +15,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
+from mesh import contact
 from mesh.db import Database
 from mesh.errors import AlreadyExists, DomainError, NotFound, PermissionDenied
 from mesh.groupcommit import GroupCommitter
 from mesh.idempotency import Request, fingerprint, scope_of
 from mesh.identity import Caller, Kind
+from mesh.tracing import current_span_context
 from mesh.unit_of_work import UnitOfWork, transaction
-from services.lead import metrics, store
+from services.lead import events, metrics, store
 from services.lead.dealercache import DealerCache
 from services.lead.domain import errors, followup, routing
 from services.lead.domain.adf import parse_adf
@@ -41,6 +43,7 @@ from services.lead.domain.model import (
 from services.lead.domain.visibility import View, can_read, reply_view
 from services.lead.imports import ImportSummary, Row, import_rows
 from services.lead.intake_writer import SUBMIT, IntakeWriter, Submission, Submitted
+from services.lead.store import people
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +102,12 @@ ImportRow = tuple[int, Payload | DomainError, bytes]
 class LeadEngine:
     """Everything the servicer can ask of the lead service."""
 
-    def __init__(self, db: Database, config: LeadConfig, *, max_batch: int = 512) -> None:
+    def __init__(
+        self, db: Database, config: LeadConfig, *, secret: bytes, max_batch: int = 512
+    ) -> None:
         self.db = db
         self.config = config
+        self.secret = secret  # the contact-digest key of the events (mesh/contact.py)
         self.clock: Callable[[], dt.datetime] = utcnow
         self.is_postgres = not db.is_sqlite
         self.dealers = DealerCache(self._read_dealers, DEALER_CACHE_SECONDS)
@@ -175,7 +181,16 @@ class LeadEngine:
             walk_in = caller.dealer_id
         # What the request asks, as decoded and cleansed (a retry sends the same payload).
         asked = fingerprint(SUBMIT, clean.channel.value, clean.channel_lead_id, payload_ref)
-        return Submission(clean, caller.ref, payload_ref, walk_in, scope_of(caller), asked)
+        return Submission(
+            clean,
+            caller.ref,
+            payload_ref,
+            walk_in,
+            scope_of(caller),
+            asked,
+            contact.digest(clean.contact_key, self.secret),
+            current_span_context(),
+        )
 
     def _count(self, sub: Submission, result: Submitted) -> None:
         metrics.record_submitted(sub.clean.channel.value, result.outcome.value.lower())
@@ -311,10 +326,12 @@ class LeadEngine:
             updated = change(lead, now)
             if updated is not lead:
                 await store.update_leads(uow.conn, [updated])
+                for event in events.changes(lead, updated):
+                    uow.emit(event, subject=lead_id)
             await store.REQUEST_IDS.remember(uow.conn, method, req, lead_id, now)
             return updated
 
-        return await transaction(self.db, work)
+        return await transaction(self.db, work, outbox=store.tables.OUTBOX)
 
     async def create_dealer(self, dealer: Dealer, request_id: str, caller: Caller) -> Dealer:
         """CreateDealer: a new id is created; a retried request id returns the dealer it
@@ -337,6 +354,24 @@ class LeadEngine:
             return dealer
 
         return await transaction(self.db, work)
+
+    async def backfill_digests(self, batch: int = 1000) -> int:
+        """Give leads taken in before contact digests existed (migration 0004) theirs, a
+        batch per transaction, so member's events reach them too; how many."""
+        total = 0
+
+        def digest_of(contact_key: str) -> str:
+            return contact.digest(contact_key, self.secret)
+
+        while True:
+
+            async def work(uow: UnitOfWork) -> int:
+                return await people.backfill_digests(uow.conn, digest_of, batch)
+
+            done = await transaction(self.db, work)
+            total += done
+            if done < batch:
+                return total
 
     async def seed_dealers(self, demo: Sequence[Dealer]) -> int:
         """Register the demo dealer network into an empty registry (make run); returns how

@@ -23,19 +23,22 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
 from mesh.errors import DomainError
 from mesh.groupcommit import HeldConnection
 from mesh.idempotency import RequestIdReused
-from services.lead import store
+from services.lead import events, store
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.intake import IntakeResult, intake
 from services.lead.domain.model import CleanLead, Dealer, Lead, SubmitOutcome
 from services.lead.domain.visibility import View
+from services.lead.store.tables import OUTBOX
 
 SUBMIT = "SubmitLead"
 
@@ -59,6 +62,10 @@ class Submission:
     walk_in_dealer_id: str | None = None
     scope: str = ""
     fingerprint: str = ""
+    # The person as events name it (mesh/contact.py), and the trace of the call, taken in
+    # the caller's task: the batch's events carry it, not the writer's.
+    contact_digest: str | None = None
+    context: SpanContext | None = None
 
     @property
     def request_key(self) -> store.RequestKey:
@@ -95,6 +102,7 @@ class _Batch:
     changed: dict[str, Lead] = field(default_factory=dict)
     touchpoints: list[tuple[str, store.Touchpoint]] = field(default_factory=list)
     remembered: list[store.Remembered] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def selling(self, brand_key: str) -> list[Dealer]:
         """The dealers selling a brand (what routing needs), once per brand per batch:
@@ -104,11 +112,15 @@ class _Batch:
             found = self.by_brand[brand_key] = [d for d in self.dealers if d.sells(brand_key)]
         return found
 
-    def apply(self, sub: Submission, res: IntakeResult) -> None:
-        """Take one decision into the batch's state and what it will write."""
+    def apply(self, sub: Submission, res: IntakeResult) -> Lead:
+        """Take one decision into the batch's state and what it will write (the lead as
+        written: a lead taken in before digests existed gets its own now)."""
         lead, clean = res.lead, sub.clean
         state = self.found.leads
         if res.outcome is not SubmitOutcome.DUPLICATE:
+            if lead.contact_digest is None and sub.contact_digest is not None:
+                lead = replace(lead, contact_digest=sub.contact_digest)
+            self._emit(sub, state.get(lead.id), lead)
             state[lead.id] = lead
             if res.outcome is SubmitOutcome.CREATED or lead.id in self.created:
                 self.created[lead.id] = lead
@@ -126,6 +138,19 @@ class _Batch:
             done = store.Remembered(sub.scope, clean.request_id, sub.fingerprint, lead.id)
             self.found.by_request[sub.request_key] = store.Prior(lead.id, done.fingerprint)
             self.remembered.append(done)
+        return lead
+
+    def _emit(self, sub: Submission, before: Lead | None, after: Lead) -> None:
+        """The events of one decision, as outbox rows of the batch's transaction."""
+        if before is None:
+            found: list[Any] = [events.created(after), events.assigned(None, after)]
+        else:
+            found = events.changes(before, after)
+        self.events += [
+            OUTBOX.row(e, subject=after.id, now=after.update_time, context=sub.context)
+            for e in found
+            if e is not None
+        ]
 
     def writes(self, now: dt.datetime) -> store.BatchWrites:
         """Everything the batch writes, in one transaction."""
@@ -141,6 +166,7 @@ class _Batch:
                 if (c, b) in key_db and key_db[(c, b)] != i
             ],
             requests=self.remembered,
+            events=self.events,
             method=SUBMIT,
             now=now,
             day=now.date(),
@@ -188,6 +214,8 @@ class IntakeWriter:
         results: list[Submitted | BaseException] = [self._decide(state, sub, now) for sub in batch]
         write = store.postgres_batch_write if self._is_postgres else store.sqlite_batch_write
         await write(conn, state.writes(now))
+        if state.events:
+            OUTBOX.notify()  # committed: wake the relay
         self._load_rows.update((d, now.date()) for d in load_ids)
         return results
 
@@ -250,8 +278,7 @@ class IntakeWriter:
             )
         except DomainError as e:
             return e
-        batch.apply(sub, res)
-        return Submitted(res.outcome, res.lead)
+        return Submitted(res.outcome, batch.apply(sub, res))
 
 
 def _load_ids(dealers: list[Dealer], batch: Sequence[Submission]) -> list[str]:

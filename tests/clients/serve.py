@@ -59,7 +59,7 @@ def _spec(service: str) -> ServiceSpec:
     if service == "lead":
         from services.lead.app import build_spec as lead_spec
 
-        return lead_spec()
+        return lead_spec(events=False)
     from services.member.app import build_spec as member_spec
 
     return member_spec(events=False)

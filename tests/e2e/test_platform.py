@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -232,3 +232,129 @@ def test_a_member_registers_earns_and_sees_only_itself(platform: tuple[Path, str
             assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
     asyncio.run(journey())
+
+
+def _rows(var: Path, service: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(var / f"{service}.db", timeout=10) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def _eventually(probe: Callable[[], object], what: str, seconds: float = 20) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"not within {seconds:g} s: {what}")
+
+
+def test_member_and_lead_affect_each_other_through_events(platform: tuple[Path, str]) -> None:
+    """Over the launcher's real NATS: a member registered with a lead's mobile becomes the
+    lead's member; the lead WON gives the member the dealer's lead relation; the member's
+    erasure empties the lead of the person, in the trace of the erasure request."""
+    from marque.member.v1 import member_pb2, member_service_pb2, member_service_pb2_grpc
+
+    var, _ = platform
+    mobile = "13700137000"
+    oem = _auth(var, Caller(Kind.OEM, "staff-1"))
+    sales = _auth(var, Caller(Kind.SERVICE, "sales", service="sales"))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced = [*oem, ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")]
+
+    async def journey() -> tuple[str, str]:
+        async with (
+            grpc.aio.insecure_channel("127.0.0.1:50051") as lc,
+            grpc.aio.insecure_channel("127.0.0.1:50052") as mc,
+        ):
+            leads = lead_service_pb2_grpc.LeadServiceStub(lc)
+            members = member_service_pb2_grpc.MemberServiceStub(mc)
+            submitted = await leads.SubmitLead(
+                lead_service_pb2.SubmitLeadRequest(
+                    lead=lead_service_pb2.LeadInput(
+                        customer=lead_pb2.Customer(name="李雷", mobile=mobile, city="Shanghai"),
+                        vehicle=lead_pb2.VehicleInterest(brand="Marque", series="M5"),
+                    ),
+                    channel=lead_pb2.CHANNEL_BRAND_SITE,
+                    request_id="ev-1",
+                ),
+                metadata=oem,
+                timeout=10,
+            )
+            lead_id = submitted.lead.id
+            identity = member_service_pb2.IdentityKey(
+                type=member_pb2.IDENTITY_TYPE_MOBILE, value=mobile
+            )
+            member = await members.RegisterMember(
+                member_service_pb2.RegisterMemberRequest(identity=identity, request_id="ev-m1"),
+                metadata=sales,
+                timeout=10,
+            )
+            member_id = member.member.id
+            _eventually(
+                lambda: _rows(
+                    var,
+                    "lead",
+                    "SELECT 1 FROM leads WHERE id=? AND member_id=?",
+                    lead_id,
+                    member_id,
+                ),
+                "lead learns the member from MemberRegistered",
+            )
+            for status, rid in ((lead_pb2.LEAD_STATUS_CONTACTED, "ev-s1"),
+                                (lead_pb2.LEAD_STATUS_WON, "ev-s2")):  # fmt: skip
+                await leads.UpdateLeadStatus(
+                    lead_service_pb2.UpdateLeadStatusRequest(
+                        id=lead_id, status=status, request_id=rid
+                    ),
+                    metadata=oem,
+                    timeout=10,
+                )
+            dealer = (
+                submitted.lead.dealer_id
+                or (
+                    await leads.GetLead(lead_service_pb2.GetLeadRequest(id=lead_id), metadata=oem)
+                ).lead.dealer_id
+            )
+            _eventually(
+                lambda: _rows(
+                    var,
+                    "member",
+                    "SELECT 1 FROM dealer_relations WHERE member_id=? "
+                    "AND dealer_id=? AND relation='lead'",
+                    member_id,
+                    dealer,
+                ),
+                "member records the dealer of the won lead",
+            )
+            await members.EraseMember(
+                member_service_pb2.EraseMemberRequest(member_id=member_id, request_id="ev-e1"),
+                metadata=traced,
+                timeout=10,
+            )
+            _eventually(
+                lambda: _rows(
+                    var,
+                    "lead",
+                    "SELECT 1 FROM leads WHERE id=? AND name='' AND mobile_e164 IS NULL",
+                    lead_id,
+                ),
+                "lead erases the person's lead after MemberErased",
+            )
+            got = await leads.GetLead(lead_service_pb2.GetLeadRequest(id=lead_id), metadata=oem)
+            assert got.lead.customer.mobile == "" and got.lead.customer.name == ""
+            assert got.lead.channel == lead_pb2.CHANNEL_BRAND_SITE
+            return member_id, lead_id
+
+    member_id, _ = asyncio.run(journey())
+    done = _rows(
+        var,
+        "lead",
+        "SELECT traceparent FROM outbox WHERE aggregate=? AND type LIKE '%LeadDataErased'",
+        member_id,
+    )
+    assert len(done) == 1 and trace_id in str(done[0][0]), done  # one trace across the hop
+    logs = "".join(p.read_text() for p in (var / "log").glob("*.log"))
+    assert mobile not in logs and mobile[3:] not in logs

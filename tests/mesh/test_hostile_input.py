@@ -167,7 +167,7 @@ def lead_row(mobile: str) -> bytes:
 async def lead(database_url: str) -> AsyncIterator[grpc.aio.Channel]:
     from services.lead.app import build_spec
 
-    async with service(build_spec(), database_url) as ch:
+    async with service(build_spec(events=False), database_url) as ch:
         yield ch
 
 

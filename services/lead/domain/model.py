@@ -316,6 +316,10 @@ class Lead:
     # Optimistic-concurrency version for the store; bumped by every domain change.
     version: int = 1
     model_year: int = 0
+    # How other services name the lead's person (mesh/contact.py), None once erased; and
+    # the member it is, once member said so (MemberRegistered, MemberMerged).
+    contact_digest: str | None = None
+    member_id: str = ""
 
     @property
     def grade(self) -> Grade:

@@ -85,6 +85,8 @@ class BatchWrites:
     key_inserts: Sequence[tuple[str, str, str]]
     key_updates: Sequence[tuple[str, str, str]]
     requests: Sequence[Remembered]
+    # Outbox rows of the batch's events (mesh.events.outbox.Outbox.row).
+    events: Sequence[dict[str, Any]]
     method: str
     now: dt.datetime
     day: dt.date

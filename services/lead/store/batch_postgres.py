@@ -35,7 +35,14 @@ from services.lead.store.batch_keys import (
     priors_found,
 )
 from services.lead.store.rows import lead_from_row, lead_row, touchpoint_row
-from services.lead.store.tables import dealer_load, lead_keys, leads, request_ids, touchpoints
+from services.lead.store.tables import (
+    OUTBOX,
+    dealer_load,
+    lead_keys,
+    leads,
+    request_ids,
+    touchpoints,
+)
 
 # -------------------------------------------------------------- the intake batch, PostgreSQL
 #
@@ -257,8 +264,8 @@ async def postgres_batch_lookup(
 
 
 async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
-    """Every write of a batch in ONE statement (`_PG_WRITE_BATCH`) pipelined with the
-    commit; rolled back whole on any error."""
+    """Every write of a batch in ONE statement (`_PG_WRITE_BATCH`) and its events' outbox
+    rows, pipelined with the commit; rolled back whole on any error."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
     tps = [touchpoint_row(i, t) for i, t in w.touchpoints]
@@ -281,6 +288,8 @@ async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
     try:
         async with pg.pipeline():
             await pg.execute(_PG_WRITE_BATCH, params)
+            if w.events:  # the outbox rows, in the same transaction
+                await pg.execute(OUTBOX.postgres_insert_sql, (OUTBOX.postgres_json(w.events),))
             await pg.commit()
     except BaseException:
         await pg.rollback()

@@ -34,6 +34,7 @@ from services.lead.store.batch_keys import (
     priors_found,
 )
 from services.lead.store.rows import lead_from_row, lead_row
+from services.lead.store.tables import OUTBOX
 
 # ------------------------------------------------------------------ the intake batch, SQLite
 #
@@ -266,8 +267,8 @@ async def sqlite_batch_lookup(
 async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
     """Every write of a batch and the commit, in one call on the SQLite thread: new leads,
     changed leads written back whole, touchpoints, (contact, brand) keys pointed at their
-    current lead, request ids remembered, dealer counts raised; rolled back whole on any
-    error."""
+    current lead, request ids remembered, dealer counts raised, the batch's events into the
+    outbox; rolled back whole on any error."""
     new_rows = [sqlite_lead_values(lead) for lead in w.created]
     changed_rows = []
     for lead in w.changed:
@@ -294,6 +295,7 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
     key_updates = [(i, c, b) for c, b, i in w.key_updates]
     day_text = w.day.isoformat()
     load_rows = [(n, d, day_text) for d, n in sorted(w.added.items())]
+    event_rows = [OUTBOX.sqlite_values(row) for row in w.events]
 
     def run(db: Any) -> None:
         try:
@@ -305,6 +307,7 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
                 (_SQL_UPDATE_KEY, key_updates),
                 (_SQL_INSERT_REQUEST, request_rows),
                 (_SQL_ADD_LOAD, load_rows),
+                (OUTBOX.sqlite_insert_sql, event_rows),
             ):
                 if rows:
                     db.executemany(sql, rows)

@@ -56,6 +56,8 @@ def lead_row(lead: Lead) -> dict[str, Any]:
         "update_time": lead.update_time,
         "update_actor": lead.update_actor,
         "version": lead.version,
+        "contact_digest": lead.contact_digest,
+        "member_id": lead.member_id,
     }
 
 
@@ -117,6 +119,8 @@ def lead_from_row(row: Any, tps: tuple[Touchpoint, ...]) -> Lead:
         create_actor=row.create_actor,
         update_actor=row.update_actor,
         version=row.version,
+        contact_digest=row.contact_digest,
+        member_id=row.member_id,
     )
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from mesh.events.inbox import Inbox, inbox_table
+from mesh.events.outbox import Outbox, outbox_table
 from mesh.idempotency import RequestIds, request_ids_table
 from mesh.schema import BigId, UtcDateTime, new_metadata
 
@@ -79,11 +81,18 @@ leads = sa.Table(
     sa.Column("update_time", UtcDateTime, nullable=False),
     sa.Column("update_actor", sa.String(128), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # The person as other services name it (mesh/contact.py): erasure and member links find
+    # a person's leads by it. NULL once erased.
+    sa.Column("contact_digest", sa.String(64), nullable=True),
+    # The member the contact belongs to, as member's events say ("" unknown).
+    sa.Column("member_id", sa.String(40), nullable=False, server_default=""),
     # Listing: every page is a range scan on one of these in (create_time, id) order.
     sa.Index(None, "create_time", "id"),
     sa.Index(None, "dealer_id", "create_time", "id"),
     # The overdue view: open leads by due time.
     sa.Index(None, "follow_up_due_time"),
+    # A person's leads, for member's events (link, merge, erasure).
+    sa.Index(None, "contact_digest"),
 )
 
 # The dedup guard: the current lead of each (contact, brand) — contact is the E.164 mobile,
@@ -133,6 +142,13 @@ touchpoints = sa.Table(
 # result is the lead's (or dealer's) id.
 request_ids = request_ids_table(metadata)
 REQUEST_IDS = RequestIds(request_ids)
+
+# Domain events: what lead emits (LeadCreated, LeadAssigned, LeadStatusChanged,
+# LeadDataErased) and the member events it has handled (mesh/events; migration 0004).
+outbox = outbox_table(metadata)
+OUTBOX = Outbox(outbox, service="lead")
+inbox = inbox_table(metadata)
+INBOX = Inbox(inbox)
 
 # Leads routed to each dealer per UTC day, to stay within daily capacity across processes.
 dealer_load = sa.Table(

@@ -128,7 +128,7 @@ async def serve(
     settings = Settings(
         service="lead", grpc_port=0, metrics_port=0, database_url=database_url, **settings_kw
     )
-    running = await start(build_spec(seed=False, config=config), settings)
+    running = await start(build_spec(seed=False, config=config, events=False), settings)
     db = Database(database_url)
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:

@@ -28,6 +28,7 @@ from services.lead.intake_writer import new_lead_id
 from services.lead.store import MIGRATIONS
 
 SERVICE = Caller(Kind.SERVICE, "test", service="test")
+DIGEST_KEY = b"test-contact-digest-key-of-32-bytes!"
 
 
 def lead_input(mobile: str = "13800138000", **changes: object) -> LeadInput:
@@ -55,7 +56,7 @@ async def open_engine(url: str, *, migrate: bool = True) -> LeadEngine:
     db = Database(url)
     if migrate:
         await db.migrate(MIGRATIONS)
-    engine = LeadEngine(db, LeadConfig())
+    engine = LeadEngine(db, LeadConfig(), secret=DIGEST_KEY)
     await engine.start()
     return engine
 
@@ -80,7 +81,7 @@ async def count(engine: LeadEngine, table: sa.Table) -> int:
 
 async def test_migration_matches_the_tables(database_url: str) -> None:
     db = Database(database_url)
-    assert await db.migrate(MIGRATIONS) == "0003"
+    assert await db.migrate(MIGRATIONS) == "0004"
 
     def diff(conn: sa.Connection) -> list[object]:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
