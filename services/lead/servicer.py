@@ -21,8 +21,8 @@ from mesh.errors import DomainError, InvalidArgument
 from mesh.identity import Caller, Kind, current_caller
 from mesh.paging import decode_token, filter_hash, page_size, split_page
 from mesh.validation import validate, validates_stream
-from services.lead import store
 from services.lead.domain import errors
+from services.lead.domain.listing import LeadFilter
 from services.lead.domain.model import (
     Channel,
     Consents,
@@ -357,14 +357,14 @@ def _reply_lead(result: Submitted) -> lead_pb2.Lead | None:
     return None
 
 
-def _lead_filter(request: lead_service_pb2.ListLeadsRequest, now: dt.datetime) -> store.LeadFilter:
+def _lead_filter(request: lead_service_pb2.ListLeadsRequest, now: dt.datetime) -> LeadFilter:
     """The request's filters as asked (the engine scopes them to the caller)."""
     dealer_id = request.dealer_id or None
     unassigned = request.unassigned_only and dealer_id is None
     grade = _GRADES.of(request.grade)
     status = _STATUSES.of(request.status)
     channel = _CHANNELS.of(request.channel)
-    return store.LeadFilter(
+    return LeadFilter(
         dealer_id=dealer_id,
         unassigned_only=unassigned,
         grade=grade.value if grade else None,

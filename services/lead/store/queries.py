@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.lead.domain.listing import LeadFilter
 from services.lead.domain.model import (
     Dealer,
     Lead,
@@ -103,22 +103,6 @@ async def list_dealers(
     if city:
         query = query.where(sa.func.lower(dealers.c.city) == city.casefold())
     return [dealer_from_row(r) for r in await conn.execute(query)]
-
-
-@dataclass(frozen=True, slots=True)
-class LeadFilter:
-    """ListLeads filters, already scoped to the caller; None/empty means no filter."""
-
-    dealer_id: str | None = None
-    unassigned_only: bool = False
-    grade: str | None = None
-    status: str | None = None
-    channel: str | None = None
-    create_start: dt.datetime | None = None
-    create_end: dt.datetime | None = None
-    overdue_at: dt.datetime | None = None
-    # Nothing can match (a dealer asking for another dealer's leads): no query at all.
-    nothing: bool = False
 
 
 async def list_leads(
