@@ -1,10 +1,7 @@
 """Channels to other services: `stub = LeadServiceStub(channel("lead"))`.
 
-What gRPC does itself is configured, not re-implemented (DESIGN.md §4):
-- a service config: retries on UNAVAILABLE with exponential backoff (4 attempts, with retry
-  throttling so an outage does not multiply load), round_robin load balancing (effective
-  for `dns:///` targets such as Kubernetes headless services), per-method timeouts;
-- keepalive, so a dead peer behind a silent network is noticed.
+What gRPC does itself (retries, round_robin, per-method timeouts, keepalive) is configured,
+not re-implemented: mesh/channel_config.py. The service token: mesh/service_token.py.
 
 What grpcio lacks is added by four small client interceptors, one per call kind:
 - deadline propagation: the outgoing timeout is min(own timeout, time left on the call being
@@ -20,8 +17,7 @@ What grpcio lacks is added by four small client interceptors, one per call kind:
   many unsampled calls cost a header and not a span (client streams always take the
   header-only path: the instrumentation would deadlock their `call.write()` API);
 - metrics: `grpc_client_started_total`, `grpc_client_handled_total`,
-  `grpc_client_handling_seconds` through `mesh.metrics.client_method` (go-grpc-prometheus
-  names).
+  `grpc_client_handling_seconds` (go-grpc-prometheus names; mesh/client_metrics.py).
 
 Unary calls (and client streams) get a default timeout (`MARQUE_CLIENT_TIMEOUT`, 10 s) when
 neither the call nor a per-method override sets one; server and bidi streams get none by
@@ -32,11 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -46,31 +41,57 @@ from opentelemetry import propagate
 from mesh import config as mesh_config
 from mesh.catalog import BY_NAME
 from mesh.chain import current_deadline
-from mesh.identity import Caller, Kind, current_caller
-from mesh.keys import TokenError, mint_token
-from mesh.metrics import ClientMethod, client_method
+from mesh.channel_config import (
+    DEFAULT_TIMEOUT,
+    RETRY_POLICY,
+    RETRY_THROTTLING,
+    channel_options,
+    default_timeout_from_env,
+    service_config,
+)
+from mesh.client_metrics import measured_stream, measured_unary
+from mesh.identity import Kind, current_caller
+from mesh.metrics import client_method
+from mesh.service_token import (
+    SERVICE_TOKEN_RENEW_BEFORE,
+    SERVICE_TOKEN_TTL,
+    ServiceToken,
+    StaticToken,
+    TokenSource,
+    service_token,
+    token_source,
+)
 from mesh.tracing import attach_pending, current_span_context
 
+__all__ = [
+    "BIDI_STREAM",
+    "CLIENT_STREAM",
+    "DEFAULT_TIMEOUT",
+    "MAX_PROPAGATED_SECONDS",
+    "ON_BEHALF_OF",
+    "RETRY_POLICY",
+    "RETRY_THROTTLING",
+    "SERVER_STREAM",
+    "SERVICE_TOKEN_RENEW_BEFORE",
+    "SERVICE_TOKEN_TTL",
+    "UNARY",
+    "ServiceToken",
+    "StaticToken",
+    "TokenSource",
+    "channel",
+    "channel_options",
+    "channel_to",
+    "close_channels",
+    "default_timeout_from_env",
+    "interceptors",
+    "service_config",
+    "service_token",
+]
+
 ON_BEHALF_OF = "x-marque-on-behalf-of"
-DEFAULT_TIMEOUT = 10.0
 # A served deadline further away than this is treated as "no deadline" (defence in depth
 # against a huge `time_remaining()` leaking through).
 MAX_PROPAGATED_SECONDS = 24 * 3600.0
-SERVICE_TOKEN_TTL = 3600
-# Renew the service token when less than this is left, so no call carries a token that
-# expires in flight.
-SERVICE_TOKEN_RENEW_BEFORE = 300
-
-RETRY_POLICY: dict[str, Any] = {
-    "maxAttempts": 4,
-    "initialBackoff": "0.1s",
-    "maxBackoff": "2s",
-    "backoffMultiplier": 2,
-    "retryableStatusCodes": ["UNAVAILABLE"],
-}
-# gRPC's retry token bucket: a failure costs 1 token, a success earns 0.1, and retries pause
-# while fewer than half the tokens are left, so a dead backend does not get 4x the load.
-RETRY_THROTTLING: dict[str, Any] = {"maxTokens": 10, "tokenRatio": 0.1}
 
 UNARY, CLIENT_STREAM, SERVER_STREAM, BIDI_STREAM = (
     "unary",
@@ -78,103 +99,6 @@ UNARY, CLIENT_STREAM, SERVER_STREAM, BIDI_STREAM = (
     "server_stream",
     "bidi_stream",
 )
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
-
-
-def service_config(timeouts: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """The gRPC service config: round_robin, retry on UNAVAILABLE, per-method timeouts.
-
-    `timeouts` maps `package.Service/Method` (or `package.Service` for all its methods) to
-    seconds. A method config does not inherit from the default one, so every entry repeats
-    the retry policy.
-    """
-    method_config: list[dict[str, Any]] = []
-    for name, seconds in (timeouts or {}).items():
-        service, _, method = name.lstrip("/").partition("/")
-        selector = {"service": service, "method": method} if method else {"service": service}
-        method_config.append(
-            {"name": [selector], "retryPolicy": RETRY_POLICY, "timeout": _duration(seconds)}
-        )
-    method_config.append({"name": [{}], "retryPolicy": RETRY_POLICY})
-    return {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": method_config,
-        "retryThrottling": RETRY_THROTTLING,
-    }
-
-
-def channel_options(
-    timeouts: Mapping[str, float] | None = None, *, user_agent: str = "marque-mesh"
-) -> list[tuple[str, Any]]:
-    """Channel arguments: the service config plus keepalive.
-
-    Keepalive pings every `MARQUE_CLIENT_KEEPALIVE_MS` (default 5 min, the interval a grpc
-    server accepts by default without answering "too many pings") and only while calls are
-    open.
-    """
-    keepalive_ms = int(os.environ.get("MARQUE_CLIENT_KEEPALIVE_MS", "300000"))
-    return [
-        ("grpc.service_config", json.dumps(service_config(timeouts))),
-        ("grpc.enable_retries", 1),
-        ("grpc.keepalive_time_ms", keepalive_ms),
-        ("grpc.keepalive_timeout_ms", 20_000),
-        ("grpc.keepalive_permit_without_calls", 0),
-        ("grpc.primary_user_agent", user_agent),
-    ]
-
-
-# -- identity -------------------------------------------------------------------------------
-
-
-class ServiceToken:
-    """The bearer token of this process's service: minted on first use, renewed before expiry."""
-
-    def __init__(
-        self,
-        service: str,
-        *,
-        ttl_seconds: int = SERVICE_TOKEN_TTL,
-        renew_before: int = SERVICE_TOKEN_RENEW_BEFORE,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.service = service
-        self._ttl = ttl_seconds
-        self._renew_before = min(renew_before, ttl_seconds // 2)
-        self._clock = clock
-        self._header: tuple[str, str] | None = None
-        self._renew_at = 0.0
-
-    def header(self) -> tuple[str, str]:
-        """`("authorization", "Bearer …")`, minted again when close to expiry."""
-        now = self._clock()
-        if self._header is None or now >= self._renew_at:
-            caller = Caller(Kind.SERVICE, self.service, service=self.service)
-            token = mint_token(caller, ttl_seconds=self._ttl, now=now)
-            self._header = ("authorization", f"Bearer {token}")
-            self._renew_at = now + self._ttl - self._renew_before
-        return self._header
-
-
-_service_tokens: dict[str, ServiceToken] = {}
-
-
-def service_token(service: str) -> ServiceToken:
-    """The shared token source of `service` (one per process and service)."""
-    source = _service_tokens.get(service)
-    if source is None:
-        source = _service_tokens[service] = ServiceToken(service)
-    return source
-
-
-class _StaticToken:
-    def __init__(self, token: str) -> None:
-        self._header = ("authorization", f"Bearer {token}")
-
-    def header(self) -> tuple[str, str]:
-        return self._header
 
 
 # -- deadline -------------------------------------------------------------------------------
@@ -223,7 +147,7 @@ class _Core:
     def __init__(
         self,
         *,
-        token: Any | None,
+        token: TokenSource | None,
         default_timeout: float | None,
         timeouts: Mapping[str, float],
         tracing: bool,
@@ -284,59 +208,9 @@ class _Core:
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
-    @staticmethod
-    async def measured_unary(
-        continuation: Any, measure: ClientMethod, details: Any, request: Any
-    ) -> Any:
-        """Unary-unary: the caller awaits the whole call anyway, so it is awaited here (no
-        extra task or callback per call)."""
-        measure.started.inc()
-        start = time.perf_counter()
-        code = grpc.StatusCode.UNKNOWN
-        try:
-            call = await continuation(details, request)
-            code = await call.code()
-            return call
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            measure.done(code, time.perf_counter() - start)
-
-    @staticmethod
-    async def measured_stream(
-        continuation: Any, measure: ClientMethod, details: Any, request: Any
-    ) -> Any:
-        """Streams: the call is handed out at once (the caller reads or writes it) and
-        measured when it ends."""
-        measure.started.inc()
-        start = time.perf_counter()
-        try:
-            call = await continuation(details, request)
-        except grpc.aio.AioRpcError as exc:
-            measure.done(exc.code(), time.perf_counter() - start)
-            raise
-        add = getattr(call, "add_done_callback", None)
-        if add is None:
-            return call
-
-        def finished(done_call: Any) -> None:
-            # aio's code() is a coroutine; it completes at once on a finished call.
-            task = asyncio.ensure_future(done_call.code())
-            task.add_done_callback(
-                lambda t: measure.done(
-                    t.result()
-                    if not t.cancelled() and t.exception() is None
-                    else grpc.StatusCode.UNKNOWN,
-                    time.perf_counter() - start,
-                )
-            )
-
-        add(finished)
-        return call
+    # Module functions of mesh/client_metrics.py, looked up on the core as before.
+    measured_unary = staticmethod(measured_unary)
+    measured_stream = staticmethod(measured_stream)
 
 
 class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
@@ -400,7 +274,7 @@ class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
 
 def interceptors(
     *,
-    token: Any | None,
+    token: TokenSource | None,
     default_timeout: float | None,
     timeouts: Mapping[str, float],
     tracing: bool = True,
@@ -415,12 +289,6 @@ def interceptors(
 _channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def default_timeout_from_env() -> float:
-    """`MARQUE_CLIENT_TIMEOUT` seconds (default 10) for unary calls without their own."""
-    raw = os.environ.get("MARQUE_CLIENT_TIMEOUT", "").strip()
-    return float(raw) if raw else DEFAULT_TIMEOUT
 
 
 def _own_service_name() -> str | None:
@@ -472,33 +340,41 @@ def channel_to(
     if existing is not None:
         return existing
 
-    source: Any | None = None
-    if token:
-        source = _StaticToken(token)
-    elif os.environ.get("MARQUE_SERVICE_TOKEN"):
-        source = _StaticToken(os.environ["MARQUE_SERVICE_TOKEN"])
-    elif service_name:
-        source = service_token(service_name)
-        try:
-            source.header()  # fail now, not on the first call, if this process cannot mint
-        except TokenError as e:
-            raise TokenError(
-                f"{e}; configure MARQUE_JWT_PRIVATE_KEY[_FILE] or give this process a "
-                "pre-issued MARQUE_SERVICE_TOKEN"
-            ) from None
+    made = _new_channel(
+        target,
+        service_name=service_name,
+        token=token,
+        timeout=timeout,
+        timeouts=timeouts,
+        credentials=credentials,
+        tracing=tracing,
+    )
+    per_loop[key] = made
+    return made
+
+
+def _new_channel(
+    target: str,
+    *,
+    service_name: str | None,
+    token: str | None,
+    timeout: float | None,
+    timeouts: Mapping[str, float] | None,
+    credentials: grpc.ChannelCredentials | None,
+    tracing: bool,
+) -> grpc.aio.Channel:
+    """A channel `channel_to` has not cached yet: its token source, interceptors and
+    options; made once per key, so none of this is on a call's path."""
     chain = interceptors(
-        token=source,
+        token=token_source(token, service_name),
         default_timeout=default_timeout_from_env() if timeout is None else timeout,
         timeouts=timeouts or {},
         tracing=tracing,
     )
     options = channel_options(timeouts, user_agent=f"marque-mesh/{service_name or 'client'}")
     if credentials is not None:
-        made = grpc.aio.secure_channel(target, credentials, options=options, interceptors=chain)
-    else:
-        made = grpc.aio.insecure_channel(target, options=options, interceptors=chain)
-    per_loop[key] = made
-    return made
+        return grpc.aio.secure_channel(target, credentials, options=options, interceptors=chain)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=chain)
 
 
 def channel(service: str, **kwargs: Any) -> grpc.aio.Channel:

@@ -21,6 +21,9 @@ Children's stdout and stderr go to `var/log/<service>.log` (appended; the termin
 readable and the JSON logs stay machine-readable); the path is printed at start and with any
 failure. Children run in their own session, so a terminal Ctrl-C reaches only the launcher,
 which stops them in order; on Linux they also get SIGTERM if the launcher itself is killed.
+
+What runs and in which order is here; starting, waiting for and stopping one process is
+mesh/service_processes.py.
 """
 
 from __future__ import annotations
@@ -33,45 +36,50 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from mesh.catalog import BY_NAME, ServiceEntry, existing
-from mesh.config import ROOT, var_dir
+from mesh.config import var_dir
 from mesh.nats_server import NatsServer, NatsServerError
+from mesh.service_processes import (
+    KILL_MARGIN,
+    LOG_TAIL_LINES,
+    Child,
+    LaunchError,
+    child_env,
+    log_tail,
+    start_child,
+    stop_children,
+    wait_serving,
+)
+from mesh.service_processes import display_path as _display
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_READY_TIMEOUT",
+    "KILL_MARGIN",
+    "LOG_TAIL_LINES",
+    "Child",
+    "LaunchError",
+    "banner",
+    "check_ports_free",
+    "child_env",
+    "embedded_nats",
+    "log_tail",
+    "main",
+    "run",
+    "runnable",
+    "select",
+    "start_child",
+    "start_nats",
+    "stop_children",
+    "wait_serving",
+]
 
 DEFAULT_READY_TIMEOUT = 60.0
 DEFAULT_GRACE = 10.0
-# After the grace, a child still has its shutdown hooks to run (drain the writer, close the
-# database): it is killed only this much later.
-KILL_MARGIN = 5.0
-LOG_TAIL_LINES = 20
-_RUN_MARKER = "===== "
-
-
-class LaunchError(Exception):
-    """Start-up failed; the message says which service and where its log is."""
-
-
-@dataclass
-class Child:
-    """One running service process."""
-
-    entry: ServiceEntry
-    process: asyncio.subprocess.Process
-    log_path: Path
-    host: str
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.entry.grpc_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.entry.metrics_port}/metrics"
 
 
 def runnable(entry: ServiceEntry) -> bool:
@@ -82,22 +90,6 @@ def runnable(entry: ServiceEntry) -> bool:
         return importlib.util.find_spec(f"{entry.module}.__main__") is not None
     except ModuleNotFoundError:
         return False
-
-
-def _display(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log, indented, for error messages."""
-    try:
-        content = path.read_text(errors="replace")
-    except OSError:
-        return "    (no log)"
-    # Only this run's output: the log is appended to across runs.
-    this_run = content.rpartition(_RUN_MARKER)[2].splitlines()[1:]
-    text = [line for line in this_run if line.strip()][-lines:]
-    return "\n".join("    " + line for line in text) or "    (no output)"
 
 
 def check_ports_free(entries: Sequence[ServiceEntry], host: str) -> None:
@@ -113,129 +105,6 @@ def check_ports_free(entries: Sequence[ServiceEntry], host: str) -> None:
                         f"{e.name}: {what} port {host}:{port} is already in use "
                         "(is another `make run` still running?)"
                     ) from None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def child_env(
-    entry: ServiceEntry,
-    base: dict[str, str] | None = None,
-    *,
-    grace: float | None = None,
-    nats_url: str | None = None,
-) -> dict[str, str]:
-    """The environment of a service process: ours plus its name, catalog ports, the
-    grace it drains for on SIGTERM (the one the launcher waits for) and the NATS it
-    publishes and consumes events on."""
-    env = dict(os.environ if base is None else base)
-    if grace is not None:
-        env["MARQUE_SHUTDOWN_GRACE"] = f"{grace:g}"
-    if nats_url is not None:
-        env["MARQUE_NATS_URL"] = nats_url
-    env.update(
-        MARQUE_SERVICE_NAME=entry.name,
-        OTEL_SERVICE_NAME=entry.name,
-        MARQUE_GRPC_PORT=str(entry.grpc_port),
-        MARQUE_METRICS_PORT=str(entry.metrics_port),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _open_log(log_dir: Path, entry: ServiceEntry) -> tuple[Path, IO[bytes]]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{entry.name}.log"
-    log = log_path.open("ab")
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    log.write(f"\n{_RUN_MARKER}{stamp} launcher: starting {entry.module}\n".encode())
-    log.flush()
-    return log_path, log
-
-
-async def start_child(
-    entry: ServiceEntry,
-    log_dir: Path,
-    host: str,
-    grace: float | None = None,
-    nats_url: str | None = None,
-) -> Child:
-    """Start `python -m <module>` with its output appended to log_dir/<service>.log."""
-    log_path, log = _open_log(log_dir, entry)
-    with log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            entry.module,
-            cwd=ROOT,
-            env=child_env(entry, grace=grace, nats_url=nats_url),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-    return Child(entry, process, log_path, host)
-
-
-async def wait_serving(child: Child, ready_timeout: float) -> None:
-    """Poll grpc.health.v1 until the child reports SERVING; LaunchError on exit or timeout."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + ready_timeout
-    name, log = child.entry.name, _display(child.log_path)
-    async with grpc.aio.insecure_channel(child.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if child.process.returncode is not None:
-                raise LaunchError(
-                    f"{name} exited with code {child.process.returncode} while starting; "
-                    f"its log is {log}:\n{log_tail(child.log_path)}"
-                )
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass  # not listening yet
-            if time.monotonic() >= deadline:
-                raise LaunchError(
-                    f"{name} did not report SERVING on {child.address} within {ready_timeout:g}s; "
-                    f"its log is {log}:\n{log_tail(child.log_path)}"
-                )
-            await asyncio.sleep(0.1)
-
-
-async def stop_children(children: Sequence[Child], grace: float, out: IO[str]) -> None:
-    """SIGTERM all, give them `grace` seconds to drain and `KILL_MARGIN` more to shut
-    down, SIGKILL the rest."""
-    alive = [c for c in children if c.process.returncode is None]
-    for c in alive:
-        with contextlib.suppress(ProcessLookupError):
-            c.process.send_signal(signal.SIGTERM)
-    if not alive:
-        return
-    limit = grace + KILL_MARGIN
-    names = ", ".join(c.entry.name for c in alive)
-    print(f"stopping {names} (drain {grace:g}s, killed after {limit:g}s)...", file=out, flush=True)
-    _, pending = await asyncio.wait(
-        [asyncio.ensure_future(c.process.wait()) for c in alive], timeout=limit
-    )
-    for task in pending:
-        task.cancel()
-    for c in alive:
-        if c.process.returncode is None:
-            print(f"{c.entry.name} did not stop within {limit:g}s: killed", file=out)
-            with contextlib.suppress(ProcessLookupError):
-                c.process.kill()
-            await c.process.wait()
 
 
 def embedded_nats(log_dir: Path, env: dict[str, str] | None = None) -> NatsServer | None:
@@ -313,70 +182,111 @@ async def run(
     log_dir = log_dir or var_dir() / "log"
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = _stop_on_signals(loop, stop)
+    children: list[Child] = []
+    nats_url = nats.url if nats is not None else os.environ.get("MARQUE_NATS_URL", "")
+    try:
+        check_ports_free(entries, host)
+        await _start_all(
+            entries, children, log_dir=log_dir, host=host, grace=grace, nats=nats, out=out
+        )
+        if not await _until_ready(children, ready_timeout, stop):
+            print("interrupted during start-up", file=out)
+            return 130
+        print(banner(children, log_dir, nats, nats_url), file=out, flush=True)
+        return await _watch(children, stop, out)
+    except LaunchError as e:
+        print(f"error: {e}", file=out)
+        return 1
+    finally:
+        await _stop_all(children, grace, nats, out)
+        for handled_sig in handled:
+            loop.remove_signal_handler(handled_sig)
+        out.flush()
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[signal.Signals]:
+    """Ctrl-C and SIGTERM set `stop`; returns the signals handled (none off the main thread)."""
     handled: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
+    return handled
 
-    children: list[Child] = []
-    nats_url = nats.url if nats is not None else os.environ.get("MARQUE_NATS_URL", "")
-    try:
-        check_ports_free(entries, host)
-        if nats is not None:
-            print(f"starting nats on {nats.url}...", file=out, flush=True)
-            await asyncio.to_thread(start_nats, nats)
-        for e in entries:
-            children.append(
-                await start_child(e, log_dir, host, grace, nats.url if nats is not None else None)
-            )
-        print(f"starting {', '.join(e.name for e in entries)}...", file=out, flush=True)
-        ready: asyncio.Future[Any] = asyncio.gather(
-            *(wait_serving(c, ready_timeout) for c in children)
+
+async def _start_all(
+    entries: Sequence[ServiceEntry],
+    children: list[Child],
+    *,
+    log_dir: Path,
+    host: str,
+    grace: float,
+    nats: NatsServer | None,
+    out: IO[str],
+) -> None:
+    """NATS first, then every service process; each started child joins `children` at
+    once, so a failure part-way still stops the ones already running."""
+    if nats is not None:
+        print(f"starting nats on {nats.url}...", file=out, flush=True)
+        await asyncio.to_thread(start_nats, nats)
+    for e in entries:
+        children.append(
+            await start_child(e, log_dir, host, grace, nats.url if nats is not None else None)
         )
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
-            ready.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LaunchError):
-                await ready
-            print("interrupted during start-up", file=out)
-            return 130
-        stopping.cancel()
-        ready.result()  # raises the first LaunchError
+    print(f"starting {', '.join(e.name for e in entries)}...", file=out, flush=True)
 
-        print(banner(children, log_dir, nats, nats_url), file=out, flush=True)
-        exits: dict[asyncio.Future[Any], Child] = {
-            asyncio.ensure_future(c.process.wait()): c for c in children
-        }
-        stopping = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
-        for task in exits:
-            if task not in done:
-                task.cancel()
-        dead = [exits[t] for t in done if t in exits]
-        if dead:
-            for c in dead:
-                print(
-                    f"{c.entry.name} exited with code {c.process.returncode}; "
-                    f"its log is {_display(c.log_path)}:\n{log_tail(c.log_path)}",
-                    file=out,
-                )
-            print("stopping the other services", file=out)
-            return 1
-        stopping.cancel()
-        return 0
-    except LaunchError as e:
-        print(f"error: {e}", file=out)
+
+async def _until_ready(
+    children: Sequence[Child], ready_timeout: float, stop: asyncio.Event
+) -> bool:
+    """True when every child reports SERVING, False when `stop` came first; the first
+    child's LaunchError is raised."""
+    ready: asyncio.Future[Any] = asyncio.gather(*(wait_serving(c, ready_timeout) for c in children))
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        ready.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LaunchError):
+            await ready
+        return False
+    stopping.cancel()
+    ready.result()  # raises the first LaunchError
+    return True
+
+
+async def _watch(children: Sequence[Child], stop: asyncio.Event, out: IO[str]) -> int:
+    """Run until `stop` (0) or until a child dies (1, reported with the end of its log)."""
+    exits: dict[asyncio.Future[Any], Child] = {
+        asyncio.ensure_future(c.process.wait()): c for c in children
+    }
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([*exits, stopping], return_when=asyncio.FIRST_COMPLETED)
+    for task in exits:
+        if task not in done:
+            task.cancel()
+    dead = [exits[t] for t in done if t in exits]
+    if dead:
+        for c in dead:
+            print(
+                f"{c.entry.name} exited with code {c.process.returncode}; "
+                f"its log is {_display(c.log_path)}:\n{log_tail(c.log_path)}",
+                file=out,
+            )
+        print("stopping the other services", file=out)
         return 1
-    finally:
-        await stop_children(children, grace, out)
-        if nats is not None and nats.running:
-            print("stopping nats", file=out, flush=True)
-            await asyncio.to_thread(nats.stop)
-        for handled_sig in handled:
-            loop.remove_signal_handler(handled_sig)
-        out.flush()
+    stopping.cancel()
+    return 0
+
+
+async def _stop_all(
+    children: Sequence[Child], grace: float, nats: NatsServer | None, out: IO[str]
+) -> None:
+    """The services first (they drain for `grace`), NATS last: they publish until they stop."""
+    await stop_children(children, grace, out)
+    if nats is not None and nats.running:
+        print("stopping nats", file=out, flush=True)
+        await asyncio.to_thread(nats.stop)
 
 
 def select(only: str | None, out: IO[str]) -> list[ServiceEntry]:

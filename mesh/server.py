@@ -139,8 +139,66 @@ async def start(
     default_secret()  # page tokens (mesh/paging.py): a bad secret fails the start, not a List
     if spec.startup is not None:
         await spec.startup(settings)
-    runtime = Runtime(
-        service=spec.name,
+    runtime = _runtime(spec.name, settings, tracing, keys)
+    shedder = (
+        Shedder(spec.name, settings.max_concurrency, settings.queue_delay_target)
+        if settings.load_shedding
+        else None
+    )
+    generic: list[Any] = []  # every generic handler, for the acceptors (mesh/shedding.py)
+    server = _grpc_server(settings)
+    names: list[str] = []
+    for servicer in spec.servicers:
+        names.append(await _register(server, servicer, runtime, shedder, generic))
+    health = _add_health_and_reflection(server, names, generic)
+    try:
+        port = _bind(server, settings)
+    except RuntimeError:
+        if spec.shutdown is not None:  # its startup ran: release what it opened
+            await spec.shutdown()
+        raise
+    await server.start()
+    acceptors = Acceptors(server, generic, shedder) if shedder is not None else None
+    await _go_live(health, names)
+    metrics = MetricsServer(settings.host, settings.metrics_port) if serve_metrics else None
+    running = RunningServer(
+        server=server,
+        health=health,
+        services=names,
+        spec=spec,
+        metrics=metrics,
+        port=port,
+        metrics_port=metrics.port if metrics else 0,
+        address=f"127.0.0.1:{port}",
+        acceptors=acceptors,
+    )
+    log.info(
+        "serving %s",
+        spec.name,
+        extra={"grpc_port": port, "metrics_port": running.metrics_port, "services": names},
+    )
+    return running
+
+
+def _grpc_server(settings: Settings) -> grpc.aio.Server:
+    """The grpc.aio server: connections recycled after an age (clients re-resolve and
+    rebalance), the port shared only when MARQUE_REUSEPORT asks."""
+    return grpc.aio.server(
+        options=[
+            ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
+            ("grpc.so_reuseport", int(settings.reuseport)),
+        ]
+    )
+
+
+def _runtime(
+    service: str, settings: Settings, tracing: mesh_tracing.Tracing, keys: KeySet | None
+) -> Runtime:
+    """What every method chain of the server shares, made after the spec's startup (the
+    authenticator reads the keys then)."""
+    return Runtime(
+        service=service,
         tracing=tracing,
         auth=Authenticator(keys),
         max_concurrency=settings.max_concurrency,
@@ -148,22 +206,13 @@ async def start(
         slow_call_seconds=settings.slow_call_seconds,
         in_flight=[0],
     )
-    shedder = (
-        Shedder(spec.name, settings.max_concurrency, settings.queue_delay_target)
-        if settings.load_shedding
-        else None
-    )
-    generic: list[Any] = []  # every generic handler, for the acceptors (mesh/shedding.py)
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
-            ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
-            ("grpc.so_reuseport", int(settings.reuseport)),
-        ]
-    )
-    names: list[str] = []
-    for servicer in spec.servicers:
-        names.append(await _register(server, servicer, runtime, shedder, generic))
+
+
+def _add_health_and_reflection(
+    server: grpc.aio.Server, names: list[str], generic: list[Any]
+) -> Any:
+    """grpc.health.v1 and reflection, not chained; returns the health servicer (NOT_SERVING
+    until `_go_live`). Their generic handlers join `generic`, for the acceptors."""
     health = health_aio.HealthServicer()
     extras = _Capture()
     health_pb2_grpc.add_HealthServicer_to_server(health, extras)
@@ -183,38 +232,17 @@ async def start(
     extras.generic[:] = [guarded_generic(g) for g in extras.generic]
     server.add_generic_rpc_handlers(extras.generic)
     generic.extend(extras.generic)
-    try:
-        port = _bind(server, settings)
-    except RuntimeError:
-        if spec.shutdown is not None:  # its startup ran: release what it opened
-            await spec.shutdown()
-        raise
-    await server.start()
-    acceptors = Acceptors(server, generic, shedder) if shedder is not None else None
+    return health
+
+
+async def _go_live(health: Any, names: list[str]) -> None:
+    """Freeze what start-up loaded out of the collector's way, then report SERVING."""
     # Everything loaded so far (modules, descriptors, the chain) lives for the whole process:
     # keep it out of the cyclic collector so full collections stay cheap under load.
     gc.freeze()
     _tune_gc()
     for name in [*names, ""]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    metrics = MetricsServer(settings.host, settings.metrics_port) if serve_metrics else None
-    running = RunningServer(
-        server=server,
-        health=health,
-        services=names,
-        spec=spec,
-        metrics=metrics,
-        port=port,
-        metrics_port=metrics.port if metrics else 0,
-        address=f"127.0.0.1:{port}",
-        acceptors=acceptors,
-    )
-    log.info(
-        "serving %s",
-        spec.name,
-        extra={"grpc_port": port, "metrics_port": running.metrics_port, "services": names},
-    )
-    return running
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:
@@ -240,6 +268,7 @@ GC_GEN0_THRESHOLD = 10_000
 
 
 def _tune_gc() -> None:
+    """Young collections every `MARQUE_GC_GEN0_THRESHOLD` allocations (0 or less: Python's)."""
     threshold = int(os.environ.get("MARQUE_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD))
     if threshold > 0:
         _, gen1, gen2 = gc.get_threshold()

@@ -38,21 +38,19 @@ Calls whose deadline passed are refused by the chain before the servicer runs
 A shed reply still costs grpc's per-call work (~0.2-0.3 ms of CPU here, against ~2 ms for a
 lead SubmitLead), so on one core the offered load that can be shed is bounded: see
 README's Overload section.
+
+Here: `Shedder` and its metrics; `Admission` is in mesh/admission.py, `Acceptors` in
+mesh/acceptors.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import logging
-import math
-import os
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -61,157 +59,46 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mesh.acceptors import ACCEPTORS, Acceptors
+from mesh.admission import (
+    BUSY_CPU,
+    BUSY_LAG,
+    BUSY_MIN_IN_FLIGHT,
+    CONCURRENCY,
+    DECREASE,
+    INTERVAL,
+    MIN_LIMIT,
+    QUEUE_DELAY,
+    SENTINEL,
+    Admission,
+    available_cores,
+)
 from mesh.chain import status_for
 from mesh.errors import ResourceExhausted
 from mesh.metrics import MethodStats
 
+__all__ = [
+    "ACCEPTORS",
+    "BUSY_CPU",
+    "BUSY_LAG",
+    "BUSY_MIN_IN_FLIGHT",
+    "CONCURRENCY",
+    "DECREASE",
+    "INTERVAL",
+    "MIN_LIMIT",
+    "QUEUE_DELAY",
+    "RETRY_AFTER",
+    "SENTINEL",
+    "Acceptors",
+    "Admission",
+    "Shedder",
+    "available_cores",
+]
+
 log = logging.getLogger("mesh.shedding")
 
-# Extra outstanding asks for calls beside grpc's own one: a turn of the event loop then takes
-# up to this many waiting calls out of the core instead of one every second turn.
-ACCEPTORS = 16
-# The decision's interval (CoDel's 100 ms), and the loop-lag sentinel's period within it.
-INTERVAL = 0.1
-SENTINEL = 0.005
-# Saturated: the process used this share of the CPU it may use (grpc's C core parses and
-# answers on its own threads, so an idle event loop does not mean an idle core), or the
-# loop never idled (every sentinel sample later than BUSY_LAG). A saturated server queues
-# calls before look-up, in the core or the socket, where no count of calls sees them: so
-# a saturated server with calls in flight admits fewer, keeping CPU for the rest, shed
-# replies included (go-zero's CPU rule, with grpc's costly sheds in the budget).
-BUSY_CPU = 0.9
-BUSY_LAG = 0.001
-# While saturated the limit shrinks by this factor per interval (a shed reply costs CPU
-# too: admitted work must leave it some); while not saturated it grows back by an eighth.
-DECREASE = 0.9
-# The adaptive limit never goes below this many calls in flight.
-MIN_LIMIT = 4
-# A saturated CPU alone is no overload: a process answering a steady 64 calls in flight in
-# 30 ms each is busy, and working. It is overloaded when it holds (or sheds) more calls than
-# it answers within the target (Little's law: throughput x target), and never below this
-# many; only then does the CPU rule bring the limit down.
-BUSY_MIN_IN_FLIGHT = 64
 RETRY_AFTER = 0.5
-
-CONCURRENCY = "concurrency"  # the hard cap, MARQUE_MAX_CONCURRENCY
-QUEUE_DELAY = "queue_delay"  # the adaptive limit below it
 _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-def available_cores() -> float:
-    """The CPUs this process may use: its affinity, bounded by a cgroup v2 quota."""
-    cores = float(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1.0
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, int(quota) / int(period))
-    return max(cores, 0.01)
-
-
-class Admission:
-    """The admission decision over plain numbers; the caller passes `now`, and `cpu` gives
-    the process's CPU seconds (both injected in tests).
-
-    `admit(now)` returns None and counts the call in flight, or the reason to shed it;
-    `done(started, now)` is called once for every admitted call when its reply is sent;
-    `note_lag(lag)` gets the loop-lag sentinel's samples. Every `interval` the limit is set:
-    - saturated (see BUSY_CPU) with more calls than it answers within `target` (and more
-      than BUSY_MIN_IN_FLIGHT) in flight or shed: x `DECREASE` (from the calls in flight),
-      CPU for the shed replies and the calls waiting unseen;
-    - not saturated: back up by an eighth (to `cap`; at once after a quiet second);
-    - even the fastest call answered took longer than `target` in the server (CoDel): at
-      most throughput x target, by Little's law a wait of about the target.
-    """
-
-    __slots__ = (
-        "_count",
-        "_cpu_at",
-        "_min",
-        "_min_lag",
-        "_next_roll",
-        "_rate",
-        "_rolled",
-        "_shed",
-        "cap",
-        "cores",
-        "cpu",
-        "floor",
-        "in_flight",
-        "interval",
-        "limit",
-        "target",
-    )
-
-    def __init__(
-        self,
-        cap: int,
-        target: float,
-        now: float,
-        *,
-        cpu: Callable[[], float] = time.process_time,
-        cores: float = 1.0,
-        floor: int = MIN_LIMIT,
-        interval: float = INTERVAL,
-    ) -> None:
-        self.cap = cap
-        self.target = target  # <= 0: the cap only
-        self.cpu, self.cores = cpu, cores
-        self.floor = min(floor, cap)
-        self.interval = interval
-        self.in_flight = 0
-        self.limit = cap
-        self._rate = 0.0  # calls answered per second, smoothed over intervals
-        self._count = 0  # calls answered in this interval
-        self._min = math.inf  # their shortest time in the server
-        self._min_lag = math.inf  # the sentinel's smallest lateness in this interval
-        self._shed = 0  # calls shed in this interval
-        self._rolled = now
-        self._cpu_at = cpu()
-        self._next_roll = now + interval
-
-    def admit(self, now: float) -> str | None:
-        """None (admitted, counted in flight) or why the call is shed."""
-        if now >= self._next_roll:
-            self._roll(now)
-        if self.in_flight >= self.limit:
-            self._shed += 1
-            return QUEUE_DELAY if self.limit < self.cap else CONCURRENCY
-        self.in_flight += 1
-        return None
-
-    def done(self, started: float, now: float) -> None:
-        """An admitted call has been answered (or cancelled)."""
-        self.in_flight -= 1
-        self._count += 1
-        self._min = min(self._min, now - started)
-
-    def note_lag(self, lag: float) -> None:
-        """How late the loop ran the sentinel (seconds)."""
-        self._min_lag = min(self._min_lag, lag)
-
-    def _roll(self, now: float) -> None:
-        elapsed = now - self._rolled
-        cpu = self.cpu()
-        busy = (cpu - self._cpu_at) / (elapsed * self.cores) if elapsed > 0 else 0.0
-        rate = self._count / elapsed if elapsed > 0 else 0.0
-        self._rate = rate if self._rate == 0.0 else (self._rate + rate) / 2
-        limit = self.limit
-        if self.target > 0:
-            saturated = busy >= BUSY_CPU or self._min_lag > BUSY_LAG
-            ample = max(BUSY_MIN_IN_FLIGHT, math.ceil(self._rate * self.target))
-            if saturated and self.in_flight + self._shed > ample:
-                limit = int(min(limit, self.in_flight) * DECREASE)
-            elif not saturated:
-                limit = self.cap if elapsed > 10 * self.interval else limit + limit // 8 + 1
-            if self._count and self._min > self.target:
-                # Not below `ample` either: one slow interval of a quiet server (a cold
-                # cache, a checkpoint) is no standing queue of calls.
-                limit = min(limit, ample)
-        self.limit = max(self.floor, min(self.cap, limit))
-        self._count = self._shed = 0
-        self._min = self._min_lag = math.inf
-        self._rolled, self._cpu_at = now, cpu
-        self._next_roll = now + self.interval
 
 
 class Shedder:
@@ -303,88 +190,6 @@ def _shed_handler(status: grpc.Status) -> grpc.RpcMethodHandler:
         await context.abort(code, details, trailing)
 
     return grpc.stream_unary_rpc_method_handler(shed)
-
-
-# ----------------------------------------------------------------------------- acceptors
-
-
-def _grpc_internals(server: grpc.aio.Server) -> tuple[Any, Any, Any] | None:
-    """grpc's core server and the two functions its main loop runs per call, if this grpcio
-    has them with the signatures this module was written against (1.78); else None."""
-    try:
-        from grpc._cython import cygrpc  # type: ignore[attr-defined]
-
-        core = server._server  # type: ignore[attr-defined]
-        handle, schedule = cygrpc._handle_rpc, cygrpc._schedule_rpc_coro
-        expected = {
-            handle: ["generic_handlers", "interceptors", "rpc_state", "loop"],
-            schedule: ["rpc_coro", "rpc_state", "loop"],
-        }
-        for function, names in expected.items():
-            if list(inspect.signature(function).parameters)[: len(names)] != names:
-                return None
-        if not callable(getattr(core, "_request_call", None)):
-            return None
-    except (AttributeError, ImportError, TypeError, ValueError):
-        return None
-    return core, handle, schedule
-
-
-class Acceptors:
-    """More outstanding asks for calls, so calls leave the core as fast as they arrive; and
-    the shedder's loop-lag sentinel, for as long as the server runs."""
-
-    def __init__(
-        self,
-        server: grpc.aio.Server,
-        handlers: list[Any],
-        shedder: Shedder,
-        count: int = ACCEPTORS,
-    ) -> None:
-        self._calls: set[asyncio.Task[Any]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._shedder = shedder
-        loop = asyncio.get_running_loop()
-        shedder.watch(loop)
-        internals = _grpc_internals(server)
-        if internals is None:
-            log.warning("this grpcio has no known accept internals: calls are taken one by one")
-            return
-        self._tasks = [
-            loop.create_task(self._accept(loop, handlers, *internals)) for _ in range(count)
-        ]
-
-    @property
-    def running(self) -> int:
-        """Acceptors still asking for calls."""
-        return sum(not t.done() for t in self._tasks)
-
-    async def _accept(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        handlers: list[Any],
-        core: Any,
-        handle: Any,
-        schedule: Any,
-    ) -> None:
-        calls = self._calls
-        while core.is_running():  # checked before each ask: a stopped core must not be asked
-            try:
-                state = await core._request_call()
-            except Exception:  # shutdown fails the outstanding asks
-                return
-            # What grpc's main loop does with a call (without its maximum_concurrent_rpcs).
-            call = loop.create_task(schedule(handle(handlers, (), state, loop, False), state, loop))
-            calls.add(call)
-            call.add_done_callback(calls.discard)
-
-    async def wait_stopped(self) -> None:
-        """After the server stopped: its shutdown ended every ask; wait for the acceptors."""
-        self._shedder.unwatch()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=5.0)
-            for task in pending:
-                task.cancel()
 
 
 # ------------------------------------------------------------------------------- metrics

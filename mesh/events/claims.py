@@ -16,39 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.selectable import NamedFromClause
 
 
 class OutboxStatements:
     """The relay's statements on one outbox table."""
 
     def __init__(self, t: sa.Table) -> None:
-        o, b = t.alias("o"), t.alias("b")
-        blocked = (
-            sa.select(sa.literal(1))
-            .where(
-                b.c.aggregate == o.c.aggregate,
-                b.c.sent_time.is_(None),
-                b.c.lease_owner.is_not(None),
-                b.c.lease_owner != sa.bindparam("me"),
-                b.c.lease_until >= sa.bindparam("now"),
-                b.c.seq < o.c.seq,
-            )
-            .exists()
-        )
-        candidates = (
-            sa.select(o.c.seq)
-            .where(
-                o.c.sent_time.is_(None),
-                sa.or_(
-                    o.c.lease_owner.is_(None),
-                    o.c.lease_until < sa.bindparam("now"),
-                    o.c.lease_owner == sa.bindparam("me"),
-                ),
-                ~blocked,
-            )
-            .order_by(o.c.seq)
-            .limit(sa.bindparam("n"))
-        )
+        o, candidates = _candidates(t)
         returning = (
             t.c.seq,
             t.c.id,
@@ -91,3 +66,37 @@ class OutboxStatements:
         pending = t.c.sent_time.is_(None)
         self.count = sa.select(sa.func.count()).select_from(t).where(pending)
         self.oldest = sa.select(t.c.create_time).where(pending).order_by(t.c.seq).limit(1)
+
+
+def _candidates(t: sa.Table) -> tuple[NamedFromClause, sa.Select[Any]]:
+    """The rows a claim may lease, oldest first, as `o` (an alias of `t`, which PostgreSQL
+    locks): pending, not leased by another relay, and not behind a pending row of their
+    aggregate that another relay holds (events of an aggregate go out in order)."""
+    o, b = t.alias("o"), t.alias("b")
+    blocked = (
+        sa.select(sa.literal(1))
+        .where(
+            b.c.aggregate == o.c.aggregate,
+            b.c.sent_time.is_(None),
+            b.c.lease_owner.is_not(None),
+            b.c.lease_owner != sa.bindparam("me"),
+            b.c.lease_until >= sa.bindparam("now"),
+            b.c.seq < o.c.seq,
+        )
+        .exists()
+    )
+    candidates = (
+        sa.select(o.c.seq)
+        .where(
+            o.c.sent_time.is_(None),
+            sa.or_(
+                o.c.lease_owner.is_(None),
+                o.c.lease_until < sa.bindparam("now"),
+                o.c.lease_owner == sa.bindparam("me"),
+            ),
+            ~blocked,
+        )
+        .order_by(o.c.seq)
+        .limit(sa.bindparam("n"))
+    )
+    return o, candidates

@@ -55,3 +55,39 @@ def test_modules_stay_small(service: str) -> None:
         if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     ]
     assert big == []
+
+
+MAX_FUNCTION_LINES = 60
+# Where no function may be longer than MAX_FUNCTION_LINES. services/*/ join when their long
+# functions are split: `*sorted(p for p in (ROOT / "services").iterdir() if p.is_dir())`.
+ROOTS = [ROOT / "mesh"]
+
+
+def _python_files(root: Path) -> list[Path]:
+    """The modules under `root`, without its tests/ and migrations/ directories."""
+    return [
+        p
+        for p in sorted(root.rglob("*.py"))
+        if not {"tests", "migrations"} & set(p.relative_to(root).parts)
+    ]
+
+
+def test_mesh_modules_stay_small() -> None:
+    big = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in sorted((ROOT / "mesh").rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert big == []
+
+
+@pytest.mark.parametrize("root", ROOTS, ids=lambda r: str(r.relative_to(ROOT)))
+def test_functions_stay_short(root: Path) -> None:
+    long = [
+        f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines"
+        for p in _python_files(root)
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+    assert long == []
