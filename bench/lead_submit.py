@@ -11,6 +11,12 @@ more than one; the load client runs on the others):
   validation, metrics...) and all the work of an intake (cleansing, dedup lookups, lead,
   touchpoint, routing counters), committed in groups. SQLite with synchronous=FULL, like
   the naive one, so both give the same durability.
+  Its domain events (LeadCreated, LeadAssigned) are outbox rows of the same batch, and its
+  relay publishes them to a nats-server the run starts; at its stop the relay drains the
+  outbox and the count of published events is printed.
+- `lead, no events`: the same service with the outbox rows not written and no relay (the
+  service as it was before domain events): the baseline of what events cost, same run;
+  `lead, outbox only`: the rows written, no relay (what writing them costs).
 
 The client drives SubmitLead with distinct mobiles at a fixed concurrency for a bounded
 time after a warm-up and prints QPS, p50, p99 and the ratios. Then it streams 100k
@@ -199,13 +205,20 @@ async def serve_naive(url: str) -> None:
     await _serve_until_term(stop, port)
 
 
-async def serve_lead(url: str) -> None:
-    """The real lead service, as `make run` would start it but on a free port."""
+async def serve_lead(url: str, *, events: bool = True, rows: bool = True) -> None:
+    """The real lead service, as `make run` would start it but on a free port, its events
+    relayed to the bench's nats-server. `events=False`: no relay (the outbox rows are still
+    written); `rows=False` too: the service as it was before domain events (the baseline of
+    their cost)."""
     from mesh.server import start
     from services.lead.app import build_spec
 
     settings = server_settings("lead", url)
-    spec = build_spec()
+    if not rows:
+        from services.lead import intake_writer
+
+        intake_writer._Batch._emit = lambda *_: None  # type: ignore[method-assign]
+    spec = build_spec(events=events)
     servicers: list[Any] = []
     made = spec.servicers[0].factory
     assert made is not None
@@ -221,7 +234,36 @@ async def serve_lead(url: str) -> None:
         writer = servicers[0].engine.writer
         return writer.batches, writer.items
 
-    await _serve_until_term(lambda: running.stop(1.0), running.port, stats)
+    async def stop() -> None:
+        if events:  # the relay catches up first: what was emitted is published
+            await _drain_outbox(url)
+        await running.stop(1.0)
+
+    await _serve_until_term(stop, running.port, stats)
+
+
+async def _drain_outbox(url: str, within: float = 30.0) -> None:
+    """Wait until the outbox has nothing pending; print what it published."""
+    import sqlalchemy as sa
+
+    from mesh.db import Database
+    from services.lead.store.tables import outbox
+
+    db = Database(url)
+    pending = sa.select(sa.func.count()).where(outbox.c.sent_time.is_(None))
+    sent = sa.select(sa.func.count()).where(outbox.c.sent_time.is_not(None))
+    deadline = time.monotonic() + within
+    try:
+        while True:
+            async with db.engine.connect() as conn:
+                left = int((await conn.execute(pending)).scalar_one())
+                done = int((await conn.execute(sent)).scalar_one())
+            if not left or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await db.dispose()
+    print(f"EVENTS {done} {left}", flush=True)
 
 
 # ---------------------------------------------------------------------------- processes
@@ -243,6 +285,7 @@ class ServerProcess:
         self.start_rss_mb = float(line[2])
         self.peak_rss_mb = 0.0
         self.batches: tuple[int, int] | None = None
+        self.events: tuple[int, int] | None = None  # published, still pending at stop
 
     @property
     def target(self) -> str:
@@ -257,6 +300,9 @@ class ServerProcess:
             elif line.startswith("BATCHES "):
                 _, batches, items = line.split()
                 self.batches = (int(batches), int(items))
+            elif line.startswith("EVENTS "):
+                _, sent, pending = line.split()
+                self.events = (int(sent), int(pending))
         return self.peak_rss_mb
 
 
@@ -473,6 +519,44 @@ def throwaway_postgres(url: str | None, name: str) -> Iterator[str | None]:
 # ---------------------------------------------------------------------------- main
 
 
+@dataclass
+class LeadPhase:
+    """One lead server's SubmitLead phase and what it said at its stop."""
+
+    result: Result
+    batches: tuple[int, int] | None
+    events: tuple[int, int] | None
+
+
+async def _lead_phase(
+    kind: str,
+    label: str,
+    url: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    token: str,
+    core: int | None,
+) -> LeadPhase:
+    server = ServerProcess(kind, url, core, env)
+    try:
+        prefix = {"lead": "139", "lead-no-events": "136"}.get(kind, "135")
+        result = await submit_phase(label, server, token, args, prefix)
+    finally:
+        server.stop()
+    return LeadPhase(result, server.batches, server.events)
+
+
+def _print_events(lead: LeadPhase, before: Result) -> None:
+    """The events' cost: QPS and p99 against the same service without them, same run."""
+    sent, pending = lead.events or (0, -1)
+    ratio = lead.result.qps / before.qps if before.qps else 0.0
+    print(
+        f"  {'events':<22} {ratio:8.2f}x the QPS without events; {sent} events published"
+        f" to NATS by the relay, {pending} pending at stop",
+        flush=True,
+    )
+
+
 def _print_result(r: Result, naive: Result | None, bare: Result | None) -> None:
     ratios = ""
     if naive and naive.qps:
@@ -493,6 +577,7 @@ def _print_result(r: Result, naive: Result | None, bare: Result | None) -> None:
 async def run(args: argparse.Namespace, env: dict[str, str], pg_url: str | None) -> None:
     from mesh.identity import Caller, Kind
     from mesh.keys import load_keys, mint_token
+    from mesh.nats_server import NatsServer
 
     # The servers' dev key lives in this run's own var dir; load it from there rather than
     # through the process-wide cached default, so other benches keep theirs.
@@ -513,10 +598,18 @@ async def run(args: argparse.Namespace, env: dict[str, str], pg_url: str | None)
         flush=True,
     )
     tmp = Path(env["MARQUE_VAR_DIR"])
-    if "submit" in args.phases:
-        await run_submit(args, env, token, server_core, backends, tmp)
-    if "import" in args.phases and args.rows > 0:
-        await run_import(args, env, token, server_core, backends, tmp)
+    # The lead servers relay their events to a nats-server of the run's own (the .venv's
+    # binary, JetStream on, free ports), as `make run` does.
+    nats = NatsServer(tmp / "nats", port=0, monitor_port=0, mqtt_port=0, log_path=tmp / "nats.log")
+    nats.start()
+    env["MARQUE_NATS_URL"] = nats.url
+    try:
+        if "submit" in args.phases:
+            await run_submit(args, env, token, server_core, backends, tmp)
+        if "import" in args.phases and args.rows > 0:
+            await run_import(args, env, token, server_core, backends, tmp)
+    finally:
+        nats.stop()
 
 
 async def run_submit(
@@ -538,9 +631,13 @@ async def run_submit(
         with (
             throwaway_postgres(base_url, "naive") as naive_pg,
             throwaway_postgres(base_url, "lead") as lead_pg,
+            throwaway_postgres(base_url, "before") as before_pg,
+            throwaway_postgres(base_url, "rows") as rows_pg,
         ):
             naive_url = naive_pg or f"sqlite+aiosqlite:///{tmp / 'naive.db'}"
             lead_url = lead_pg or f"sqlite+aiosqlite:///{tmp / 'lead.db'}"
+            before_url = before_pg or f"sqlite+aiosqlite:///{tmp / 'before.db'}"
+            rows_url = rows_pg or f"sqlite+aiosqlite:///{tmp / 'rows.db'}"
             naive = ServerProcess("naive", naive_url, server_core, env)
             try:
                 naive_result = await submit_phase(
@@ -549,13 +646,34 @@ async def run_submit(
             finally:
                 naive.stop()
             _print_result(naive_result, None, bare_result)
-            lead = ServerProcess("lead", lead_url, server_core, env)
-            try:
-                lead_result = await submit_phase(f"lead ({backend})", lead, token, args, "139")
-            finally:
-                lead.stop()
-            lead_result.batches = lead.batches
-            _print_result(lead_result, naive_result, bare_result)
+            before = await _lead_phase(
+                "lead-no-events",
+                f"lead, no events ({backend})",
+                before_url,
+                args,
+                env,
+                token,
+                server_core,
+            )
+            before.result.batches = before.batches
+            _print_result(before.result, naive_result, bare_result)
+            written = await _lead_phase(
+                "lead-outbox-only",
+                f"lead, outbox only ({backend})",
+                rows_url,
+                args,
+                env,
+                token,
+                server_core,
+            )
+            written.result.batches = written.batches
+            _print_result(written.result, naive_result, bare_result)
+            lead = await _lead_phase(
+                "lead", f"lead ({backend})", lead_url, args, env, token, server_core
+            )
+            lead.result.batches = lead.batches
+            _print_result(lead.result, naive_result, bare_result)
+            _print_events(lead, before.result)
 
 
 async def run_import(
@@ -634,7 +752,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--phases", default="submit,import", help="comma-separated: submit, import")
-    parser.add_argument("--serve", choices=["bare", "naive", "lead"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve",
+        choices=["bare", "naive", "lead", "lead-no-events", "lead-outbox-only"],
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -645,6 +767,8 @@ def main(argv: list[str] | None = None) -> None:
             "bare": serve_bare,
             "naive": lambda: serve_naive(args.url),
             "lead": lambda: serve_lead(args.url),
+            "lead-no-events": lambda: serve_lead(args.url, events=False, rows=False),
+            "lead-outbox-only": lambda: serve_lead(args.url, events=False),
         }
         asyncio.run(serve[args.serve]())
         return
