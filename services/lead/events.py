@@ -2,9 +2,10 @@
 change that makes them) and what member's events make it do.
 
 Emitted (`marque.lead.v1`, subject = the lead id; LeadDataErased: the member id):
-LeadCreated and LeadAssigned from intake (rows of the group-committed batch), LeadAssigned
-from AssignLead, LeadStatusChanged from UpdateLeadStatus, LeadDataErased once an erasure is
-done here. Consumed (`marque.member.v1`):
+LeadCreated from intake (rows of the group-committed batch; it names the routed dealer),
+LeadAssigned when the dealer changes (AssignLead, or a merge that routes again),
+LeadStatusChanged from UpdateLeadStatus, LeadDataErased once an erasure is done here.
+Consumed (`marque.member.v1`):
 - MemberRegistered, MemberMerged: the person's leads learn their member id, so a lead WON
   later tells member whose dealer relation it is;
 - MemberErased: the person's leads keep only their anonymous facts (domain/erasure.py), and

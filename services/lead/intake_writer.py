@@ -142,10 +142,10 @@ class _Batch:
 
     def _emit(self, sub: Submission, before: Lead | None, after: Lead) -> None:
         """The events of one decision, as outbox rows of the batch's transaction."""
-        if before is None:
-            found: list[Any] = [events.created(after), events.assigned(None, after)]
-        else:
-            found = events.changes(before, after)
+        # A new lead's LeadCreated names the dealer it was routed to: no LeadAssigned beside it.
+        found: list[Any] = (
+            [events.created(after)] if before is None else events.changes(before, after)
+        )
         self.events += [
             OUTBOX.row(e, subject=after.id, now=after.update_time, context=sub.context)
             for e in found
