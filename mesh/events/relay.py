@@ -60,6 +60,7 @@ from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
 from mesh.events.publisher import Publisher
 from mesh.events.settings import EventSettings
+from mesh.events.sqlite_claims import SqliteClaims
 from mesh.unit_of_work import UnitOfWork, transaction
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ class Relay:
         self._published: dict[str, Any] = {}
         self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
         self._sql = OutboxStatements(outbox.table)
+        # SQLite: each statement with its transaction in one hand-over (sqlite_claims.py).
+        self._sqlite = SqliteClaims(outbox.table, self._sql) if db.is_sqlite else None
         self._publisher = Publisher(link)
 
     # ------------------------------------------------------------------------ lifecycle
@@ -191,9 +194,17 @@ class Relay:
         acked, failed = await self._publish(rows)
         now = utc_now()
         if acked:
-            await transaction(self._db, lambda uow: self._set(uow, self._sql.mark, acked, now))
+            if self._sqlite is not None:
+                await self._sqlite.mark_sent(self._db, acked, now)
+            else:
+                await transaction(self._db, lambda uow: self._set(uow, self._sql.mark, acked, now))
         if failed:
-            await transaction(self._db, lambda uow: self._set(uow, self._sql.release, failed, now))
+            if self._sqlite is not None:
+                await self._sqlite.release(self._db, failed, self.owner)
+            else:
+                await transaction(
+                    self._db, lambda uow: self._set(uow, self._sql.release, failed, now)
+                )
             raise PublishFailed(f"{len(failed)} of {len(rows)} events were not acknowledged")
         return len(rows)
 
@@ -222,6 +233,13 @@ class Relay:
         self._stream_ready_generation = self._link.generation
 
     async def _claim(self) -> list[Any]:
+        if self._sqlite is not None:
+            now = utc_now()
+            claimed = await self._sqlite.claim(
+                self._db, self.owner, now, now + self._lease, self._batch
+            )
+            return list(claimed)
+
         async def claim(uow: UnitOfWork) -> list[Any]:
             now = utc_now()
             params = {"me": self.owner, "now": now, "until": now + self._lease, "n": self._batch}
