@@ -99,13 +99,24 @@ class SqliteClaims:
     @staticmethod
     async def _in_transaction(db: Database, fn: Callable[[Any], T]) -> T:
         def run(raw: Any) -> T:
-            raw.execute("BEGIN IMMEDIATE")
+            # The relay's own bookkeeping commits without an fsync of its own (WAL,
+            # synchronous=NORMAL for this transaction only): a lease or a mark lost to a
+            # power cut means an event published again, which JetStream's duplicate window
+            # and every consumer's inbox drop; the next durable commit of the service
+            # (synchronous=FULL) syncs the WAL with these in it. An fsync per relay commit
+            # would hold the write lock the service's own commits wait for.
+            level = raw.execute("PRAGMA synchronous").fetchone()[0]
+            raw.execute("PRAGMA synchronous=NORMAL")
             try:
-                out = fn(raw)
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(raw)
+                    raw.commit()
+                except BaseException:
+                    raw.rollback()
+                    raise
+            finally:
+                raw.execute(f"PRAGMA synchronous={int(level)}")
             return out
 
         lock = writer_lock(db)
