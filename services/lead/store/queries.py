@@ -105,30 +105,34 @@ async def list_dealers(
     return [dealer_from_row(r) for r in await conn.execute(query)]
 
 
-async def list_leads(
-    conn: AsyncConnection,
-    flt: LeadFilter,
-    *,
-    after: tuple[dt.datetime, str] | None,
-    limit: int,
-) -> list[Lead]:
-    """A page of leads, newest first: (create_time desc, id desc), after the key `after`.
+def list_leads_query(
+    flt: LeadFilter, *, after: tuple[dt.datetime, str] | None, limit: int
+) -> sa.Select[Any]:
+    """The SELECT of one ListLeads page (see `list_leads`; tests EXPLAIN it).
 
-    Served by ix_leads_dealer_id_create_time_id when a dealer (or the pool) is named,
-    else ix_leads_create_time_id, read backwards; the other filters are checked on the
-    rows of that range.
+    Every filter is an equality followed by (create_time, id), so one index serves the
+    page as a backwards range (tables.py names them):
+
+    - a dealer (or the pool) with a status, a channel or a grade:
+      ix_leads_dealer_id_{status,channel,grade}_create_time_id; with none of them,
+      ix_leads_dealer_id_create_time_id;
+    - no dealer: ix_leads_{status,channel,grade}_create_time_id, else
+      ix_leads_create_time_id.
+
+    With two of status, grade and channel, the planner takes one of their indexes and checks
+    the other on its rows. The time range and the page key bound the same range. Overdue
+    (open leads past their due time) is served by ix_leads_follow_up_due_time when no
+    dealer is named: it reads only overdue leads, sorted.
     """
-    if flt.nothing:
-        return []
     query = sa.select(leads)
     if flt.dealer_id is not None:
         query = query.where(leads.c.dealer_id == flt.dealer_id)
     elif flt.unassigned_only:
         query = query.where(leads.c.dealer_id == "")
-    if flt.grade:
-        query = query.where(leads.c.grade == flt.grade)
     if flt.status:
         query = query.where(leads.c.status == flt.status)
+    if flt.grade:
+        query = query.where(leads.c.grade == flt.grade)
     if flt.channel:
         query = query.where(leads.c.channel == flt.channel)
     if flt.create_start is not None:
@@ -142,11 +146,27 @@ async def list_leads(
         )
     if after is not None:
         t, lead_id = after
+        # `create_time <= t` first: a plain bound every index's range can start from;
+        # the OR only refines the page's first instant.
         query = query.where(
-            sa.or_(leads.c.create_time < t, sa.and_(leads.c.create_time == t, leads.c.id < lead_id))
+            leads.c.create_time <= t,
+            sa.or_(leads.c.create_time < t, leads.c.id < lead_id),
         )
-    query = query.order_by(leads.c.create_time.desc(), leads.c.id.desc()).limit(limit)
-    rows = (await conn.execute(query)).all()
+    return query.order_by(leads.c.create_time.desc(), leads.c.id.desc()).limit(limit)
+
+
+async def list_leads(
+    conn: AsyncConnection,
+    flt: LeadFilter,
+    *,
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> list[Lead]:
+    """A page of leads, newest first: (create_time desc, id desc), after the key `after`,
+    each with its touchpoints; the indexes serving it are in `list_leads_query`."""
+    if flt.nothing:
+        return []
+    rows = (await conn.execute(list_leads_query(flt, after=after, limit=limit))).all()
     tps = await touchpoints_of(conn, [r.id for r in rows])
     return [lead_from_row(r, tps.get(r.id, ())) for r in rows]
 

@@ -86,9 +86,20 @@ leads = sa.Table(
     sa.Column("contact_digest", sa.String(64), nullable=True),
     # The member the contact belongs to, as member's events say ("" unknown).
     sa.Column("member_id", sa.String(40), nullable=False, server_default=""),
-    # Listing: every page is a range scan on one of these in (create_time, id) order.
+    # Listing: every page is a range scan on one of these in (create_time, id) order, read
+    # backwards (queries.list_leads_query). Unfiltered, by time range: (create_time, id); a
+    # dealer's or the pool's: (dealer_id, create_time, id). Each filter ListLeads offers
+    # (status, channel, grade) has its own, across dealers (the OEM's lists) and within one
+    # dealer (or the pool). Each one costs every insert of a lead (README, "Costs as data
+    # grows"), so two filters together share one of these, not an index of their own.
     sa.Index(None, "create_time", "id"),
     sa.Index(None, "dealer_id", "create_time", "id"),
+    sa.Index(None, "status", "create_time", "id"),
+    sa.Index(None, "channel", "create_time", "id"),
+    sa.Index(None, "grade", "create_time", "id"),
+    sa.Index(None, "dealer_id", "status", "create_time", "id"),
+    sa.Index(None, "dealer_id", "grade", "create_time", "id"),
+    sa.Index(None, "dealer_id", "channel", "create_time", "id"),
     # The overdue view: open leads by due time.
     sa.Index(None, "follow_up_due_time"),
     # A person's leads, for member's events (link, merge, erasure).
