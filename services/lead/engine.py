@@ -41,9 +41,9 @@ from services.lead.domain.model import (
     payload_ref,
 )
 from services.lead.domain.visibility import View, can_read, reply_view
-from services.lead.imports import ImportSummary, Row, import_rows
+from services.lead.imports import Analyzer, ImportSummary, Row, import_rows
 from services.lead.intake_writer import SUBMIT, IntakeWriter, Submission, Submitted
-from services.lead.store import people
+from services.lead.store import people, queries
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class LeadEngine:
             name="lead-writer",
             linger=WRITER_LINGER_SECONDS,
         )
+        # PostgreSQL: ANALYZE after bulk loads, so the planner knows their sizes (imports.py).
+        self.analyzer = Analyzer(self._analyze) if self.is_postgres else None
 
     def _now(self) -> dt.datetime:
         return self.clock()  # looked up per call: tests replace `clock`
@@ -129,6 +131,8 @@ class LeadEngine:
     async def stop(self) -> None:
         """Finish pending writes, stop the writer."""
         await self.writer.stop()
+        if self.analyzer is not None:
+            await self.analyzer.close()
         await self.dealers.close()
         await self.intake.connection.close()
 
@@ -211,7 +215,20 @@ class LeadEngine:
                     metrics.record_submitted(channel, "rejected")
                     yield row, e
 
-        return await import_rows(submissions(), self.writer, self._count)
+        analyzer = self.analyzer
+        try:
+            return await import_rows(
+                submissions(), self.writer, self._count, analyzer.wrote if analyzer else None
+            )
+        finally:
+            if analyzer is not None:
+                await analyzer.finish()
+
+    async def _analyze(self) -> float:
+        """ANALYZE what imports grow; the planner's new count of leads."""
+        async with self.db.engine.begin() as conn:
+            await queries.analyze_bulk_tables(conn)
+            return await queries.planned_leads(conn)
 
     async def _read_dealers(self) -> list[Dealer]:
         async with self.db.engine.connect() as conn:

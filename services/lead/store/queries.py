@@ -171,6 +171,23 @@ async def list_leads(
     return [lead_from_row(r, tps.get(r.id, ())) for r in rows]
 
 
+# The tables a bulk load grows, analysed after one on PostgreSQL (see imports.py).
+BULK_TABLES = ("leads", "touchpoints", "lead_keys")
+
+
+async def planned_leads(conn: AsyncConnection) -> float:
+    """How many leads the PostgreSQL planner thinks there are (pg_class.reltuples, as of
+    the last ANALYZE or VACUUM; 0 when never analysed)."""
+    sql = sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('leads')")
+    return max(0.0, float((await conn.execute(sql)).scalar() or 0))
+
+
+async def analyze_bulk_tables(conn: AsyncConnection) -> None:
+    """ANALYZE the tables a bulk load grows (PostgreSQL): the planner's sizes and
+    distributions, so their queries keep their index plans."""
+    await conn.execute(sa.text(f"ANALYZE {', '.join(BULK_TABLES)}"))
+
+
 # ------------------------------------------------------------------------------- writes
 
 

@@ -25,11 +25,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from marque.lead.v1 import lead_service_pb2
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
 from services.lead.domain.listing import LeadFilter
+from services.lead.imports import ANALYZE_BASE, ANALYZE_ROWS, Analyzer
 from services.lead.store import batch_postgres, queries
 from services.lead.store.tables import MIGRATIONS
 from tests.conftest import _postgres_schema_url
@@ -353,3 +355,58 @@ async def test_postgres_batch_lookups(pg_conn: AsyncConnection) -> None:
         await pg_plan(pg_conn, batch_postgres._PG_CHANNEL_IDS, (params["clids"], params["chans"])),
         "uq_touchpoints_channel_lead",
     )
+
+
+# ---------------------------------------------------------------------------- ANALYZE
+
+
+async def test_analyzer_runs_once_the_table_is_stale() -> None:
+    """Per chunk: ANALYZE in the background when the table about doubled; at the end of a
+    stream when it wrote ANALYZE_ROWS or a tenth of the table; never twice at once."""
+    runs: list[int] = []
+    release = asyncio.Event()
+
+    async def analyze() -> float:
+        runs.append(1)
+        await release.wait()
+        return 100_000.0
+
+    analyzer = Analyzer(analyze)
+    analyzer.wrote(ANALYZE_ROWS - 1)
+    assert not runs
+    analyzer.wrote(1)
+    analyzer.wrote(500)  # while the first runs: counted, not a second ANALYZE
+    await asyncio.sleep(0)
+    assert runs == [1]
+    release.set()
+    await analyzer.finish()  # 500 rows since: not stale for 100k leads
+    assert (len(runs), analyzer.planned, analyzer.written) == (1, 100_000.0, 500)
+    analyzer.wrote(9_600)  # 10.1k since: ANALYZE_ROWS
+    await analyzer.finish()
+    assert (len(runs), analyzer.runs, analyzer.written) == (2, 2, 0)
+
+
+@pytest.mark.postgres
+async def test_postgres_import_analyzes(database_url: str) -> None:
+    """After an ImportLeads into an empty database the planner counts its leads."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only")
+    from services.lead.tests.harness import SERVICE, lead_input, md, serve
+
+    async def rows() -> AsyncIterator[lead_service_pb2.ImportLeadsRequest]:
+        for n in range(ANALYZE_BASE + 30):
+            yield lead_service_pb2.ImportLeadsRequest(lead=lead_input(f"1390000{n:04d}"))
+
+    async with serve(database_url) as lead:
+        async with lead.db.engine.connect() as conn:
+            assert await queries.planned_leads(conn) == 0
+        summary = await lead.stub.ImportLeads(rows(), metadata=md(SERVICE))
+        assert summary.created == ANALYZE_BASE + 30
+        async with lead.db.engine.connect() as conn:
+            assert await queries.planned_leads(conn) == ANALYZE_BASE + 30
+            analysed = await conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+                "AND relname IN ('leads', 'touchpoints', 'lead_keys') "
+                "AND schemaname = current_schema()"
+            )
+            assert analysed.scalar_one() == 3
