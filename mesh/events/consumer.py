@@ -198,24 +198,31 @@ class Consumer:
         async def work(uow: UnitOfWork) -> list[str]:
             seen = await self._inbox.seen(uow.conn, self.durable, [i.envelope.id for i in items])
             now = utc_now()
-            outcomes, rows = [], []
+            outcomes, rows, fresh = [], [], []
             for item in items:
                 env = item.envelope
                 if env.id in seen:
                     outcomes.append("duplicate")
                     continue
                 seen.add(env.id)
-                await self._call(uow, item)
+                fresh.append(item)
                 rows.append(Inbox.handled_row(self.durable, env, now=now, attempts=item.delivered))
                 outcomes.append("handled")
+            if self.subscription.batch:
+                if fresh:
+                    await self._call(uow, fresh)
+            else:
+                for item in fresh:
+                    await self._call(uow, [item])
             await self._inbox.record(uow.conn, rows)
             return outcomes
 
         return await transaction(self._db, work, outbox=self._outbox)
 
-    async def _call(self, uow: UnitOfWork, item: _Item) -> None:
-        """The handler, with the event's trace current (a CONSUMER span if sampled)."""
-        env = item.envelope
+    async def _call(self, uow: UnitOfWork, items: Sequence[_Item]) -> None:
+        """The handler on one event (a batch handler: on the batch), with the (first)
+        event's trace current (a CONSUMER span if sampled)."""
+        env = items[0].envelope
         parent = spans.remote_context(env.traceparent, env.tracestate)
         span = spans.start(
             self._tracer,
@@ -230,7 +237,9 @@ class Consumer:
         elif parent is not None:
             token = otel_context.attach(spans.parent_of(parent))
         try:
-            await self.subscription.handler(uow, item.event, env)
+            await self.subscription.handle(
+                uow, [i.event for i in items], [i.envelope for i in items]
+            )
         except BaseException as e:
             if span is not None:
                 span.record_exception(e)

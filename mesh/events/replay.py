@@ -70,7 +70,7 @@ async def replay(
         ) -> None:
             envelope = Envelope.from_headers(letter.headers)
             event = decode(sub.event_type, letter.payload)
-            await sub.handler(uow, event, envelope)
+            await sub.handle(uow, [event], [envelope])
             await inbox.replayed(uow.conn, letter.consumer, letter.event_id, utc_now())
 
         try:

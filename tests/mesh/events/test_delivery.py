@@ -114,3 +114,49 @@ async def test_emit_without_an_outbox_is_a_clear_error(db: Database) -> None:
 
     with pytest.raises(RuntimeError, match="no outbox"):
         await transaction(db, work)
+
+
+async def test_a_batch_handler_takes_the_batch_and_a_poison_fails_alone(
+    db: Database, link: Link
+) -> None:
+    """`subscribe(..., batch=True)`: one call per delivered batch (one executemany), new
+    events only; a poison in a batch makes it run again one event at a time, so the others
+    are handled once and the poison alone goes to the dead letters."""
+    from mesh.events.consumer import Consumer
+    from mesh.events.envelope import Envelope
+    from mesh.events.subscriptions import subscribe, subscriptions_in
+
+    service = h.unique_service()
+    outbox = Outbox(h.OUTBOX_TABLE, service=service)
+    sizes: list[int] = []
+
+    async def on_things(
+        uow: UnitOfWork, events: list[ev.ThingHappened], envelopes: list[Envelope]
+    ) -> None:
+        sizes.append(len(events))
+        if any(e.note == "poison" for e in events):
+            raise ValueError("this event always fails")
+        rows = [
+            {"event_id": env.id, "thing_id": e.thing_id, "number": e.number, "trace_id": ""}
+            for e, env in zip(events, envelopes, strict=True)
+        ]
+        await uow.conn.execute(h.effects.insert(), rows)
+
+    sub = subscriptions_in(subscribe(ev.ThingHappened, producer=service, batch=True)(on_things))
+    consumer = Consumer(
+        db, h.INBOX, link, sub[0], service="batch", settings=h.FAST, retry_base=0.05
+    )
+    await h.emit_things(db, outbox, range(20))  # all pending before the relay runs
+    [poison] = await h.emit_things(db, outbox, [20], note="poison")
+    await h.emit_things(db, outbox, range(21, 40))
+    relay = h.relay(db, outbox, link)
+    consumer.start()
+    relay.start()
+    try:
+        rows = await h.count_effects(db, 39)
+    finally:
+        await consumer.stop()
+        await relay.stop()
+    assert sorted(r.number for r in rows) == [n for n in range(40) if n != 20]
+    assert len({r.event_id for r in rows}) == 39 and poison not in {r.event_id for r in rows}
+    assert max(sizes) > 1  # batches, not one call per event
