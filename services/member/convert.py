@@ -5,14 +5,15 @@ be the same message; erasure replaces these, see domain/erasure.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Sequence
 
 from google.protobuf.message import Message
-from marque.common.v1 import audit_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from marque.member.v1 import member_pb2, member_service_pb2
 
-from mesh.convert import timestamp
+from mesh.convert import EPOCH, timestamp
 from mesh.errors import InvalidArgument
 from mesh.idempotency import Request, scope_of
 from mesh.identity import Caller
@@ -110,53 +111,69 @@ def int_key(token: str, fhash: str) -> int | None:
 # ------------------------------------------------------------------------------ encoding
 
 
+def _set_time(field: Timestamp, value: dt.datetime | None) -> None:
+    """Set a message's Timestamp field in place to `value` (left unset for None), by
+    `mesh.convert.timestamp`'s arithmetic: a Timestamp built and then given to a message's
+    constructor is copied, and the reply's few messages cost twice as much that way."""
+    if value is not None:
+        delta = value - EPOCH
+        field.seconds = delta.days * 86400 + delta.seconds
+        field.nanos = delta.microseconds * 1000
+
+
 def member_pb(record: MemberRecord, tiers: Sequence[TierRule]) -> member_pb2.Member:
     """A member (as the engine cut it for the caller), with its tier's description."""
+    return member_into(member_pb2.Member(), record, tiers)
+
+
+def member_into(
+    m: member_pb2.Member, record: MemberRecord, tiers: Sequence[TierRule]
+) -> member_pb2.Member:
+    """`member_pb` written into `m` (an empty message, e.g. a reply's field: no copy)."""
     tier = by_code(record.tier, tiers)
-    return member_pb2.Member(
-        id=record.id,
-        state=_STATES_PB[record.state],
-        merged_into=record.merged_into,
-        display_name=record.display_name,
-        city=record.city,
-        preferred_dealer_id=record.preferred_dealer_id,
-        identities=[
-            member_pb2.Identity(
-                type=_IDENTITY_TYPES_PB[i.key.type],
-                value=i.key.value,
-                app_id=i.key.app_id,
-                link_time=timestamp(i.link_time),
-            )
-            for i in record.identities
-        ],
-        points_balance=record.balance,
-        qualifying_points=record.qualifying_points,
-        tier=member_pb2.Tier(
-            code=tier.code, name=tier.name, threshold=tier.threshold, benefits=tier.benefits
-        ),
-        audit=audit_pb2.AuditInfo(
-            create_time=timestamp(record.create_time),
-            create_actor=record.create_actor,
-            update_time=timestamp(record.update_time),
-            update_actor=record.update_actor,
-        ),
-    )
+    m.id = record.id
+    m.state = _STATES_PB[record.state]
+    m.merged_into = record.merged_into
+    m.display_name = record.display_name
+    m.city = record.city
+    m.preferred_dealer_id = record.preferred_dealer_id
+    m.points_balance = record.balance
+    m.qualifying_points = record.qualifying_points
+    for i in record.identities:
+        pb = m.identities.add(type=_IDENTITY_TYPES_PB[i.key.type], value=i.key.value,
+                              app_id=i.key.app_id)  # fmt: skip
+        _set_time(pb.link_time, i.link_time)
+    t = m.tier
+    t.code, t.name, t.threshold = tier.code, tier.name, tier.threshold
+    t.benefits.extend(tier.benefits)
+    audit = m.audit
+    _set_time(audit.create_time, record.create_time)
+    audit.create_actor = record.create_actor
+    _set_time(audit.update_time, record.update_time)
+    audit.update_actor = record.update_actor
+    return m
 
 
 def transaction_pb(t: TransactionRecord) -> member_pb2.PointTransaction:
     """A ledger entry on the wire."""
-    return member_pb2.PointTransaction(
-        id=t.id,
-        member_id=t.member_id,
-        kind=_KINDS_PB[t.kind],
-        points=t.points,
-        reason=t.reason,
-        source_ref=t.source_ref,
-        create_time=timestamp(t.create_time),
-        expire_time=timestamp(t.expire_time),
-        balance_after=t.balance_after,
-        actor=t.actor,
-    )
+    return transaction_into(member_pb2.PointTransaction(), t)
+
+
+def transaction_into(
+    pb: member_pb2.PointTransaction, t: TransactionRecord
+) -> member_pb2.PointTransaction:
+    """`transaction_pb` written into `pb` (an empty message, e.g. a reply's field)."""
+    pb.id = t.id
+    pb.member_id = t.member_id
+    pb.kind = _KINDS_PB[t.kind]
+    pb.points = t.points
+    pb.reason = t.reason
+    pb.source_ref = t.source_ref
+    pb.balance_after = t.balance_after
+    pb.actor = t.actor
+    _set_time(pb.create_time, t.create_time)
+    _set_time(pb.expire_time, t.expire_time)
+    return pb
 
 
 def tier_change_pb(t: TierChangeRecord) -> member_pb2.TierChange:

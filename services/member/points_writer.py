@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 from sqlalchemy.exc import DBAPIError
@@ -121,6 +121,36 @@ def fast(row: MemberRow, now: dt.datetime) -> bool:
     return row.active and not ledger.due(row.next_expiry, now) and row.cache.at(now) is not None
 
 
+def _points_changed(
+    row: MemberRow,
+    w: PointsWrite,
+    *,
+    balance: int,
+    tier: str,
+    next_expiry: dt.datetime | None,
+    cache: QualifyingCache,
+) -> MemberRow:
+    """`row` with its points columns as a write at `w.now` leaves them (what
+    `dataclasses.replace` would give, constructed directly: it costs several times less)."""
+    return MemberRow(
+        id=row.id,
+        state=row.state,
+        merged_into=row.merged_into,
+        display_name=row.display_name,
+        city=row.city,
+        preferred_dealer_id=row.preferred_dealer_id,
+        balance=balance,
+        tier=tier,
+        next_expiry=next_expiry,
+        cache=cache,
+        create_time=row.create_time,
+        create_actor=row.create_actor,
+        update_time=w.now,
+        update_actor=w.req.scope,
+        erase_time=row.erase_time,
+    )
+
+
 @dataclass(slots=True)
 class _Pending:
     """A booked write waiting for its entry's `seq` (given by the database at commit)."""
@@ -156,13 +186,15 @@ class _Batch:
     changed: dict[str, MemberRow] = field(default_factory=dict)
     slow_members: set[str] = field(default_factory=set)
     slow_keys: set[RequestKey] = field(default_factory=set)
-    hooks: list[Callable[[], object]] = field(default_factory=list)
+    earned: int = 0  # the points booked by direction, for the metrics
+    redeemed: int = 0
 
     def decide(self, w: PointsWrite) -> _Pending | Retried | Slow | DomainError:
-        if w.req.request_id:
-            if w.key in self.slow_keys:
+        key = w.key if w.req.request_id else None
+        if key is not None:
+            if key in self.slow_keys:
                 return SLOW
-            prior = self.found.requests.get(w.key)
+            prior = self.found.requests.get(key)
             if prior is not None:
                 also = erasure.erased_fingerprint(w.method, w.member_id)
                 if prior.fingerprint not in (w.req.fingerprint, also):
@@ -177,17 +209,17 @@ class _Batch:
             return e
         if w.member_id in self.slow_members or not fast(row, w.now):
             self.slow_members.add(w.member_id)
-            if w.req.request_id:
-                self.slow_keys.add(w.key)
+            if key is not None:
+                self.slow_keys.add(key)
             return SLOW
         try:
             pending = self._earn(w, row) if w.earned is not None else self._redeem(w, row)
         except DomainError as e:
             return e
-        if w.req.request_id:
-            done = Remembered(w.key, w.req.fingerprint, w.member_id, w.entry_id, w.now)
+        if key is not None:
+            done = Remembered(key, w.req.fingerprint, w.member_id, w.entry_id, w.now)
             self.writes.requests.append(done)
-            self.found.requests[w.key] = Prior(w.entry_id, w.req.fingerprint)
+            self.found.requests[key] = Prior(w.entry_id, w.req.fingerprint)
         self.writes.entries.append(pending.booking)
         return pending
 
@@ -201,31 +233,41 @@ class _Batch:
         if next_expiry is None or next_expiry > entry.expire_at:
             next_expiry = entry.expire_at
         until = cache.until if cache.until is not None else qualifying.leaves(now)
-        new = replace(
-            row,
-            balance=row.balance + points,
-            next_expiry=next_expiry,
-            cache=QualifyingCache(held, now, until),
-            update_time=now,
-            update_actor=w.req.scope,
-        )
-        decision = tiers.review(new.tier, held, self.tier_rules, f"earned {points}")
+        tier = row.tier
+        decision = tiers.review(tier, held, self.tier_rules, f"earned {points}")
         if decision is not None:
             self.writes.tier_changes.append(TierChange(w.member_id, decision, now))
-            self.hooks.append(metrics.TIER_CHANGES.labels(to=decision.to_code or "none").inc)
-            new = replace(new, tier=decision.to_code)
-        self.hooks.append(partial(metrics.points, "earn", points))
+            tier = decision.to_code
+        self.earned += points
+        kept = QualifyingCache(held, now, until)
+        new = _points_changed(
+            row, w, balance=row.balance + points, tier=tier, next_expiry=next_expiry, cache=kept
+        )
         return self._booked(w, entry, new, held)
 
     def _redeem(self, w: PointsWrite, row: MemberRow) -> _Pending:
         """`store.points.debit` and the entry (accounts.redeem's fast path); more than the
         balance is INSUFFICIENT_POINTS."""
         entry = ledger.redeem(w.entry_id, row.balance, w.points, w.now)
-        new = replace(
-            row, balance=row.balance - w.points, update_time=w.now, update_actor=w.req.scope
-        )
-        self.hooks.append(partial(metrics.points, "redeem", entry.points))
+        new = _points_changed(
+            row, w, balance=row.balance - w.points, tier=row.tier, next_expiry=row.next_expiry,
+            cache=row.cache,
+        )  # fmt: skip
+        self.redeemed -= entry.points
         return self._booked(w, entry, new, new.cache.points)
+
+    def committed(self) -> list[Callable[[], object]]:
+        """The domain metrics of what the batch booked, to count once it has committed:
+        the points by direction (one increment each per batch), the tier changes."""
+        hooks: list[Callable[[], object]] = []
+        if self.earned:
+            hooks.append(partial(metrics.points, "earn", self.earned))
+        if self.redeemed:
+            hooks.append(partial(metrics.points, "redeem", self.redeemed))
+        for change in self.writes.tier_changes:
+            to = change.decision.to_code or "none"
+            hooks.append(metrics.TIER_CHANGES.labels(to=to).inc)
+        return hooks
 
     def _booked(self, w: PointsWrite, entry: Entry, new: MemberRow, held: int) -> _Pending:
         self.found.members[w.member_id] = self.changed[w.member_id] = new
@@ -306,4 +348,4 @@ class PointsWriter:
         results: list[Outcome | BaseException] = [
             d.answer(seqs) if isinstance(d, _Pending) else d for d in decided
         ]
-        return results, state.hooks
+        return results, state.committed()

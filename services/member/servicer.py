@@ -27,8 +27,10 @@ from services.member.convert import (
     consent_state_pb,
     identity_key,
     int_key,
+    member_into,
     member_pb,
     tier_change_pb,
+    transaction_into,
     transaction_pb,
     vehicle_pb,
 )
@@ -143,9 +145,10 @@ class MemberServicer(member_service_pb2_grpc.MemberServiceServicer):
             req=asked(request, caller),
             caller=caller,
         )
-        return member_service_pb2.EarnPointsResponse(
-            transaction=transaction_pb(txn), member=self._member(record)
-        )
+        reply = member_service_pb2.EarnPointsResponse()
+        transaction_into(reply.transaction, txn)
+        member_into(reply.member, record, self.tiers)
+        return reply
 
     async def RedeemPoints(
         self, request: member_service_pb2.RedeemPointsRequest, context: Any
@@ -159,9 +162,10 @@ class MemberServicer(member_service_pb2_grpc.MemberServiceServicer):
             req=asked(request, caller),
             caller=caller,
         )
-        return member_service_pb2.RedeemPointsResponse(
-            transaction=transaction_pb(txn), member=self._member(record)
-        )
+        reply = member_service_pb2.RedeemPointsResponse()
+        transaction_into(reply.transaction, txn)
+        member_into(reply.member, record, self.tiers)
+        return reply
 
     async def ListPointTransactions(
         self, request: member_service_pb2.ListPointTransactionsRequest, context: Any

@@ -16,19 +16,41 @@ with one indexed query whatever the batch size. The transaction stays open for `
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.member.domain.ledger import Entry
 from services.member.domain.model import IdentityRecord, MemberRow
+from services.member.domain.qualifying import QualifyingCache
+from services.member.domain.rules import MemberState
 from services.member.domain.tiers import TierChangeDecision
-from services.member.store.rows import entry_values
 from services.member.store.tables import members
 
 # A request id in its caller's namespace, per method: (scope, method, request_id).
 RequestKey = tuple[str, str, str]
 
-MEMBER_COLUMNS = tuple(c.name for c in members.c)
+# What the lookup selects of a member row, in `member_from`'s order (every column).
+MEMBER_COLUMNS = (
+    "id",
+    "state",
+    "merged_into",
+    "display_name",
+    "city",
+    "preferred_dealer_id",
+    "balance",
+    "tier",
+    "next_expiry",
+    "qualifying",
+    "qualifying_asof",
+    "qualifying_until",
+    "create_time",
+    "create_actor",
+    "update_time",
+    "update_actor",
+    "erase_time",
+)
+assert set(MEMBER_COLUMNS) == {c.name for c in members.c}, "a members column is not read"
 # The points columns of a member row a batch writes back (the row is locked meanwhile).
 POINTS_COLUMNS = (
     "balance",
@@ -64,6 +86,37 @@ REQUEST_COLUMNS = (
     "create_time",
 )
 TIER_COLUMNS = ("member_id", "from_tier", "to_tier", "reason", "change_time")
+# A time as a back end writes it (None stays None): `Texts` below.
+Text = Callable[[dt.datetime | None], Any]
+
+
+_STATES = {s.value: s for s in MemberState}
+
+
+def member_from(r: Sequence[Any], time: Callable[[Any], Any]) -> MemberRow:
+    """A `members` row as the lookup selects it (MEMBER_COLUMNS), mapped as
+    `rows.member_row` maps it, straight from the tuple; `time` reads a stored time as an
+    aware UTC datetime."""
+    (id_, state, merged_into, display_name, city, dealer_id, balance, tier, next_expiry,
+     qualifying, asof, until, create_time, create_actor, update_time, update_actor,
+     erase_time) = r  # fmt: skip
+    return MemberRow(
+        id=id_,
+        state=_STATES[state],
+        merged_into=merged_into,
+        display_name=display_name,
+        city=city,
+        preferred_dealer_id=dealer_id,
+        balance=balance,
+        tier=tier,
+        next_expiry=time(next_expiry),
+        cache=QualifyingCache(int(qualifying), time(asof), time(until)),
+        create_time=time(create_time),
+        create_actor=create_actor,
+        update_time=time(update_time),
+        update_actor=update_actor,
+        erase_time=time(erase_time),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +147,23 @@ class Booking:
     source_ref: str
     actor: str
 
-    def values(self) -> dict[str, Any]:
-        """Its `point_transactions` row (without `seq`, which the database gives)."""
-        return entry_values(
+    def row(self, text: Text) -> tuple[Any, ...]:
+        """Its `point_transactions` row in ENTRY_COLUMNS order (without `seq`, which the
+        database gives), the times as `text` has them."""
+        e = self.entry
+        return (
+            e.id,
             self.member_id,
-            self.entry,
-            balance_after=self.balance_after,
-            reason=self.reason,
-            source_ref=self.source_ref,
-            actor=self.actor,
+            e.kind.value,
+            e.points,
+            self.balance_after,
+            self.reason,
+            self.source_ref,
+            self.actor,
+            text(e.at),
+            text(e.expire_at),
+            text(e.earned_at),
+            e.lot_id,
         )
 
 
@@ -116,17 +177,18 @@ class Remembered:
     result: str
     create_time: dt.datetime
 
-    def values(self) -> dict[str, Any]:
+    def row(self, text: Text) -> tuple[Any, ...]:
+        """Its `request_ids` row in REQUEST_COLUMNS order."""
         scope, method, request_id = self.key
-        return {
-            "scope": scope,
-            "method": method,
-            "request_id": request_id,
-            "fingerprint": self.fingerprint,
-            "member_id": self.member_id,
-            "result": self.result,
-            "create_time": self.create_time,
-        }
+        return (
+            scope,
+            method,
+            request_id,
+            self.fingerprint,
+            self.member_id,
+            self.result,
+            text(self.create_time),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +199,10 @@ class TierChange:
     decision: TierChangeDecision
     at: dt.datetime
 
-    def values(self) -> dict[str, Any]:
-        return {
-            "member_id": self.member_id,
-            "from_tier": self.decision.from_code,
-            "to_tier": self.decision.to_code,
-            "reason": self.decision.reason,
-            "change_time": self.at,
-        }
+    def row(self, text: Text) -> tuple[Any, ...]:
+        """Its `tier_changes` row in TIER_COLUMNS order."""
+        d = self.decision
+        return (self.member_id, d.from_code, d.to_code, d.reason, text(self.at))
 
 
 @dataclass(slots=True)
@@ -158,16 +216,33 @@ class BatchWrites:
     tier_changes: list[TierChange] = field(default_factory=list)
 
 
-def points_values(row: MemberRow) -> dict[str, Any]:
-    """The points columns of a member row, and its id."""
-    return {
-        "id": row.id,
-        "balance": row.balance,
-        "tier": row.tier,
-        "next_expiry": row.next_expiry,
-        "qualifying": row.cache.points,
-        "qualifying_asof": row.cache.asof,
-        "qualifying_until": row.cache.until,
-        "update_time": row.update_time,
-        "update_actor": row.update_actor,
-    }
+def points_row(row: MemberRow, text: Text) -> tuple[Any, ...]:
+    """The points columns of a member row in POINTS_COLUMNS order, then its id."""
+    cache = row.cache
+    return (
+        row.balance,
+        row.tier,
+        text(row.next_expiry),
+        cache.points,
+        text(cache.asof),
+        text(cache.until),
+        text(row.update_time),
+        row.update_actor,
+        row.id,
+    )
+
+
+class Texts(dict[dt.datetime | None, Any]):
+    """A batch's times as one back end writes them, each converted once (a call's `now` is
+    in half a dozen columns of its writes: the entry, the member, the request id); its
+    `__getitem__` is the `Text` the rows take (a C call, Python only on a miss)."""
+
+    def __init__(self, convert: Callable[[dt.datetime], Any]) -> None:
+        super().__init__()
+        self[None] = None
+        self._convert = convert
+
+    def __missing__(self, value: dt.datetime | None) -> Any:
+        assert value is not None
+        text = self[value] = self._convert(value)
+        return text

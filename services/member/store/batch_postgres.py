@@ -3,8 +3,11 @@ pipeline (one round trip: the advisory locks, the members' rows locked, their id
 the request ids, in order, in one transaction), every write as ONE statement of
 data-modifying CTEs reading their rows from JSON documents (`json_populate_recordset`:
 parsed and converted by the server, in C), pipelined with the commit (store/batch.py says
-what they read and write). `= ANY(array)` is an index search like the `IN` of the Core
-queries (and sequential scans are off: while a table grows from empty its statistics lag).
+what they read and write). The lookups' lists are JSON too (`= ANY(ARRAY(SELECT
+json_array_elements_text(...)))`: one text parameter, an index search like the `IN` of the
+Core queries; sequential scans are off: while a table grows from empty its statistics lag).
+Rows are read straight from psycopg's tuples and every time is converted once per batch
+(store/batch.py `member_from`, `Texts`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,14 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mesh.schema import UtcDateTime
 from mesh.unit_of_work import lock_hash
+from services.member.domain.identities import IdentityKey, IdentityType
 from services.member.domain.model import IdentityRecord
 from services.member.store.batch import (
     ENTRY_COLUMNS,
@@ -33,25 +35,30 @@ from services.member.store.batch import (
     BatchWrites,
     Prior,
     RequestKey,
-    points_values,
+    Texts,
+    member_from,
+    points_row,
 )
-from services.member.store.rows import identity_records, member_row
-from services.member.store.tables import members
 
+# The lists come as JSON text (one str parameter, json.dumps in C): psycopg's list dumper
+# costs some microseconds per element on the writer's loop. `= ANY(ARRAY(...))` is
+# computed once per statement and searched on the index like `= ANY(%s)`.
+_JSON_ELEMENTS = "json_array_elements_text(CAST(%s AS json))"
+_ANY = f"ANY(ARRAY(SELECT {_JSON_ELEMENTS}))"
 _LOCK = (
-    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(%s AS bigint[])) "
+    f"SELECT pg_advisory_xact_lock(CAST(k AS bigint)) FROM {_JSON_ELEMENTS} "
     "WITH ORDINALITY AS t(k, n) ORDER BY n"
 )
 _MEMBERS = (
-    f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+    f"SELECT {', '.join(MEMBER_COLUMNS)} FROM members WHERE id = {_ANY} ORDER BY id FOR UPDATE"
 )
 _IDENTITIES = (
     "SELECT member_id, type, app_id, value, link_time FROM identities "
-    "WHERE member_id = ANY(%s) AND erase_time IS NULL ORDER BY id"
+    f"WHERE member_id = {_ANY} AND erase_time IS NULL ORDER BY id"
 )
 _REQUESTS = (
     "SELECT scope, method, request_id, fingerprint, result FROM request_ids "
-    "WHERE scope = ANY(%s) AND method = ANY(%s) AND request_id = ANY(%s)"
+    f"WHERE scope = {_ANY} AND method = {_ANY} AND request_id = {_ANY}"
 )
 
 
@@ -70,6 +77,7 @@ def _insert(table: str, columns: Sequence[str], returning: str = "") -> str:
     return f"{sql} RETURNING {returning}" if returning else sql
 
 
+_POINTS_AND_ID = (*POINTS_COLUMNS, "id")  # points_row's order
 _UPDATE_MEMBERS = (
     f"UPDATE members SET {', '.join(f'{c} = v.{c}' for c in POINTS_COLUMNS)} "
     f"FROM {_from_json('members')} WHERE members.id = v.id"
@@ -83,23 +91,25 @@ _WRITE = (
     f"t AS ({_insert('tier_changes', TIER_COLUMNS)}) "
     "SELECT id, seq FROM e"
 )
-_MEMBER_TIMES = tuple(c.name for c in members.c if isinstance(c.type, UtcDateTime))
+_TYPES = {t.value: t for t in IdentityType}
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else value.astimezone(dt.UTC)
+    if value is None or value.tzinfo is dt.UTC:
+        return value
+    return value.astimezone(dt.UTC)
 
 
-def _json_default(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.isoformat()
-    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+def _json_time(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.isoformat()
 
 
-def _document(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_json_default) if rows else "[]"
+def _document(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
+    """Rows (their times already text) as the JSON array of objects
+    `json_populate_recordset` reads."""
+    return json.dumps([dict(zip(columns, row, strict=True)) for row in rows]) if rows else "[]"
 
 
 async def _rollback(pg: Any) -> None:
@@ -120,14 +130,14 @@ async def postgres_lookup(
     locked until `postgres_write` commits (or the connection rolls back)."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
-    ids = sorted(set(member_ids))
+    ids = json.dumps(sorted(set(member_ids)))
     wanted = set(request_keys)
     hashes = sorted({lock_hash(f"r|{s}|{m}|{r}") for s, m, r in wanted})
     try:
         async with pg.pipeline():
             await pg.execute("SET LOCAL enable_seqscan = off")
             if hashes:
-                await pg.execute(_LOCK, (hashes,))
+                await pg.execute(_LOCK, (json.dumps(hashes),))
             c_members = await pg.execute(_MEMBERS, (ids,))
             c_idents = await pg.execute(_IDENTITIES, (ids,))
             c_requests = None
@@ -135,9 +145,9 @@ async def postgres_lookup(
                 c_requests = await pg.execute(
                     _REQUESTS,
                     (
-                        sorted({k[0] for k in wanted}),
-                        sorted({k[1] for k in wanted}),
-                        sorted({k[2] for k in wanted}),
+                        json.dumps(sorted({k[0] for k in wanted})),
+                        json.dumps(sorted({k[1] for k in wanted})),
+                        json.dumps(sorted({k[2] for k in wanted})),
                     ),
                 )
         rows = await c_members.fetchall()
@@ -149,19 +159,12 @@ async def postgres_lookup(
     except BaseException:
         await _rollback(pg)
         raise
-    found: dict[str, Any] = {}
-    for row in rows:
-        values = dict(zip(MEMBER_COLUMNS, row, strict=True))
-        for c in _MEMBER_TIMES:
-            values[c] = _utc(values[c])
-        found[values["id"]] = member_row(cast(Any, SimpleNamespace(**values)))
-    by_member: dict[str, list[Any]] = {}
+    found = {row[0]: member_from(row, _utc) for row in rows}  # id first
+    by_member: dict[str, list[IdentityRecord]] = {}
     for member_id, type_, app_id, value, link_time in idents:
-        ident = SimpleNamespace(type=type_, app_id=app_id, value=value, link_time=_utc(link_time))
-        by_member.setdefault(member_id, []).append(ident)
-    identities: dict[str, tuple[IdentityRecord, ...]] = {
-        m: identity_records(cast(Any, found_rows)) for m, found_rows in by_member.items()
-    }
+        key = IdentityKey(_TYPES[type_], value, app_id)
+        by_member.setdefault(member_id, []).append(IdentityRecord(key, _utc(link_time)))  # type: ignore[arg-type]
+    identities = {m: tuple(found_idents) for m, found_idents in by_member.items()}
     requests = {
         (scope, method, rid): Prior(result, fp)
         for scope, method, rid, fp, result in seen
@@ -175,11 +178,12 @@ async def postgres_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int
     `seq` of each booked entry by id. Rolled back whole on any error."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
+    text = Texts(_json_time).__getitem__
     params = (
-        _document([b.values() for b in w.entries]),
-        _document([points_values(row) for row in w.members]),
-        _document([r.values() for r in w.requests]),
-        _document([t.values() for t in w.tier_changes]),
+        _document(ENTRY_COLUMNS, [b.row(text) for b in w.entries]),
+        _document(_POINTS_AND_ID, [points_row(row, text) for row in w.members]),
+        _document(REQUEST_COLUMNS, [r.row(text) for r in w.requests]),
+        _document(TIER_COLUMNS, [t.row(text) for t in w.tier_changes]),
     )
     try:
         async with pg.pipeline():
