@@ -4,7 +4,8 @@ of work that made the change) and what it does with other services' events.
 Emitted (`marque.member.v1`, subject = the member id): MemberRegistered, MemberMerged,
 MemberErased, VehicleBound. Identities travel as contact digests (mesh/contact.py) only.
 Consumed: lead's LeadStatusChanged: a lead WON with a member id records the dealer's lead
-relation of that member (the relation comes from the lead, not from a hand call).
+relation of that member (the relation comes from the lead, not from a hand call); lead's
+LeadDataErased: lead's receipt of an erasure, so the erasure is visible as done per service.
 
 `EVENTS` is the wiring `mesh.service.Service` runs and `python -m mesh.events.replay member`
 loads.
@@ -86,9 +87,18 @@ async def on_lead_status_changed(
         await store.relations.insert(uow.conn, holder, relation, envelope.time)
 
 
+@subscribe(lead_events_pb2.LeadDataErased)
+async def on_lead_data_erased(
+    uow: UnitOfWork, event: lead_events_pb2.LeadDataErased, envelope: Envelope
+) -> None:
+    """Lead has erased the member's leads: its receipt (GetErasureStatus shows it)."""
+    done = event.erase_time.ToDatetime(dt.UTC) if event.HasField("erase_time") else envelope.time
+    await store.erasures.record(uow.conn, event.member_id, "lead", event.leads_erased, done)
+
+
 EVENTS = EventSpec(
     service="member",
     outbox=store.tables.OUTBOX,
     inbox=store.tables.INBOX,
-    subscriptions=subscriptions_in(on_lead_status_changed),
+    subscriptions=subscriptions_in(on_lead_status_changed, on_lead_data_erased),
 )

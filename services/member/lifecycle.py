@@ -178,6 +178,7 @@ async def erase_member(
         return row.erase_time
     keys = [i.key for i in await store.members.identities_of(conn, member_id)]
     uow.emit(events.erased(member_id, keys, now, secret), subject=member_id)
+    await store.erasures.record(conn, member_id, "member", 1, now)
     identity_ids = await store.members.identity_ids(conn, member_id)
     balance = await accounts.settle(uow, row, now)
     plan = erasure.plan(

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.member.domain.tiers import TierChangeDecision
 
@@ -75,3 +76,23 @@ def erased_fingerprint(method: str, member_id: str) -> str:
     requests that carried personal data): a hash of the method and the member id only, so
     a retry naming the same member still matches and a reuse naming another does not."""
     return hashlib.sha256(f"erased\0{method}\0{member_id}".encode()).hexdigest()
+
+
+# The services that hold a member's personal data and answer MemberErased when they have
+# erased it; the erasure is done everywhere when each has answered (member answers itself).
+ERASING_SERVICES = ("member", "lead")
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """One service's word that it erased the member: how many of its records, and when."""
+
+    service: str
+    items: int
+    done_time: datetime
+
+
+def pending_services(receipts: Sequence[ErasureReceipt]) -> list[str]:
+    """The services that have not answered yet, in `ERASING_SERVICES` order."""
+    done = {r.service for r in receipts}
+    return [s for s in ERASING_SERVICES if s not in done]

@@ -174,6 +174,17 @@ consent_events = sa.Table(
     sa.Index("ix_consent_events_member_id", "member_id"),
 )
 
+# Which service has erased a member's personal data, and when: member itself at EraseMember,
+# every other service when its answer to MemberErased arrives (lead: LeadDataErased).
+erasure_receipts = sa.Table(
+    "erasure_receipts",
+    metadata,
+    sa.Column("member_id", sa.String(40), primary_key=True),
+    sa.Column("service", sa.String(40), primary_key=True),
+    sa.Column("item_count", sa.Integer(), nullable=False),
+    sa.Column("done_time", UtcDateTime(), nullable=False),
+)
+
 # The member a request concerns: erasure replaces the fingerprints of its requests.
 request_ids = request_ids_table(
     metadata,

@@ -14,7 +14,7 @@ from marque.member.v1 import member_events_pb2
 from mesh import contact
 from mesh.events.envelope import Envelope
 from mesh.idempotency import Request
-from mesh.unit_of_work import transaction
+from mesh.unit_of_work import UnitOfWork, transaction
 from services.member import events
 from services.member.domain.identities import IdentityKey, IdentityType
 from services.member.domain.relations import DealerRelation, Relation
@@ -143,3 +143,33 @@ async def test_a_won_lead_records_the_dealers_lead_relation_once(database_url: s
     assert sorted(r.dealer_id for r in lead) == ["D001", "D002"]
     assert DealerRelation("D001", Relation.LEAD) in lead
     assert [r for r in gone if r.dealer_id == "D002"] == []
+
+
+async def test_each_services_erasure_is_kept_once(database_url: str) -> None:
+    from services.member.domain.erasure import pending_services
+    from services.member.store import erasures
+
+    async with direct(database_url) as d:
+        a, _ = await d.register(w("a", T0), mobile(), "A", "")
+        await d.at(T0).erase(a.id, req=w("e", T0).req, caller=SERVICE)
+        async with d.db.engine.connect() as conn:
+            before = await erasures.receipts_of(conn, a.id)
+        assert [r.service for r in before] == ["member"]
+        assert pending_services(before) == ["lead"]
+        later = T0 + dt.timedelta(seconds=3)
+        answer = lead_events_pb2.LeadDataErased(member_id=a.id, leads_erased=2)
+        answer.erase_time.FromDatetime(later)
+        env = Envelope("e9", "/marque/lead", "marque.lead.v1.LeadDataErased", a.id, later)
+        for _ in range(2):  # a redelivery keeps the first receipt
+
+            async def work(uow: UnitOfWork) -> None:
+                await events.on_lead_data_erased(uow, answer, env)
+
+            await transaction(d.db, work)
+        async with d.db.engine.connect() as conn:
+            after = await erasures.receipts_of(conn, a.id)
+    assert [(r.service, r.items, r.done_time) for r in after] == [
+        ("lead", 2, later),
+        ("member", 1, T0),
+    ]
+    assert pending_services(after) == []
