@@ -8,11 +8,15 @@ It writes, from the templates in `mesh/scaffold_template/` (files named `*.tmpl`
 `{{name}}`, `{{Name}}`, `{{NAME}}`, `{{names}}` and `{{date}}` placeholders in their paths
 and text, so that no tool takes them for code):
 - `protos/marque/<name>/v1/<name>.proto` and `<name>_service.proto`: one resource, its
-  Create and Get RPCs with access policies and protovalidate rules;
+  Create and Get RPCs with access policies and protovalidate rules; `<name>_events.proto`:
+  its `<Name>Created` event;
 - `services/<name>/`: the four rooms (`servicer.py`, `engine.py` the application layer,
-  `domain/`, `store/`), `migrations/` (0001 with the request-id table of
-  mesh/idempotency.py), `metrics.py`, `app.py` (a `mesh.service.Service`), `__main__.py`,
-  and `tests/` (a real in-process server on both back ends, like lead's and member's);
+  `domain/` with its `config.py` read once, `store/`), `events.py` (the `EventSpec`: the
+  Create emits `<Name>Created` through the outbox in its transaction; no subscriptions yet),
+  `migrations/` (0001 with the request-id table of mesh/idempotency.py and the outbox and
+  inbox of mesh.events.schema_v1), `metrics.py`, `app.py` (a `mesh.service.Service` with
+  `events=EVENTS`), `__main__.py`, and `tests/` (a real in-process server on both back
+  ends, events written but not relayed, like lead's and member's);
 - `k8s/base/services/<name>.yaml`: the service's ServiceAccount, Deployment, Services and
   PodDisruptionBudget, rendered by tools/k8s_gen.py exactly as that script renders them once
   the service is in its `DEPLOYED`.
@@ -286,7 +290,7 @@ def report(plan: Plan, files: dict[Path, str], registered: list[str] | None) -> 
         f"  make protos   # clients/python/marque/{name}/v1 (make test and make run do it too)",
         f"  .venv/bin/python -m pytest services/{name}",
         f"  .venv/bin/python -m services.{name}   # or: make run",
-        f'  add "{name}" to SHAPED in tests/conventions/test_shape.py',
+        f'  add "{name}" to SHAPED in tests/conventions/test_shape.py and test_layout.py',
         "and fill in the rooms: docs/adding-a-service.md.",
     ]
     return "\n".join(lines)

@@ -1,14 +1,16 @@
 """`python -m mesh.scaffold`, proved: a throwaway service (`garage`) generated with
 `--register` into a temporary copy of the checkout (mesh, protos, tools, k8s, pyproject and
 the shared test fixtures; nothing is written to this checkout) gets its protos generated
-(tools/protogen.py) and buf-linted, passes ruff and mypy, passes its own tests (a pytest
-subprocess; with MARQUE_TEST_POSTGRES_URL set they run on PostgreSQL too), renders in
-Kubernetes (k8s_gen --check, kubectl kustomize), and serves as a real process: health
-SERVING, then a Create and a Get over gRPC.
+(tools/protogen.py, its events proto included) and buf-linted, keeps the layout and the
+shape the conventions tests require of lead and member (tests/conventions), passes ruff and
+mypy, passes its own tests (a pytest subprocess; with MARQUE_TEST_POSTGRES_URL set they run
+on PostgreSQL too), renders in Kubernetes (k8s_gen --check, kubectl kustomize), and serves as
+a real process beside a real nats-server: health SERVING, then a Create and a Get over gRPC,
+and the GarageCreated of the Create relayed to JetStream.
 
 The served process itself runs on SQLite in both passes: what it proves (`python -m
-services.<name>` starts, migrates and answers) does not depend on the back end, which the
-generated tests already cover."""
+services.<name>` starts, migrates, answers and relays its events) does not depend on the
+back end, which the generated tests already cover."""
 
 from __future__ import annotations
 
@@ -21,18 +23,25 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
 import pytest
 import yaml  # type: ignore[import-untyped]
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.js.errors import NotFoundError
 
 from mesh import scaffold
+from mesh.events.envelope import stream_name
 from mesh.identity import Caller, Kind
 from mesh.keys import load_keys, mint_token
+from mesh.nats_server import NatsServer
+from tests.conventions import test_layout as layout
+from tests.conventions import test_shape as shape
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -106,8 +115,36 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_the_contract_is_buf_lint_clean(root: Path) -> None:
+    contracts = root / "protos" / "marque" / NAME / "v1"
+    assert sorted(p.name for p in contracts.iterdir()) == [
+        f"{NAME}.proto",
+        f"{NAME}_events.proto",
+        f"{NAME}_service.proto",
+    ]
+    generated = root / "clients" / "python" / "marque" / NAME / "v1"
+    assert (generated / f"{NAME}_events_pb2.py").is_file()
     run(BIN / "buf", "lint", "build/image.binpb", "--path", f"marque/{NAME}",
         "--config", "protos/buf.yaml", cwd=root)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        layout.test_every_job_has_its_file,
+        layout.test_served_the_same_way,
+        shape.test_error_reasons_are_declared_once,
+        shape.test_domain_code_knows_no_transport_or_database,
+        shape.test_modules_stay_small,
+    ],
+    ids=lambda check: check.__name__,
+)
+def test_it_keeps_the_shape_of_the_others(
+    root: Path, monkeypatch: pytest.MonkeyPatch, check: Any
+) -> None:
+    """The conventions tests' own checks of lead and member, run on the copy's garage."""
+    monkeypatch.setattr(layout, "ROOT", root)
+    monkeypatch.setattr(shape, "ROOT", root)
+    check(NAME)
 
 
 def test_the_python_passes_ruff_and_mypy(root: Path) -> None:
@@ -155,16 +192,33 @@ def message_classes(image: Path) -> dict[str, Any]:
     for file in descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes()).file:
         pool.Add(file)
     names = ["CreateGarageRequest", "CreateGarageResponse", "GetGarageRequest", "Garage"]
-    names.append("GetGarageResponse")
+    names += ["GetGarageResponse", "GarageCreated"]
     return {
         n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"marque.{NAME}.v1.{n}"))
         for n in names
     }
 
 
+@dataclass(frozen=True)
+class Served:
+    address: str
+    metrics_port: int
+    nats_url: str
+
+
 @pytest.fixture
-def served(root: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """`python -m services.garage` on free ports; (address, metrics port)."""
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of the test's own, started as tests/natsfixture.py starts one."""
+    server = NatsServer(tmp_path / "nats", port=0, monitor_port=0, mqtt_port=0,
+                        name="marque-scaffold", log_path=tmp_path / "nats.log")  # fmt: skip
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def served(root: Path, tmp_path: Path, nats_url: str) -> Iterator[Served]:
+    """`python -m services.garage` on free ports, its events relayed to `nats_url`."""
     port, metrics = free_port(), free_port()
     env = child_env(
         root,
@@ -172,6 +226,7 @@ def served(root: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
         MARQUE_METRICS_PORT=str(metrics),
         MARQUE_GARAGE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'garage.db'}",
         MARQUE_VAR_DIR=str(tmp_path / "var"),
+        MARQUE_NATS_URL=nats_url,
     )
     load_keys(env)  # the dev signing pair, created before the service reads it
     log = (tmp_path / "garage.log").open("wb")
@@ -179,7 +234,7 @@ def served(root: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
         [sys.executable, "-m", f"services.{NAME}"], cwd=root, env=env, stdout=log, stderr=log
     )
     try:
-        yield f"127.0.0.1:{port}", metrics
+        yield Served(f"127.0.0.1:{port}", metrics, nats_url)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -207,15 +262,32 @@ async def wait_serving(address: str, within: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def test_it_serves_as_a_process(root: Path, tmp_path: Path, served: tuple[str, int]) -> None:
-    address, metrics = served
-    await wait_serving(address)
+async def published(nats_url: str, subject: str, within: float = 30.0) -> Any:
+    """The last message on `subject` in the service's stream, once the relay has put it
+    there (the stream is the relay's to create)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        while True:
+            try:
+                return await js.get_last_msg(stream_name(NAME), subject)
+            except NotFoundError:
+                assert loop.time() < deadline, f"nothing was published on {subject}"
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+async def test_it_serves_as_a_process(root: Path, tmp_path: Path, served: Served) -> None:
+    await wait_serving(served.address)
     m = message_classes(root / "build" / "image.binpb")
     keys = load_keys({"MARQUE_VAR_DIR": str(tmp_path / "var")})
     dealer = Caller(Kind.DEALER, "d1-staff", dealer_id="D1")
     md = (("authorization", f"Bearer {mint_token(dealer, keys=keys)}"),)
     method = f"/marque.{NAME}.v1.GarageService/"
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc.aio.insecure_channel(served.address) as channel:
 
         def call(name: str, reply: str) -> Any:
             return channel.unary_unary(
@@ -233,9 +305,16 @@ async def test_it_serves_as_a_process(root: Path, tmp_path: Path, served: tuple[
         )
         assert got.garage == created
     text = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read()
-    )
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics",
+                                       timeout=5).read()
+    )  # fmt: skip
     assert b'marque_garage_garages_created_total{principal="dealer"} 1.0' in text
+    # The Create's event, relayed from the outbox to JetStream with its CloudEvents headers.
+    msg = await published(served.nats_url, f"marque.{NAME}.GarageCreated")
+    assert msg.headers["ce-type"] == f"marque.{NAME}.v1.GarageCreated"
+    assert msg.headers["ce-subject"] == created.id
+    event = m["GarageCreated"].FromString(msg.data)
+    assert (event.garage_id, event.dealer_id, event.display_name) == (created.id, "D1", "Bay 1")
 
 
 # ------------------------------------------------------------------ the scaffold's own rules
