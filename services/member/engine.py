@@ -23,9 +23,10 @@ from mesh.idempotency import Asked
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.member import access, accounts, lifecycle, metrics, store
-from services.member.domain import consent, identities, ledger, profile, rules
+from services.member.domain import consent, erasure, identities, ledger, profile, rules
 from services.member.domain import visibility as vis
 from services.member.domain.consent import ConsentState
+from services.member.domain.erasure import ErasureStatus
 from services.member.domain.errors import (
     INSUFFICIENT_POINTS,
     identity_not_found,
@@ -158,6 +159,16 @@ class MemberEngine(Ownership):
 
         erased_at = await transaction(self.db, work, outbox=OUTBOX)
         return await self._member_at(member_id, now), erased_at
+
+    async def erasure_status(self, member_id: str, *, caller: Caller) -> ErasureStatus:
+        """GetErasureStatus: which services have erased the member, which have not yet."""
+        if not vis.may_erase(caller, member_id):
+            raise member_not_found(member_id)
+        async with self.db.engine.connect() as conn:
+            if await store.members.state_of(conn, member_id) is None:
+                raise member_not_found(member_id)
+            receipts = await store.erasures.receipts_of(conn, member_id)
+        return erasure.status(receipts)
 
     # -------------------------------------------------------------------------- points
 

@@ -131,6 +131,21 @@ class MemberServicer(member_service_pb2_grpc.MemberServiceServicer):
             member=self._member(record), erase_time=timestamp(erased_at)
         )
 
+    async def GetErasureStatus(
+        self, request: member_service_pb2.GetErasureStatusRequest, context: Any
+    ) -> member_service_pb2.GetErasureStatusResponse:
+        found = await self.engine.erasure_status(request.member_id, caller=current_caller())
+        return member_service_pb2.GetErasureStatusResponse(
+            erase_time=timestamp(found.erase_time),
+            done=[
+                member_service_pb2.ServiceErasure(
+                    service=r.service, record_count=r.items, done_time=timestamp(r.done_time)
+                )
+                for r in found.done
+            ],
+            pending=found.pending,
+        )
+
     # ------------------------------------------------------------------ points
 
     async def EarnPoints(

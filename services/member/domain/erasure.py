@@ -96,3 +96,21 @@ def pending_services(receipts: Sequence[ErasureReceipt]) -> list[str]:
     """The services that have not answered yet, in `ERASING_SERVICES` order."""
     done = {r.service for r in receipts}
     return [s for s in ERASING_SERVICES if s not in done]
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureStatus:
+    """How far an erasure has reached: when member erased (None: never), who has done it,
+    who has not answered yet."""
+
+    erase_time: datetime | None
+    done: tuple[ErasureReceipt, ...]
+    pending: tuple[str, ...]
+
+
+def status(receipts: Sequence[ErasureReceipt]) -> ErasureStatus:
+    """The status the receipts say; nothing is pending before member itself erased."""
+    own = next((r for r in receipts if r.service == "member"), None)
+    if own is None:
+        return ErasureStatus(None, (), ())
+    return ErasureStatus(own.done_time, tuple(receipts), tuple(pending_services(receipts)))

@@ -7,6 +7,7 @@ import datetime as dt
 import grpc
 from marque.member.v1 import member_pb2, member_service_pb2
 
+from mesh.identity import Caller
 from services.member.tests.harness import (
     EMAIL,
     MOBILE,
@@ -188,3 +189,26 @@ async def test_erasure_is_irreversible_and_idempotent(member: Harness) -> None:
 
 
 # ---------------------------------------------------------------------- access
+
+
+async def test_the_erasure_status_names_who_has_erased_and_who_has_not(member: Harness) -> None:
+    a = await member.register("13800000121")
+    other = await member.register("13800000122")
+
+    async def status(member_id: str, caller: Caller) -> member_service_pb2.GetErasureStatusResponse:
+        return await member.stub.GetErasureStatus(
+            member_service_pb2.GetErasureStatusRequest(member_id=member_id), metadata=md(caller)
+        )
+
+    never = await status(a.id, OEM)
+    assert not never.HasField("erase_time") and not never.done and not never.pending
+    await member.stub.EraseMember(
+        member_service_pb2.EraseMemberRequest(member_id=a.id, request_id="s-e1"),
+        metadata=md(customer(a.id)),
+    )
+    mine = await status(a.id, customer(a.id))
+    assert [d.service for d in mine.done] == ["member"] and list(mine.pending) == ["lead"]
+    assert mine.erase_time == mine.done[0].done_time
+    for who, whose in ((customer(other.id), a.id), (OEM, "m_unknown")):
+        await fails(status(whose, who), grpc.StatusCode.NOT_FOUND)
+    await fails(status(a.id, SERVICE), grpc.StatusCode.PERMISSION_DENIED)
