@@ -58,9 +58,11 @@ def test_modules_stay_small(service: str) -> None:
 
 
 MAX_FUNCTION_LINES = 60
-# Where no function may be longer than MAX_FUNCTION_LINES. services/*/ join when their long
-# functions are split: `*sorted(p for p in (ROOT / "services").iterdir() if p.is_dir())`.
-ROOTS = [ROOT / "mesh"]
+# Where no function may be longer than MAX_FUNCTION_LINES: the mesh and every service.
+ROOTS = [
+    ROOT / "mesh",
+    *sorted(p for p in (ROOT / "services").iterdir() if p.is_dir() and p.name[0] not in "_."),
+]
 
 
 def _python_files(root: Path) -> list[Path]:
