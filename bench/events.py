@@ -420,10 +420,16 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
 
     rows: list[str] = []
     fresh = url
+    # The latency phase's consumer is another service: on SQLite its own database file (two
+    # processes writing one SQLite file would measure SQLite's file lock, not events).
+    consumer_url = url.replace(".db", "-consumer.db") if url.startswith("sqlite") else url
+    for each in dict.fromkeys((url, consumer_url)):
+        made = Database(each)
+        async with made.begin() as conn:
+            await conn.run_sync(METADATA.drop_all)
+            await conn.run_sync(METADATA.create_all)
+        await made.dispose()
     db = Database(url)
-    async with db.begin() as conn:
-        await conn.run_sync(METADATA.drop_all)
-        await conn.run_sync(METADATA.create_all)
     link = await _link(nats_url, "bench")
     try:
         producer = f"b{uuid.uuid4().hex[:8]}"
@@ -441,7 +447,8 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
             producer = f"l{uuid.uuid4().hex[:8]}"
             count = int(args.rate * args.seconds)
             await _ensure_stream(db, link, producer)
-            proc = _spawn("raw-consume" if raw else "consume", fresh, nats_url, producer, count)
+            role = "raw-consume" if raw else "consume"
+            proc = _spawn(role, consumer_url, nats_url, producer, count)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
             await offered_load(db, link, producer, args.rate, args.seconds, raw=raw)
             latencies = sorted(_last_json(proc, 150))
