@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -44,16 +43,10 @@ def digest(contact: str, key: bytes) -> str:
 def load_key(env: Mapping[str, str] | None = None) -> bytes:
     """The digest key, from the environment or the var file (see the module docstring)."""
     from mesh.config import var_dir  # the key's file; the digest itself needs nothing
-    from mesh.varfiles import write_once
+    from mesh.varfiles import shared_secret
 
     env = os.environ if env is None else env
-    configured = env.get(KEY_ENV, "")
-    if configured:
-        key = configured.encode()
-        if len(key) < MIN_KEY_BYTES:
-            raise ValueError(f"{KEY_ENV} must be at least {MIN_KEY_BYTES} bytes")
-        return key
-    return write_once(var_dir(env) / KEY_FILE, lambda: secrets.token_hex(32).encode()).strip()
+    return shared_secret(env, KEY_ENV, var_dir(env), KEY_FILE, MIN_KEY_BYTES)
 
 
 @lru_cache(maxsize=1)

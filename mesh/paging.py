@@ -16,7 +16,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import TypeVar
@@ -26,7 +25,7 @@ from marque.common.v1 import paging_pb2
 
 from mesh.config import var_dir
 from mesh.errors import InvalidArgument
-from mesh.varfiles import write_once
+from mesh.varfiles import shared_secret
 
 T = TypeVar("T")
 
@@ -56,14 +55,7 @@ def load_secret(env: Mapping[str, str] | None = None) -> bytes:
     """The page-token secret: `MARQUE_PAGE_TOKEN_SECRET`, else var/page-token.key (created
     once, mode 0600, so tokens survive a restart)."""
     env = os.environ if env is None else env
-    configured = env.get(SECRET_ENV, "")
-    if configured:
-        secret = configured.encode()
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ValueError(f"{SECRET_ENV} must be at least {MIN_SECRET_BYTES} bytes")
-        return secret
-    made = write_once(var_dir(env) / SECRET_FILE, lambda: secrets.token_hex(32).encode())
-    return made.strip()
+    return shared_secret(env, SECRET_ENV, var_dir(env), SECRET_FILE, MIN_SECRET_BYTES)
 
 
 @lru_cache(maxsize=1)

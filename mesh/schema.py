@@ -45,5 +45,11 @@ class UtcDateTime(sa.TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def sqlite_time(value: dt.datetime) -> str:
+    """UtcDateTime's text on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff", UTC), for raw SQL that
+    bypasses the type (one hand-over batches, mesh/events/sqlite_claims.py)."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 # An autoincrementing 64-bit key: BIGINT identity on PostgreSQL, the rowid on SQLite.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -4,7 +4,8 @@ checkout needs no set-up and what they hold survives a restart."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -28,3 +29,19 @@ def write_once(path: Path, make: Callable[[], bytes]) -> bytes:
         finally:
             tmp.unlink(missing_ok=True)
     return path.read_bytes()
+
+
+def shared_secret(
+    env: Mapping[str, str], name: str, var: Path, filename: str, min_bytes: int
+) -> bytes:
+    """A secret every process of the platform must share: the variable `name` (production:
+    one Secret for every service), else `var/filename`, made once with 32 random bytes in
+    hex (a checkout's services share it). A configured one shorter than `min_bytes` is a
+    ValueError naming the variable."""
+    configured = env.get(name, "")
+    if configured:
+        value = configured.encode()
+        if len(value) < min_bytes:
+            raise ValueError(f"{name} must be at least {min_bytes} bytes")
+        return value
+    return write_once(var / filename, lambda: secrets.token_hex(32).encode()).strip()

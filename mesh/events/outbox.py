@@ -43,7 +43,7 @@ from mesh.events.envelope import (
     tracestate_of,
     type_of,
 )
-from mesh.schema import BigId, UtcDateTime
+from mesh.schema import BigId, UtcDateTime, sqlite_time
 from mesh.tracing import current_span_context
 
 # The columns a new row is written with, in this order (seq is the database's).
@@ -95,11 +95,6 @@ def outbox_table(metadata: sa.MetaData, name: str = "outbox") -> sa.Table:
 def utc_now() -> dt.datetime:
     """The wall clock, in UTC."""
     return dt.datetime.now(dt.UTC)
-
-
-def _sqlite_time(value: dt.datetime) -> str:
-    # UtcDateTime's text on SQLite (SQLAlchemy's DATETIME: "YYYY-MM-DD HH:MM:SS.ffffff").
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class Outbox:
@@ -167,7 +162,7 @@ class Outbox:
     @staticmethod
     def sqlite_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
         """A row's values in `COLUMNS` order, as the column types store them on SQLite."""
-        return tuple(_sqlite_time(row[c]) if c == "create_time" else row[c] for c in COLUMNS)
+        return tuple(sqlite_time(row[c]) if c == "create_time" else row[c] for c in COLUMNS)
 
     @staticmethod
     def postgres_json(rows: Iterable[Mapping[str, Any]]) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import sqlite
 
 from mesh.db import Database
 from mesh.events.claims import OutboxStatements
+from mesh.schema import sqlite_time
 from mesh.unit_of_work import on_sqlite_thread, writer_lock
 
 T = TypeVar("T")
@@ -37,11 +38,6 @@ class Claimed(NamedTuple):
     traceparent: str
     tracestate: str
     create_time: dt.datetime
-
-
-def sqlite_time(value: dt.datetime) -> str:
-    """UtcDateTime's text on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff", UTC)."""
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _parsed_time(text: str) -> dt.datetime:
