@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from nats.js import api
 from nats.js.errors import BadRequestError
 from opentelemetry import trace
@@ -71,6 +72,7 @@ DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_ACK_TIMEOUT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 GAUGE_EVERY_SECONDS = 1.0
+ANALYZE_PENDING = 10_000  # PostgreSQL: analyse the outbox when a backlog reaches this
 EXPECTED_STREAM = "Nats-Expected-Stream"
 _STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
 
@@ -121,6 +123,7 @@ class Relay:
         self._pending_gauge = metrics.outbox_pending.labels(outbox.source)
         self._oldest_gauge = metrics.outbox_oldest_pending_seconds.labels(outbox.source)
         self._published: dict[str, Any] = {}
+        self._analyzed_pending = 0  # pending rows when the outbox was last analysed
         self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
         self._sql = OutboxStatements(outbox.table)
         # SQLite: each statement with its transaction in one hand-over (sqlite_claims.py).
@@ -320,6 +323,22 @@ class Relay:
         self._oldest_gauge.set(
             0.0 if oldest is None else max(0.0, (utc_now() - oldest).total_seconds())
         )
+        await self._keep_plans(pending)
+
+    async def _keep_plans(self, pending: int) -> None:
+        """PostgreSQL: ANALYZE the outbox when its pending rows have grown far beyond what
+        the planner last saw (a backlog after an outage or a bulk load). Without it the
+        claim reads and sorts every pending row each cycle (79 ms a claim at 100,000
+        pending, 0.5 ms once analysed; worse with the dead versions the marks leave), and
+        autovacuum runs late or not at all."""
+        if self._db.is_sqlite:
+            return
+        if pending < ANALYZE_PENDING // 10:
+            self._analyzed_pending = 0  # drained: the next backlog is analysed again
+        elif pending >= ANALYZE_PENDING and pending >= 2 * self._analyzed_pending:
+            async with self._db.engine.begin() as conn:
+                await conn.execute(sa.text(f"ANALYZE {self.outbox.table.name}"))
+            self._analyzed_pending = pending
 
     async def pending(self) -> tuple[int, dt.datetime | None]:
         """How many events wait, and when the oldest of them was committed."""
