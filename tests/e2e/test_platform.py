@@ -348,16 +348,16 @@ def test_member_and_lead_affect_each_other_through_events(platform: tuple[Path, 
             assert got.lead.channel == lead_pb2.CHANNEL_BRAND_SITE
             # The erasure is visible as done per service: lead's answer reached member.
             for _ in range(200):
-                status = await members.GetErasureStatus(
+                erasure = await members.GetErasureStatus(
                     member_service_pb2.GetErasureStatusRequest(member_id=member_id),
                     metadata=oem,
                     timeout=10,
                 )
-                if not status.pending:
+                if not erasure.pending:
                     break
                 await asyncio.sleep(0.1)
-            assert not status.pending, status
-            assert {d.service: d.record_count for d in status.done} == {"member": 1, "lead": 1}
+            assert not erasure.pending, erasure
+            assert {d.service: d.record_count for d in erasure.done} == {"member": 1, "lead": 1}
             return member_id, lead_id
 
     member_id, _ = asyncio.run(journey())
