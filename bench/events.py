@@ -460,6 +460,11 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
         producer = f"d{uuid.uuid4().hex[:8]}"
         from mesh.events.outbox import Outbox
 
+        # The phases above share this outbox table (one per service in a real deployment):
+        # rows another phase left pending belong to another stream, which this relay would
+        # try to publish into its own.
+        async with db.begin() as conn:
+            await conn.execute(OUTBOX.delete().where(OUTBOX.c.sent_time.is_(None)))
         await _fill(db, Outbox(OUTBOX, service=producer), args.backlog)
         drained = _last_json(_spawn("drain", fresh, nats_url, producer, args.backlog), 600)
         assert drained["published"] >= args.backlog  # a re-sent duplicate is acked again
