@@ -8,6 +8,7 @@
   advisory lock, so the check sees every lease committed before it.
 - `mark`: the rows JetStream acknowledged are sent (their lease cleared).
 - `release`: give back our lease of rows that were not acknowledged.
+- `refuse`: set aside rows JetStream kept refusing (lease_owner "refused", no lease time).
 - `count`, `oldest`: the pending rows, for the gauges.
 """
 
@@ -17,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.selectable import NamedFromClause
+
+REFUSED = "refused"  # lease_owner of a row the relay gave up on (see `refuse`)
 
 
 class OutboxStatements:
@@ -34,6 +37,7 @@ class OutboxStatements:
             t.c.traceparent,
             t.c.tracestate,
             t.c.create_time,
+            t.c.attempts,
         )
         values = {
             "lease_owner": sa.bindparam("me"),
@@ -62,6 +66,13 @@ class OutboxStatements:
                 t.c.seq.in_(seqs), t.c.lease_owner == sa.bindparam("me"), t.c.sent_time.is_(None)
             )
             .values(lease_owner=None, lease_until=None)
+        )
+        # A row JetStream refused again and again (another stream's subject): out of the
+        # claims for good, still pending (the gauges show it), not holding its aggregate.
+        self.refuse = (
+            t.update()
+            .where(t.c.seq.in_(seqs), t.c.lease_owner == sa.bindparam("me"))
+            .values(lease_owner=REFUSED, lease_until=None)
         )
         pending = t.c.sent_time.is_(None)
         self.count = sa.select(sa.func.count()).select_from(t).where(pending)

@@ -31,6 +31,11 @@ outbox_oldest_pending_seconds = Gauge(
 events_published_total = Counter(
     "marque_events_published_total", "Events published to JetStream (acknowledged).", ["type"]
 )
+events_refused_total = Counter(
+    "marque_events_refused_total",
+    "Outbox events set aside after JetStream refused them again and again.",
+    ["type"],
+)
 events_consumed_total = Counter(
     "marque_events_consumed_total",
     "Event deliveries finished by a consumer, by outcome.",

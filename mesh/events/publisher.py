@@ -40,6 +40,7 @@ class Publisher:
         self._prefix = ""
         self._batch = 0
         self._acked: list[bool] = []
+        self.refused: list[bool] = []  # of the last batch: JetStream answered with an error
         self._waiting = 0
         self._done = asyncio.Event()
 
@@ -65,6 +66,7 @@ class Publisher:
         nc = self._link.nc
         self._batch += 1
         self._acked = [False] * len(messages)
+        self.refused = [False] * len(messages)
         self._waiting = len(messages)
         self._done.clear()
         stem = f"{self._prefix}.{self._batch}_"
@@ -91,6 +93,8 @@ class Publisher:
             return
         if msg.data and _ERROR not in msg.data and not (msg.headers or {}).get("Status"):
             self._acked[i] = True
+        elif msg.data and _ERROR in msg.data:
+            self.refused[i] = True
         self._waiting -= 1
         if self._waiting <= 0:
             self._done.set()

@@ -70,6 +70,9 @@ DEFAULT_BATCH = 1000
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_ACK_TIMEOUT_SECONDS = 10.0
+# A row JetStream refuses this many claims in a row (an error ack, not a timeout) is set
+# aside rather than failing every cycle after it.
+MAX_REFUSALS = 5
 MAX_BACKOFF_SECONDS = 5.0
 GAUGE_EVERY_SECONDS = 1.0
 ANALYZE_PENDING = 10_000  # PostgreSQL: analyse the outbox when a backlog reaches this
@@ -123,6 +126,7 @@ class Relay:
         self._pending_gauge = metrics.outbox_pending.labels(outbox.source)
         self._oldest_gauge = metrics.outbox_oldest_pending_seconds.labels(outbox.source)
         self._published: dict[str, Any] = {}
+        self._refused_now: list[int] = []  # seqs JetStream refused in the last publish
         self._analyzed_pending = 0  # pending rows when the outbox was last analysed
         self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
         self._sql = OutboxStatements(outbox.table)
@@ -196,12 +200,13 @@ class Relay:
             return 0
         acked, failed = await self._publish(rows)
         now = utc_now()
+        failed = await self._set_aside(rows, failed)
         if acked:
             if self._sqlite is not None:
                 await self._sqlite.mark_sent(self._db, acked, now)
             else:
                 await transaction(self._db, lambda uow: self._set(uow, self._sql.mark, acked, now))
-        if failed:
+        if failed:  # given back: published again by a later cycle
             if self._sqlite is not None:
                 await self._sqlite.release(self._db, failed, self.owner)
             else:
@@ -210,6 +215,26 @@ class Relay:
                 )
             raise PublishFailed(f"{len(failed)} of {len(rows)} events were not acknowledged")
         return len(rows)
+
+    async def _set_aside(self, rows: Sequence[Any], failed: list[int]) -> list[int]:
+        """Of the failed rows, those JetStream refused at their MAX_REFUSALS-th claim are
+        set aside for good (kept pending, counted, logged: an operator looks), so they
+        no longer fail every cycle; the others are returned, to be given back."""
+        refused = set(self._refused_now)
+        final = [r for r in rows if r.seq in refused and r.attempts >= MAX_REFUSALS]
+        if not final:
+            return failed
+        seqs = [r.seq for r in final]
+        if self._sqlite is not None:
+            await self._sqlite.refuse(self._db, seqs, self.owner)
+        else:
+            stmt = self._sql.refuse
+            await transaction(self._db, lambda uow: self._set(uow, stmt, seqs, utc_now()))
+        for r in final:
+            metrics.events_refused_total.labels(r.type).inc()
+            log.error("relay of %s: event %s (%s) refused by JetStream %d times; set aside",
+                      self.outbox.service, r.id, r.type, r.attempts)  # fmt: skip
+        return [s for s in failed if s not in set(seqs)]
 
     async def ensure_stream(self) -> None:
         """Create (or update) the producing service's stream, once per connection."""
@@ -292,6 +317,9 @@ class Relay:
             headers.append(expected)
             messages.append((row.subject, row.payload, header_block(headers)))
         oks = await self._publisher.publish(messages, self._ack_timeout)
+        self._refused_now = [
+            row.seq for row, no in zip(rows, self._publisher.refused, strict=False) if no
+        ]
         acked: list[int] = []
         failed: list[int] = []
         counts: dict[str, int] = {}

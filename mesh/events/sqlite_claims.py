@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from mesh.db import Database
-from mesh.events.claims import OutboxStatements
+from mesh.events.claims import REFUSED, OutboxStatements
 from mesh.schema import sqlite_time
 from mesh.unit_of_work import on_sqlite_thread, writer_lock
 
@@ -38,6 +38,7 @@ class Claimed(NamedTuple):
     traceparent: str
     tracestate: str
     create_time: dt.datetime
+    attempts: int
 
 
 def _parsed_time(text: str) -> dt.datetime:
@@ -67,7 +68,7 @@ class SqliteClaims:
 
         def run(raw: Any) -> list[Claimed]:
             rows = raw.execute(self._claim_sql, params).fetchall()
-            return [Claimed._make((*r[:8], _parsed_time(r[8]))) for r in rows]
+            return [Claimed._make((*r[:8], _parsed_time(r[8]), r[9])) for r in rows]
 
         found = await self._in_transaction(db, run)
         found.sort(key=lambda r: r.seq)  # RETURNING promises no order
@@ -90,6 +91,15 @@ class SqliteClaims:
             "AND sent_time IS NULL"
         )
         args = (*seqs, owner)
+        await self._in_transaction(db, lambda raw: raw.execute(sql, args))
+
+    async def refuse(self, db: Database, seqs: Sequence[int], owner: str) -> None:
+        """Set aside rows JetStream kept refusing (claims.py `refuse`)."""
+        sql = (
+            f"UPDATE {self._table} SET lease_owner = ?, lease_until = NULL "
+            f"WHERE seq IN ({', '.join('?' * len(seqs))}) AND lease_owner = ?"
+        )
+        args = (REFUSED, *seqs, owner)
         await self._in_transaction(db, lambda raw: raw.execute(sql, args))
 
     @staticmethod

@@ -200,3 +200,50 @@ async def test_a_large_backlog_is_analysed_so_claims_stay_an_index_range(
     await relay._gauges()
     await asyncio.sleep(0.5)
     assert await analysed() == before + 1
+
+
+async def test_a_row_jetstream_keeps_refusing_is_set_aside_and_the_rest_flows(
+    db: Database, link: Link
+) -> None:
+    """A row whose publish JetStream refuses (here: a subject of another service's stream)
+    would fail every cycle and stall the relay; after MAX_REFUSALS claims it is set aside,
+    still pending and counted, and the events behind it are published."""
+    from mesh.events import metrics
+    from mesh.events.claims import REFUSED
+    from mesh.events.envelope import stream_name
+    from mesh.events.relay import MAX_REFUSALS, PublishFailed
+
+    service = h.unique_service()
+    outbox = Outbox(h.OUTBOX_TABLE, service=service)
+    relay = h.relay(db, outbox, link)
+    [first] = await h.emit_things(db, outbox, [1], thing="t")
+    stray = outbox.row(ev.ThingHappened(thing_id="t", number=2), subject="t")
+    other = h.unique_service()  # another service's stream takes the stray subject
+    await link.js.add_stream(
+        api.StreamConfig(name=stream_name(other), subjects=[f"marque.{other}.>"])
+    )
+    stray["subject"] = f"marque.{other}.ThingHappened"
+    async with db.engine.begin() as conn:
+        await conn.execute(h.OUTBOX_TABLE.insert(), [stray])
+    [last] = await h.emit_things(db, outbox, [3], thing="t")
+    before = metrics.events_refused_total.labels("marque.testing.v1.ThingHappened")._value.get()
+    failures = 0
+    for _ in range(MAX_REFUSALS):
+        try:
+            await relay.cycle()
+        except PublishFailed:
+            failures += 1
+    assert failures == MAX_REFUSALS - 1  # the last cycle set it aside instead of failing
+    assert await relay.cycle() == 0  # nothing left to claim: no failing cycle after it
+    async with db.engine.connect() as conn:
+        rows = {
+            r.id: r
+            for r in await conn.execute(
+                sa.select(h.OUTBOX_TABLE).where(h.OUTBOX_TABLE.c.id.in_([first, stray["id"], last]))
+            )
+        }
+    assert rows[first].sent_time is not None and rows[last].sent_time is not None
+    assert rows[stray["id"]].sent_time is None and rows[stray["id"]].lease_owner == REFUSED
+    assert (await relay.pending())[0] >= 1  # still counted as pending (the alert sees it)
+    after = metrics.events_refused_total.labels("marque.testing.v1.ThingHappened")._value.get()
+    assert after == before + 1
