@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,3 +212,36 @@ def naive_engine(url: str) -> Any:
             cur.close()
 
     return engine
+
+
+def bench_postgres_url(no_postgres: bool = False) -> str | None:
+    """Where PostgreSQL benches run: `MARQUE_BENCH_POSTGRES_URL`, else
+    `MARQUE_TEST_POSTGRES_URL`, else nowhere (and nowhere with `--no-postgres`)."""
+    if no_postgres:
+        return None
+    return os.environ.get("MARQUE_BENCH_POSTGRES_URL") or os.environ.get("MARQUE_TEST_POSTGRES_URL")
+
+
+@contextlib.contextmanager
+def server_env(prefix: str) -> Iterator[dict[str, str]]:
+    """The environment of a bench's server subprocesses: a private var dir (the dev signing
+    key the servers and the client share), SQLite synchronous=FULL (the naive baselines'
+    durability), warnings only, the checkout on the path. The client pins itself off the
+    servers' core; the process gets its cores back after (`python -m bench` runs the other
+    benches in this same process)."""
+    import tempfile
+
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        env = dict(os.environ)
+        env["MARQUE_VAR_DIR"] = tmp
+        env["MARQUE_SQLITE_SYNCHRONOUS"] = "FULL"
+        env["MARQUE_LOG_LEVEL"] = "WARNING"
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), str(ROOT / "clients" / "python"), env.get("PYTHONPATH", "")]
+        )
+        try:
+            yield env
+        finally:
+            if affinity is not None:
+                os.sched_setaffinity(0, affinity)

@@ -40,7 +40,6 @@ import contextlib
 import datetime as dt
 import os
 import resource
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -56,10 +55,12 @@ from bench.harness import (
     ROOT,
     LatencyResult,
     bearer_metadata,
+    bench_postgres_url,
     keep_in_flight,
     pin_to_core,
     process_cpu_seconds,
     serve_command,
+    server_env,
     server_settings,
     start_server,
     stop_server,
@@ -773,27 +774,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve[args.serve]())
         return
 
-    pg_url = None
-    if not args.no_postgres:
-        pg_url = os.environ.get("MARQUE_BENCH_POSTGRES_URL") or os.environ.get(
-            "MARQUE_TEST_POSTGRES_URL"
-        )
-    # The client pins itself off the servers' core; give the process its cores back after
-    # (`python -m bench` runs the other benches in this same process).
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    with tempfile.TemporaryDirectory(prefix="marque-bench-lead-") as tmp:
-        env = dict(os.environ)
-        env["MARQUE_VAR_DIR"] = tmp  # dev signing key shared by servers and client
-        env["MARQUE_SQLITE_SYNCHRONOUS"] = "FULL"  # same durability as the naive baseline
-        env["MARQUE_LOG_LEVEL"] = "WARNING"
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT), str(ROOT / "clients" / "python"), env.get("PYTHONPATH", "")]
-        )
-        try:
-            asyncio.run(run(args, env, pg_url))
-        finally:
-            if affinity is not None:
-                os.sched_setaffinity(0, affinity)
+    pg_url = bench_postgres_url(args.no_postgres)
+    with server_env("marque-bench-lead-") as env:
+        asyncio.run(run(args, env, pg_url))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any, cast
 
 import grpc
 
-from bench.harness import ROOT, bearer_metadata
+from bench.harness import bearer_metadata, bench_postgres_url, server_env
 from bench.lead_submit import (
     Result,
     ServerProcess,
@@ -222,25 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.rounds <= 3:
         parser.error("--rounds must be 1 to 3")
 
-    pg_url = None
-    if not args.no_postgres:
-        pg_url = os.environ.get("MARQUE_BENCH_POSTGRES_URL") or os.environ.get(
-            "MARQUE_TEST_POSTGRES_URL"
-        )
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    with tempfile.TemporaryDirectory(prefix="marque-bench-scale-") as tmp:
-        env = dict(os.environ)
-        env["MARQUE_VAR_DIR"] = tmp  # dev signing key shared by servers and client
-        env["MARQUE_SQLITE_SYNCHRONOUS"] = "FULL"  # as bench.lead_submit
-        env["MARQUE_LOG_LEVEL"] = "WARNING"
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT), str(ROOT / "clients" / "python"), env.get("PYTHONPATH", "")]
-        )
-        try:
-            asyncio.run(run(args, env, pg_url))
-        finally:
-            if affinity is not None:
-                os.sched_setaffinity(0, affinity)
+    pg_url = bench_postgres_url(args.no_postgres)
+    with server_env("marque-bench-scale-") as env:
+        asyncio.run(run(args, env, pg_url))
 
 
 if __name__ == "__main__":

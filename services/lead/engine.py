@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from mesh import contact
 from mesh.db import Database
@@ -30,12 +30,12 @@ from services.lead.domain.adf import parse_adf
 from services.lead.domain.cleansing import cleanse
 from services.lead.domain.config import LeadConfig
 from services.lead.domain.intake import reassign
+from services.lead.domain.listing import ListQuery
 from services.lead.domain.model import (
     Channel,
     CleanLead,
     Dealer,
     Lead,
-    LeadInput,
     LeadStatus,
     SubmitOutcome,
     payload_ref,
@@ -43,6 +43,7 @@ from services.lead.domain.model import (
 from services.lead.domain.visibility import View, can_read, reply_view
 from services.lead.imports import Analyzer, ImportSummary, Row, import_rows
 from services.lead.intake_writer import SUBMIT, IntakeWriter, Submission, Submitted
+from services.lead.payloads import ImportRow, Payload, RawAdf, channel_of
 from services.lead.store import people, queries
 
 log = logging.getLogger(__name__)
@@ -62,41 +63,9 @@ WRITER_IDLE_SECONDS = 5.0
 WRITER_LINGER_SECONDS = 0.001
 
 
-def _channel_of(payload: Payload) -> str:
-    channel: Channel | None = payload.channel
-    return channel.value if channel else Channel.ADF.value
-
-
 def utcnow() -> dt.datetime:
     """The clock; tests replace it on the engine."""
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    """ListLeads after the caller's scope was applied."""
-
-    flt: store.LeadFilter
-    after: tuple[dt.datetime, str] | None
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class RawAdf:
-    """An ADF/XML document as received, with the request's own fields beside it."""
-
-    document: str
-    channel: Channel | None = None
-    channel_lead_id: str = ""
-    request_id: str = ""
-    field: str = "raw_adf"
-
-
-# What a submission carries: structured fields, or an ADF document to parse first.
-Payload = LeadInput | RawAdf
-# An import row as the servicer decoded it: (1-based row number, the payload or the error
-# that made the row unusable before cleansing, the raw bytes the payload reference hashes).
-ImportRow = tuple[int, Payload | DomainError, bytes]
 
 
 class LeadEngine:
@@ -156,7 +125,7 @@ class LeadEngine:
         try:
             sub = self._submission(self.prepare(payload), caller, payload_ref)
         except DomainError:
-            metrics.record_submitted(_channel_of(payload), "rejected")
+            metrics.record_submitted(channel_of(payload), "rejected")
             raise
         result = await self.writer.submit(sub)
         self._count(sub, result)
@@ -211,7 +180,7 @@ class LeadEngine:
                         raise source
                     yield row, self._submission(self.prepare(source), caller, payload_ref(payload))
                 except DomainError as e:
-                    channel = "unknown" if isinstance(source, DomainError) else _channel_of(source)
+                    channel = "unknown" if isinstance(source, DomainError) else channel_of(source)
                     metrics.record_submitted(channel, "rejected")
                     yield row, e
 

@@ -22,7 +22,7 @@ from mesh.identity import Caller, Kind, current_caller
 from mesh.paging import decode_token, filter_hash, page_size, split_page
 from mesh.validation import validate, validates_stream
 from services.lead.domain import errors
-from services.lead.domain.listing import LeadFilter
+from services.lead.domain.listing import LeadFilter, ListQuery
 from services.lead.domain.model import (
     Channel,
     Consents,
@@ -36,7 +36,8 @@ from services.lead.domain.model import (
     payload_ref,
 )
 from services.lead.domain.visibility import View
-from services.lead.engine import ImportRow, LeadEngine, ListQuery, Payload, RawAdf, Submitted
+from services.lead.engine import LeadEngine, Submitted
+from services.lead.payloads import ImportRow, Payload, RawAdf
 
 # Enum maps built once: the domain's names are the proto's without the prefix.
 _CHANNELS = EnumMap(Channel, lead_pb2.Channel, "CHANNEL_")

@@ -21,3 +21,13 @@ class LeadFilter:
     overdue_at: dt.datetime | None = None
     # Nothing can match (a dealer asking for another dealer's leads): no query at all.
     nothing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """ListLeads after the caller's scope was applied: the filter, the page key after which
+    to read, how many."""
+
+    flt: LeadFilter
+    after: tuple[dt.datetime, str] | None
+    limit: int
