@@ -86,6 +86,7 @@ class Tuning:
 DEPLOYED: dict[str, Tuning] = {
     "lead": Tuning(),
     "member": Tuning(),
+    "sales": Tuning(),
 }
 
 

@@ -2,3 +2,4 @@
 -- One database per service, created when the dev PostgreSQL volume is first initialised.
 CREATE DATABASE marque_lead OWNER marque;
 CREATE DATABASE marque_member OWNER marque;
+CREATE DATABASE marque_sales OWNER marque;

@@ -1,0 +1,1 @@
+"""The sales service (DESIGN.md §2: servicer, engine, domain, store)."""

@@ -1,0 +1,59 @@
+"""The sales service as the mesh serves it (mesh/service.py).
+
+The mesh opens and migrates the database, sweeps request ids (stamped by the service's
+clock) and runs the service's events (`events.py`: the relay of its outbox to NATS, a
+consumer per subscription, their sweeps); the lifespan here builds the engine from
+configuration read once and hands the mesh the servicer. Start and stop anything the engine
+runs in the background (a group-commit writer) around the `yield`, as lead and member do.
+The clock and the configuration can be injected, so tests can move time; `events=False`
+runs no relay and no consumers (the outbox is still written), as the tests' harness does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mesh.server import ServiceSpec
+from mesh.service import Context, Service
+from services.sales import engine, store
+from services.sales.domain.config import SalesConfig
+from services.sales.events import EVENTS
+from services.sales.servicer import SalesServicer
+
+
+def service(
+    *,
+    config: SalesConfig | None = None,
+    clock: engine.Clock = engine.utc_now,
+    events: bool = True,
+) -> Service:
+    """The sales service; `config` replaces the one read from the environment;
+    `events=False` runs no relay and no consumers (the outbox is still written)."""
+
+    @asynccontextmanager
+    async def lifespan(ctx: Context) -> AsyncIterator[SalesServicer]:
+        # Configuration is read once, here; the domain never reads the environment.
+        configured = config or SalesConfig.from_env(os.environ)
+        yield SalesServicer(engine.SalesEngine(ctx.db, configured, clock))
+
+    return Service(
+        name="sales",
+        servicer=SalesServicer,
+        lifespan=lifespan,
+        migrations=store.MIGRATIONS,
+        request_ids=store.request_ids,
+        clock=clock,
+        events=EVENTS if events else None,
+    )
+
+
+def build_spec(
+    *,
+    config: SalesConfig | None = None,
+    clock: engine.Clock = engine.utc_now,
+    events: bool = True,
+) -> ServiceSpec:
+    """What `mesh.server.run` and `start` serve."""
+    return service(config=config, clock=clock, events=events).spec()
