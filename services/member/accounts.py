@@ -28,6 +28,7 @@ from services.member.domain import erasure, ledger, qualifying, rules, tiers
 from services.member.domain.errors import insufficient_points, member_not_found
 from services.member.domain.ledger import Entry, EntryKind
 from services.member.domain.model import MemberRecord, MemberRow, TransactionRecord
+from services.member.domain.qualifying import QualifyingCache
 from services.member.domain.tiers import TierRule
 from services.member.store import REQUEST_IDS
 
@@ -119,12 +120,19 @@ async def lock_active(uow: UnitOfWork, member_id: str) -> MemberRow:
 
 
 async def window_points(
-    conn: AsyncConnection, member_id: str, now: dt.datetime
+    conn: AsyncConnection, member_id: str, now: dt.datetime, cache: QualifyingCache | None = None
 ) -> tuple[int, dt.datetime | None]:
-    """The qualifying points as of `now` from the ledger, and until when that sum holds."""
-    total, first, future = await store.points.window(
-        conn, member_id, now=now, start=tiers.window_start(now)
-    )
+    """The qualifying points as of `now` from the ledger, and until when that sum holds.
+    Given the member's `cache` computed at or before `now` (one that ran out), only the
+    credits that moved since are read (`store.points.window_moved`); else the window."""
+    start = tiers.window_start(now)
+    if cache is not None and cache.asof is not None and cache.asof <= now:
+        total, first, future = await store.points.window_moved(
+            conn, member_id, held=cache.points, asof=cache.asof, now=now,
+            start_then=tiers.window_start(cache.asof), start=start,
+        )  # fmt: skip
+    else:
+        total, first, future = await store.points.window(conn, member_id, now=now, start=start)
     return total, qualifying.holds_until(first, future)
 
 
@@ -138,7 +146,7 @@ async def read_member(
         return None
     points = row.cache.at(now)
     if points is None:
-        points, _ = await window_points(conn, member_id, now)
+        points, _ = await window_points(conn, member_id, now, row.cache)
     return row.record(await store.members.identities_of(conn, member_id), points), row
 
 
@@ -165,20 +173,24 @@ async def book(
 
 
 async def settle(uow: UnitOfWork, row: MemberRow, now: dt.datetime) -> int:
-    """Expire the member's due lots (FIFO); the balance afterwards."""
+    """Expire the member's due lots (FIFO); the balance afterwards. Reads the due lots only
+    (store/lots.py), not the ledger."""
     if not ledger.due(row.next_expiry, now):
         return row.balance
-    entries = await store.points.entries(uow.conn, row.id)
-    due = ledger.expire(entries, now, new_entry_id)
+    due = ledger.expire_lots(await store.lots.due(uow.conn, row.id, now), now, new_entry_id)
     balance, _ = await book(uow, row.id, due, row.balance, reason=EXPIRED, actor=SYSTEM_ACTOR)
-    next_expiry = ledger.next_expiry([*entries, *due])
+    next_expiry = await store.lots.first_expiry(uow.conn, row.id)
     await store.members.update(uow.conn, row.id, balance=balance, next_expiry=next_expiry)
     return balance
 
 
-async def refresh_qualifying(uow: UnitOfWork, member_id: str, now: dt.datetime) -> int:
-    """Recompute the member's cached qualifying points as of `now` (row locked)."""
-    total, until = await window_points(uow.conn, member_id, now)
+async def refresh_qualifying(
+    uow: UnitOfWork, member_id: str, now: dt.datetime, cache: QualifyingCache | None = None
+) -> int:
+    """Recompute the member's cached qualifying points as of `now` (row locked): from its
+    `cache` when given (one that ran out: only what moved is read), else from the window
+    (after entries the cache did not follow, a merge's)."""
+    total, until = await window_points(uow.conn, member_id, now, cache)
     await store.members.update(
         uow.conn, member_id, qualifying=total, qualifying_asof=now, qualifying_until=until
     )
@@ -191,7 +203,7 @@ async def prepare(uow: UnitOfWork, member_id: str, now: dt.datetime) -> int:
     row = await lock_active(uow, member_id)
     balance = await settle(uow, row, now)
     if row.cache.at(now) is None:
-        await refresh_qualifying(uow, member_id, now)
+        await refresh_qualifying(uow, member_id, now, row.cache)
     return balance
 
 
@@ -204,11 +216,12 @@ async def review_tier(
     *,
     cause: str,
     points: int | None = None,
+    cache: QualifyingCache | None = None,
 ) -> str:
-    """Record a tier change if the qualifying points (`points`, else recomputed) moved the
-    member; the tier after."""
+    """Record a tier change if the qualifying points (`points`, else recomputed, from
+    `cache` if given) moved the member; the tier after."""
     if points is None:
-        points = await refresh_qualifying(uow, member_id, now)
+        points = await refresh_qualifying(uow, member_id, now, cache)
     decision = tiers.review(current, points, tier_rules, cause)
     if decision is None:
         return current
@@ -324,7 +337,8 @@ async def member_at(
         locked = await lock(uow, member_id)
         if locked.active:
             await settle(uow, locked, now)
-            await review_tier(uow, member_id, locked.tier, now, tier_rules, cause=ROLLING_REVIEW)
+            await review_tier(uow, member_id, locked.tier, now, tier_rules, cause=ROLLING_REVIEW,
+                              cache=locked.cache)  # fmt: skip
 
     await transaction(db, refresh)
     async with db.engine.connect() as conn:

@@ -105,8 +105,9 @@ async def _plan_merge(
         loser=loser,
         winner_balance=winner_balance,
         loser_balance=loser_balance,
-        winner_entries=await store.points.entries(conn, winner.id),
-        loser_entries=await store.points.entries(conn, loser.id),
+        # Their open lots as the credits opening them: all a merge needs of a ledger.
+        winner_entries=ledger.as_entries(await store.lots.open_lots(conn, winner.id)),
+        loser_entries=ledger.as_entries(await store.lots.open_lots(conn, loser.id)),
         winner_relations=await store.relations.relations_of(conn, winner.id),
         loser_relations=await store.relations.relations_of(conn, loser.id),
         loser_consents=await store.consents.events_of(conn, loser.id),

@@ -50,7 +50,7 @@ from mesh.unit_of_work import ATTEMPTS, retryable, writer_lock
 from services.member import metrics, store
 from services.member.domain import erasure, ledger, qualifying, rules, tiers
 from services.member.domain.errors import member_not_found
-from services.member.domain.ledger import Entry
+from services.member.domain.ledger import Entry, Lot
 from services.member.domain.model import MemberRecord, MemberRow, TransactionRecord
 from services.member.domain.qualifying import QualifyingCache
 from services.member.domain.tiers import TierRule
@@ -188,6 +188,10 @@ class _Batch:
     slow_keys: set[RequestKey] = field(default_factory=set)
     earned: int = 0  # the points booked by direction, for the metrics
     redeemed: int = 0
+    # Lots: opened in this batch (id -> member, lot as the batch leaves it), stored ones
+    # changed (id -> lot; 0 remaining: spent).
+    opened: dict[str, tuple[str, Lot]] = field(default_factory=dict)
+    touched: dict[str, Lot] = field(default_factory=dict)
 
     def decide(self, w: PointsWrite) -> _Pending | Retried | Slow | DomainError:
         key = w.key if w.req.request_id else None
@@ -216,6 +220,11 @@ class _Batch:
             pending = self._earn(w, row) if w.earned is not None else self._redeem(w, row)
         except DomainError as e:
             return e
+        if pending is None:  # a redemption beyond the lots the lookup read
+            self.slow_members.add(w.member_id)
+            if key is not None:
+                self.slow_keys.add(key)
+            return SLOW
         if key is not None:
             done = Remembered(key, w.req.fingerprint, w.member_id, w.entry_id, w.now)
             self.writes.requests.append(done)
@@ -239,16 +248,55 @@ class _Batch:
             self.writes.tier_changes.append(TierChange(w.member_id, decision, now))
             tier = decision.to_code
         self.earned += points
+        self._open(w.member_id, ledger.lot_of(entry))
         kept = QualifyingCache(held, now, until)
         new = _points_changed(
             row, w, balance=row.balance + points, tier=tier, next_expiry=next_expiry, cache=kept
         )
         return self._booked(w, entry, new, held)
 
-    def _redeem(self, w: PointsWrite, row: MemberRow) -> _Pending:
+    def _open(self, member_id: str, lot: Lot) -> None:
+        """A lot opened: written at the end; in the member's queue head if it falls within
+        what the lookup read (beyond it, older unread lots come first)."""
+        self.opened[lot.id] = (member_id, lot)
+        head = self.found.lots.get(member_id)
+        if head is None:
+            return
+        if member_id in self.found.whole or (head and ledger.fifo([head[-1], lot])[0] is lot):
+            self.found.lots[member_id] = ledger.fifo([*head, lot])
+
+    def _take(self, member_id: str, points: int) -> bool:
+        """Take `points` from the member's queue head (FIFO); False, changing nothing, when
+        the head read does not hold them."""
+        head = self.found.lots.get(member_id, [])
+        changed, short = ledger.take(head, points)
+        if short > 0:
+            return False
+        for lot in changed:
+            if lot.id in self.opened:
+                self.opened[lot.id] = (member_id, lot)
+            else:
+                self.touched[lot.id] = lot
+        by_id = {lot.id: lot for lot in changed}
+        self.found.lots[member_id] = [
+            by_id.get(lot.id, lot) for lot in head if by_id.get(lot.id, lot).remaining > 0
+        ]
+        return True
+
+    def lot_writes(self) -> None:
+        """The batch's lot changes into its writes."""
+        w = self.writes
+        w.lots_opened = [(m, lot) for m, lot in self.opened.values() if lot.remaining > 0]
+        w.lots_set = [lot for lot in self.touched.values() if lot.remaining > 0]
+        w.lots_spent = [lot.id for lot in self.touched.values() if lot.remaining <= 0]
+
+    def _redeem(self, w: PointsWrite, row: MemberRow) -> _Pending | None:
         """`store.points.debit` and the entry (accounts.redeem's fast path); more than the
-        balance is INSUFFICIENT_POINTS."""
+        balance is INSUFFICIENT_POINTS; None (Slow) when the head of the lots read is not
+        enough."""
         entry = ledger.redeem(w.entry_id, row.balance, w.points, w.now)
+        if not self._take(w.member_id, w.points):
+            return None
         new = _points_changed(
             row, w, balance=row.balance - w.points, tier=row.tier, next_expiry=row.next_expiry,
             cache=row.cache,
@@ -340,10 +388,12 @@ class PointsWriter:
         self, conn: AsyncConnection, batch: Sequence[PointsWrite]
     ) -> tuple[list[Outcome | BaseException], list[Callable[[], object]]]:
         keys = [w.key for w in batch if w.req.request_id]
-        found = await store.batch_lookup(conn, [w.member_id for w in batch], keys)
+        debtors = [w.member_id for w in batch if w.earned is None]
+        found = await store.batch_lookup(conn, [w.member_id for w in batch], keys, debtors)
         state = _Batch(found, self.tier_rules)
         decided = [state.decide(w) for w in batch]
         state.writes.members = list(state.changed.values())
+        state.lot_writes()
         seqs = await store.batch_write(conn, state.writes)
         results: list[Outcome | BaseException] = [
             d.answer(seqs) if isinstance(d, _Pending) else d for d in decided

@@ -185,3 +185,54 @@ def forfeit(entry_id: str, current_balance: int, now: datetime) -> Entry | None:
     if current_balance <= 0:
         return None
     return Entry(entry_id, EntryKind.FORFEIT, -current_balance, now)
+
+
+# ------------------------------------------------------------------------------ stored lots
+# The store keeps every ledger's open lots (store/lots.py), so expiry and debits work on
+# the lots they touch instead of replaying the whole ledger; these are the same rules on
+# them, and `open_lots` of the ledger is what the stored lots must always equal.
+
+
+def fifo(lots: Iterable[Lot]) -> list[Lot]:
+    """Lots in the order debits consume them (and `open_lots` returns them)."""
+    return sorted(lots, key=_fifo_key)
+
+
+def expire_lots(lots: Iterable[Lot], now: datetime, new_id: Callable[[], str]) -> list[Entry]:
+    """`expire` on stored open lots (the due ones suffice): an EXPIRE entry for every lot
+    whose expiry is at or before `now`, in FIFO order."""
+    return [
+        Entry(new_id(), EntryKind.EXPIRE, -lot.remaining, now, lot_id=lot.id)
+        for lot in fifo(lots)
+        if lot.expire_at <= now and lot.remaining > 0
+    ]
+
+
+def take(lots: Sequence[Lot], amount: int) -> tuple[list[Lot], int]:
+    """Take `amount` from FIFO-ordered `lots` (new Lot values, the inputs untouched): the
+    lots whose remaining changed (0: spent) and what is still to take beyond them."""
+    changed: list[Lot] = []
+    for lot in lots:
+        if amount <= 0:
+            break
+        used = min(lot.remaining, amount)
+        changed.append(Lot(lot.id, lot.remaining - used, lot.expire_at, lot.earned_at))
+        amount -= used
+    return changed, amount
+
+
+def lot_of(credit: Entry) -> Lot:
+    """The lot a credit (EARN, MERGE_IN) opens."""
+    assert credit.kind in CREDITS and credit.expire_at is not None
+    return Lot(credit.id, credit.points, credit.expire_at, credit.earned_at or credit.at)
+
+
+def as_entries(lots: Iterable[Lot]) -> list[Entry]:
+    """Open lots as the credits that would open them (`open_lots` of these is `lots`): what
+    `carry_over` and `next_expiry` need of a ledger, without reading it."""
+    return [
+        Entry(lot.id, EntryKind.MERGE_IN, lot.remaining, lot.earned_at, lot.expire_at,
+              lot.earned_at)
+        for lot in fifo(lots)
+        if lot.remaining > 0
+    ]  # fmt: skip

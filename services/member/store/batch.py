@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.member.domain.ledger import Entry
+from services.member.domain.ledger import Entry, Lot
 from services.member.domain.model import IdentityRecord, MemberRow
 from services.member.domain.qualifying import QualifyingCache
 from services.member.domain.rules import MemberState
@@ -86,6 +86,10 @@ REQUEST_COLUMNS = (
     "create_time",
 )
 TIER_COLUMNS = ("member_id", "from_tier", "to_tier", "reason", "change_time")
+LOT_COLUMNS = ("lot_id", "member_id", "expire_time", "earned_time", "remaining")
+# How many lots of the queue's head the lookup reads for a member with a redemption in the
+# batch (one more says whether that is all of them); a redemption beyond them is Slow.
+LOT_HEAD = 32
 # A time as a back end writes it (None stays None): `Texts` below.
 Text = Callable[[dt.datetime | None], Any]
 
@@ -134,6 +138,24 @@ class BatchFound:
     members: dict[str, MemberRow]
     identities: dict[str, tuple[IdentityRecord, ...]]
     requests: dict[RequestKey, Prior]
+    # The head of the open lots' queue (FIFO, at most LOT_HEAD) of the members asked for,
+    # and which of them have no lot beyond it.
+    lots: dict[str, list[Lot]] = field(default_factory=dict)
+    whole: set[str] = field(default_factory=set)
+
+
+def lot_heads(
+    rows: Sequence[tuple[str, str, int, Any, Any]], time: Callable[[Any], Any]
+) -> tuple[dict[str, list[Lot]], set[str]]:
+    """The lookup's (member_id, lot_id, remaining, expire_time, earned_time) rows, at most
+    LOT_HEAD + 1 per member in FIFO order, as `BatchFound.lots` and `whole`."""
+    heads: dict[str, list[Lot]] = {}
+    for member_id, lot_id, remaining, expire_time, earned_time in rows:
+        heads.setdefault(member_id, []).append(
+            Lot(lot_id, int(remaining), time(expire_time), time(earned_time))
+        )
+    whole = {m for m, lots in heads.items() if len(lots) <= LOT_HEAD}
+    return {m: lots[:LOT_HEAD] for m, lots in heads.items()}, whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +236,18 @@ class BatchWrites:
     members: list[MemberRow] = field(default_factory=list)
     requests: list[Remembered] = field(default_factory=list)
     tier_changes: list[TierChange] = field(default_factory=list)
+    # Lot changes (store/lots.py): lots opened (with what is left of them at the end of
+    # the batch), stored lots whose remaining changed, stored lots spent (deleted).
+    lots_opened: list[tuple[str, Lot]] = field(default_factory=list)
+    lots_set: list[Lot] = field(default_factory=list)
+    lots_spent: list[str] = field(default_factory=list)
+
+    def lot_rows(self, text: Text) -> list[tuple[Any, ...]]:
+        """`lots_opened` as `point_lots` rows in LOT_COLUMNS order."""
+        return [
+            (lot.id, member_id, text(lot.expire_at), text(lot.earned_at), lot.remaining)
+            for member_id, lot in self.lots_opened
+        ]
 
 
 def points_row(row: MemberRow, text: Text) -> tuple[Any, ...]:

@@ -27,6 +27,8 @@ from services.member.domain.identities import IdentityKey, IdentityType
 from services.member.domain.model import IdentityRecord
 from services.member.store.batch import (
     ENTRY_COLUMNS,
+    LOT_COLUMNS,
+    LOT_HEAD,
     MEMBER_COLUMNS,
     POINTS_COLUMNS,
     REQUEST_COLUMNS,
@@ -36,6 +38,7 @@ from services.member.store.batch import (
     Prior,
     RequestKey,
     Texts,
+    lot_heads,
     member_from,
     points_row,
 )
@@ -56,9 +59,21 @@ _IDENTITIES = (
     "SELECT member_id, type, app_id, value, link_time FROM identities "
     f"WHERE member_id = {_ANY} AND erase_time IS NULL ORDER BY id"
 )
+# By the whole key, one pk_request_ids search per request (a list per column was searched
+# on its leading column only, `scope`: every request id of the caller, 18 ms a batch at
+# 20k of them, issue 17).
 _REQUESTS = (
-    "SELECT scope, method, request_id, fingerprint, result FROM request_ids "
-    f"WHERE scope = {_ANY} AND method = {_ANY} AND request_id = {_ANY}"
+    "SELECT r.scope, r.method, r.request_id, r.fingerprint, r.result "
+    "FROM json_to_recordset(CAST(%s AS json)) AS k(scope text, method text, request_id text) "
+    "JOIN request_ids AS r ON r.scope = k.scope AND r.method = k.method "
+    "AND r.request_id = k.request_id"
+)
+# The head of each debtor's queue of lots (ix_point_lots_member_id_fifo, LIMIT per member).
+_LOT_HEADS = (
+    "SELECT m.id, l.lot_id, l.remaining, l.expire_time, l.earned_time "
+    f"FROM {_JSON_ELEMENTS} AS m(id) CROSS JOIN LATERAL ("
+    "SELECT lot_id, remaining, expire_time, earned_time FROM point_lots "
+    "WHERE member_id = m.id ORDER BY expire_time, earned_time, lot_id LIMIT %s) AS l"
 )
 
 
@@ -84,14 +99,25 @@ _UPDATE_MEMBERS = (
 )
 # One statement instead of four: psycopg's per-statement work is a good part of a batch's
 # CPU. The CTEs never touch the same row twice (each changed member is written once).
+# Lots: each lot is in one of the three (a lot opened and changed in the batch is inserted
+# as the batch leaves it).
+_SET_LOTS = (
+    f"UPDATE point_lots SET remaining = v.remaining FROM {_from_json('point_lots')} "
+    "WHERE point_lots.lot_id = v.lot_id"
+)
+_DELETE_LOTS = f"DELETE FROM point_lots WHERE lot_id = {_ANY}"
 _WRITE = (
     f"WITH e AS ({_insert('point_transactions', ENTRY_COLUMNS, 'id, seq')}), "
     f"m AS ({_UPDATE_MEMBERS}), "
     f"r AS ({_insert('request_ids', REQUEST_COLUMNS)}), "
-    f"t AS ({_insert('tier_changes', TIER_COLUMNS)}) "
+    f"t AS ({_insert('tier_changes', TIER_COLUMNS)}), "
+    f"lo AS ({_insert('point_lots', LOT_COLUMNS)}), "
+    f"ls AS ({_SET_LOTS}), "
+    f"ld AS ({_DELETE_LOTS}) "
     "SELECT id, seq FROM e"
 )
 _TYPES = {t.value: t for t in IdentityType}
+_KEY = ("scope", "method", "request_id")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -123,11 +149,15 @@ def _wrapped(e: psycopg.Error) -> Exception:
 
 
 async def postgres_lookup(
-    conn: AsyncConnection, member_ids: Sequence[str], request_keys: Sequence[RequestKey]
+    conn: AsyncConnection,
+    member_ids: Sequence[str],
+    request_keys: Sequence[RequestKey],
+    debtors: Sequence[str] = (),
 ) -> BatchFound:
     """The batch's advisory locks on its request keys, its members' rows locked (in id
-    order), their live identities and the request ids seen, in one pipeline; the rows stay
-    locked until `postgres_write` commits (or the connection rolls back)."""
+    order), their live identities, the request ids seen and the head of the `debtors'`
+    lots, in one pipeline; the rows stay locked until `postgres_write` commits (or the
+    connection rolls back)."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
     ids = json.dumps(sorted(set(member_ids)))
@@ -140,19 +170,17 @@ async def postgres_lookup(
                 await pg.execute(_LOCK, (json.dumps(hashes),))
             c_members = await pg.execute(_MEMBERS, (ids,))
             c_idents = await pg.execute(_IDENTITIES, (ids,))
-            c_requests = None
+            c_requests = c_lots = None
             if wanted:
-                c_requests = await pg.execute(
-                    _REQUESTS,
-                    (
-                        json.dumps(sorted({k[0] for k in wanted})),
-                        json.dumps(sorted({k[1] for k in wanted})),
-                        json.dumps(sorted({k[2] for k in wanted})),
-                    ),
-                )
+                keys = [dict(zip(_KEY, k, strict=True)) for k in sorted(wanted)]
+                c_requests = await pg.execute(_REQUESTS, (json.dumps(keys),))
+            if debtors:
+                owing = json.dumps(sorted(set(debtors)))
+                c_lots = await pg.execute(_LOT_HEADS, (owing, LOT_HEAD + 1))
         rows = await c_members.fetchall()
         idents = await c_idents.fetchall()
         seen = await c_requests.fetchall() if c_requests is not None else []
+        heads = await c_lots.fetchall() if c_lots is not None else []
     except psycopg.Error as e:
         await _rollback(pg)
         raise _wrapped(e) from e
@@ -170,7 +198,8 @@ async def postgres_lookup(
         for scope, method, rid, fp, result in seen
         if (scope, method, rid) in wanted
     }
-    return BatchFound(found, identities, requests)
+    lots, whole = lot_heads(heads, _utc)
+    return BatchFound(found, identities, requests, lots, whole)
 
 
 async def postgres_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int]:
@@ -184,11 +213,14 @@ async def postgres_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int
         _document(_POINTS_AND_ID, [points_row(row, text) for row in w.members]),
         _document(REQUEST_COLUMNS, [r.row(text) for r in w.requests]),
         _document(TIER_COLUMNS, [t.row(text) for t in w.tier_changes]),
+        _document(LOT_COLUMNS, w.lot_rows(text)),
+        _document(("remaining", "lot_id"), [(lot.remaining, lot.id) for lot in w.lots_set]),
+        json.dumps(w.lots_spent),
     )
     try:
         async with pg.pipeline():
             cur = None
-            if w.entries or w.members or w.requests or w.tier_changes:
+            if w.entries or w.members or w.requests or w.tier_changes or w.lots_spent:
                 cur = await pg.execute(_WRITE, params)
             await pg.commit()
         seqs = {} if cur is None else {i: int(s) for i, s in await cur.fetchall()}

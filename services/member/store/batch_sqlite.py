@@ -27,6 +27,8 @@ from services.member.domain.identities import IdentityKey, IdentityType
 from services.member.domain.model import IdentityRecord
 from services.member.store.batch import (
     ENTRY_COLUMNS,
+    LOT_COLUMNS,
+    LOT_HEAD,
     MEMBER_COLUMNS,
     POINTS_COLUMNS,
     REQUEST_COLUMNS,
@@ -36,6 +38,7 @@ from services.member.store.batch import (
     Prior,
     RequestKey,
     Texts,
+    lot_heads,
     member_from,
     points_row,
 )
@@ -54,6 +57,13 @@ _SQL_REQUESTS = (
 )
 
 
+# ix_point_lots_member_id_fifo: the head of one member's queue
+_SQL_LOT_HEAD = (
+    "SELECT member_id, lot_id, remaining, expire_time, earned_time FROM point_lots "
+    "WHERE member_id = ? ORDER BY expire_time, earned_time, lot_id LIMIT ?"
+)
+
+
 def _insert(table: str, columns: Sequence[str]) -> str:
     marks = ", ".join("?" for _ in columns)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
@@ -62,6 +72,9 @@ def _insert(table: str, columns: Sequence[str]) -> str:
 _SQL_INSERT_ENTRY = _insert("point_transactions", ENTRY_COLUMNS)
 _SQL_INSERT_REQUEST = _insert("request_ids", REQUEST_COLUMNS)
 _SQL_INSERT_TIER = _insert("tier_changes", TIER_COLUMNS)
+_SQL_INSERT_LOT = _insert("point_lots", LOT_COLUMNS)
+_SQL_SET_LOT = "UPDATE point_lots SET remaining = ? WHERE lot_id = ?"
+_SQL_DELETE_LOT = "DELETE FROM point_lots WHERE lot_id = ?"
 _SQL_UPDATE_MEMBER = (
     f"UPDATE members SET {', '.join(f'{c} = ?' for c in POINTS_COLUMNS)} WHERE id = ?"
 )
@@ -90,28 +103,35 @@ def _time(text: str | None) -> dt.datetime | None:
 
 
 async def sqlite_lookup(
-    conn: AsyncConnection, member_ids: Sequence[str], request_keys: Sequence[RequestKey]
+    conn: AsyncConnection,
+    member_ids: Sequence[str],
+    request_keys: Sequence[RequestKey],
+    debtors: Sequence[str] = (),
 ) -> BatchFound:
-    """BEGIN IMMEDIATE, then the batch's members, their live identities and the request ids
-    seen, in one call on the SQLite thread; the transaction stays open."""
+    """BEGIN IMMEDIATE, then the batch's members, their live identities, the request ids
+    seen and the head of the lots of the `debtors` (members with a redemption), in one
+    call on the SQLite thread; the transaction stays open."""
     ids = json.dumps(sorted(set(member_ids)))
     wanted = set(request_keys)
     scopes = json.dumps(sorted({k[0] for k in wanted}))
     methods = json.dumps(sorted({k[1] for k in wanted}))
     rids = json.dumps(sorted({k[2] for k in wanted}))
 
-    def run(db: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    owing = sorted(set(debtors))
+
+    def run(db: Any) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = db.execute(_SQL_MEMBERS, (ids,)).fetchall()
             idents = db.execute(_SQL_IDENTITIES, (ids,)).fetchall()
             seen = db.execute(_SQL_REQUESTS, (scopes, methods, rids)).fetchall() if wanted else []
-            return rows, idents, seen
+            heads = [lot for m in owing for lot in db.execute(_SQL_LOT_HEAD, (m, LOT_HEAD + 1))]
+            return rows, idents, seen, heads
         except BaseException:
             db.rollback()
             raise
 
-    rows, idents, seen = await on_sqlite_thread(conn, run)
+    rows, idents, seen, heads = await on_sqlite_thread(conn, run)
     found = {row[0]: member_from(row, _time) for row in rows}  # id first
     by_member: dict[str, list[IdentityRecord]] = {}
     for member_id, type_, app_id, value, link_time in idents:
@@ -123,7 +143,8 @@ async def sqlite_lookup(
         for scope, method, rid, fp, result in seen
         if (scope, method, rid) in wanted
     }
-    return BatchFound(found, identities, requests)
+    lots, whole = lot_heads(heads, _time)
+    return BatchFound(found, identities, requests, lots, whole)
 
 
 async def sqlite_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int]:
@@ -135,6 +156,9 @@ async def sqlite_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int]:
     updates = [points_row(row, text) for row in w.members]
     requests = [r.row(text) for r in w.requests]
     tiers = [t.row(text) for t in w.tier_changes]
+    lot_rows = w.lot_rows(text)
+    lot_sets = [(lot.remaining, lot.id) for lot in w.lots_set]
+    lot_spent = [(lot_id,) for lot_id in w.lots_spent]
 
     def run(db: Any) -> dict[str, int]:
         try:
@@ -147,6 +171,9 @@ async def sqlite_write(conn: AsyncConnection, w: BatchWrites) -> dict[str, int]:
                 (_SQL_UPDATE_MEMBER, updates),
                 (_SQL_INSERT_REQUEST, requests),
                 (_SQL_INSERT_TIER, tiers),
+                (_SQL_INSERT_LOT, lot_rows),
+                (_SQL_SET_LOT, lot_sets),
+                (_SQL_DELETE_LOT, lot_spent),
             ):
                 if rows:
                     cur.executemany(sql, rows)

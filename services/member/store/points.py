@@ -21,6 +21,7 @@ from services.member.domain.ledger import Entry, EntryKind
 from services.member.domain.model import MemberRow, TierChangeRecord, TransactionRecord
 from services.member.domain.rules import MemberState
 from services.member.domain.tiers import TierChangeDecision
+from services.member.store import lots
 from services.member.store.rows import (
     entry,
     entry_values,
@@ -106,6 +107,34 @@ def _window_query() -> sa.Select[Any]:
     )
 
 
+def _credits_between() -> sa.Select[Any]:
+    """The points of `:m`'s credits earned in (`:after`, `:upto`]: a range of
+    ix_point_transactions_member_id_earned_time covering only those credits."""
+    return sa.select(sa.func.coalesce(sa.func.sum(_pt.points), 0)).where(
+        _pt.member_id == sa.bindparam("m"),
+        _pt.earned_time > sa.bindparam("after", type_=_UTC),
+        _pt.earned_time <= sa.bindparam("upto", type_=_UTC),
+        _pt.kind.in_([EntryKind.EARN.value, EntryKind.MERGE_IN.value]),
+    )
+
+
+def _first_credit_after() -> sa.Select[Any]:
+    """The earn time of `:m`'s first credit earned after `:after` (the index's first row
+    of the range, then stop)."""
+    return (
+        sa.select(_pt.earned_time)
+        .where(
+            _pt.member_id == sa.bindparam("m"),
+            _pt.earned_time > sa.bindparam("after", type_=_UTC),
+            _pt.kind.in_([EntryKind.EARN.value, EntryKind.MERGE_IN.value]),
+        )
+        .order_by(_pt.earned_time)
+        .limit(1)
+    )
+
+
+_CREDITS_BETWEEN = _credits_between()
+_FIRST_CREDIT_AFTER = _first_credit_after()
 _CREDIT = _credit_statement()
 _DEBIT = _debit_statement()
 _WINDOW = _window_query()
@@ -178,6 +207,7 @@ async def book(
                 expire_time=e.expire_at,
             )
         )
+    await lots.apply(conn, member_id, entries)
     return balance, booked
 
 
@@ -195,6 +225,44 @@ async def window(
         await conn.execute(_WINDOW, {"m": member_id, "now": now, "start": start})
     ).one()
     return int(total or 0), first, future
+
+
+async def window_moved(
+    conn: AsyncConnection,
+    member_id: str,
+    *,
+    held: int,
+    asof: dt.datetime,
+    now: dt.datetime,
+    start_then: dt.datetime,
+    start: dt.datetime,
+) -> tuple[int, dt.datetime | None, dt.datetime | None]:
+    """`window` at `now` from `held`, the exact sum at `asof` <= `now` over credits earned
+    after `start_then`: minus the credits that left the window since (earned in
+    (`start_then`, `start`]), plus those that entered it (earned in (`asof`, `now`]); then
+    the first credit in the window and the first after `now`. Reads the credits that moved
+    and two index probes, not the window."""
+    left, entered = 0, 0
+    if start > start_then:
+        left = await _scalar_int(conn, _CREDITS_BETWEEN, member_id, start_then, start)
+    if now > asof:
+        entered = await _scalar_int(conn, _CREDITS_BETWEEN, member_id, asof, now)
+    first = await conn.scalar(_FIRST_CREDIT_AFTER, {"m": member_id, "after": start})
+    if first is not None and first > now:
+        return held - left + entered, None, first
+    future = await conn.scalar(_FIRST_CREDIT_AFTER, {"m": member_id, "after": now})
+    return held - left + entered, first, future
+
+
+async def _scalar_int(
+    conn: AsyncConnection,
+    query: sa.Select[Any],
+    member_id: str,
+    after: dt.datetime,
+    upto: dt.datetime,
+) -> int:
+    total = await conn.scalar(query, {"m": member_id, "after": after, "upto": upto})
+    return int(total or 0)
 
 
 async def transaction(conn: AsyncConnection, txn_id: str) -> TransactionRecord:

@@ -102,6 +102,23 @@ point_transactions = sa.Table(
     sa.Index("ix_point_transactions_member_id_earned_time", "member_id", "earned_time"),
 )
 
+# The open lots of every ledger (derived from `point_transactions`, kept in the same
+# transactions as the entries, migration 0006): one row per credit with points left, its
+# remaining points; a lot fully spent or expired is deleted. Expiry reads only the due lots
+# and FIFO debits only the head of the queue, however long the ledger.
+point_lots = sa.Table(
+    "point_lots",
+    metadata,
+    sa.Column("lot_id", sa.String(40), primary_key=True),
+    sa.Column("member_id", sa.String(40), sa.ForeignKey("members.id"), nullable=False),
+    sa.Column("expire_time", UtcDateTime(), nullable=False),
+    sa.Column("earned_time", UtcDateTime(), nullable=False),
+    sa.Column("remaining", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("remaining > 0", name="lot_remaining_positive"),
+    # The FIFO order of `ledger.open_lots`: expiry, then earn time, then id.
+    sa.Index("ix_point_lots_member_id_fifo", "member_id", "expire_time", "earned_time", "lot_id"),
+)
+
 tier_changes = sa.Table(
     "tier_changes",
     metadata,
