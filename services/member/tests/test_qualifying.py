@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from mesh.db import Database
 from mesh.errors import FailedPrecondition
+from services.member import store
 from services.member.domain import ledger, tiers
 from services.member.domain.errors import INSUFFICIENT_POINTS
 from services.member.domain.identities import IdentityKey, IdentityType
@@ -55,6 +56,19 @@ async def check(s: Direct, member: MemberRecord, now: dt.datetime) -> None:
     assert fresh.qualifying_points == expected
     assert fresh.tier == tiers.tier_for(expected, s.config.tiers).code
     assert fresh.balance == await s.ledger_sum(member.id) >= 0
+    assert await stored_lots(s, member.id) == await replayed_lots(s, member.id)
+
+
+async def stored_lots(s: Direct, member_id: str) -> list[ledger.Lot]:
+    """The open lots the store keeps (store/lots.py)."""
+    async with s.db.engine.connect() as conn:
+        return await store.lots.open_lots(conn, member_id)
+
+
+async def replayed_lots(s: Direct, member_id: str) -> list[ledger.Lot]:
+    """The open lots replayed from the whole ledger: what the stored ones must equal."""
+    async with s.db.engine.connect() as conn:
+        return ledger.open_lots(await store.points.entries(conn, member_id))
 
 
 @pytest.fixture
