@@ -1,4 +1,4 @@
-"""Proto ⇄ domain conversions every servicer needs, written once: timestamps and enums.
+"""Proto ⇄ domain conversions every servicer needs, written once: timestamps, money, enums.
 
 Domain code keeps aware UTC datetimes and string enums whose values are the proto enum's
 names without their prefix (`Channel.AUTOHOME` is `CHANNEL_AUTOHOME`), so an `EnumMap`
@@ -9,11 +9,13 @@ look-up each way.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
+from marque.common.v1.money_pb2 import Money
 
 E = TypeVar("E", bound=Enum)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -56,3 +58,18 @@ class EnumMap(Generic[E]):
     def of(self, number: int) -> E | None:
         """The domain value of a proto number; None for UNSPECIFIED or an unknown number."""
         return self.into.get(number)
+
+
+NANO = Decimal("0.000000001")
+
+
+def money(amount: Decimal, currency: str = "CNY") -> Money:
+    """google.type.Money of an exact amount (units and nanos share the amount's sign)."""
+    units = int(amount)  # truncates toward zero, as Money wants
+    nanos = int((amount - units) * 1_000_000_000)
+    return Money(currency_code=currency, units=units, nanos=nanos)
+
+
+def decimal_of(value: Money) -> Decimal:
+    """The exact amount of a Money (the door has checked nanos' range)."""
+    return Decimal(value.units) + Decimal(value.nanos) * NANO

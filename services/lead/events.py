@@ -10,6 +10,10 @@ Consumed (`marque.member.v1`):
   later tells member whose dealer relation it is;
 - MemberErased: the person's leads keep only their anonymous facts (domain/erasure.py), and
   lead says so (LeadDataErased), so the erasure is visible as done per service.
+Consumed (`marque.sales.v1`): the lead's status follows its opportunity in sales: a test
+drive booked (OpportunityStageChanged TEST_DRIVE) is TEST_DRIVE_BOOKED, a lost opportunity
+LOST with its reason, a delivered order (OrderDelivered) WON. A step the lead has passed
+already (a late event, a lead closed by hand) changes nothing.
 
 `EVENTS` is the wiring `mesh.service.Service` runs and `python -m mesh.events.replay lead`
 loads.
@@ -18,21 +22,37 @@ loads.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from marque.lead.v1 import lead_events_pb2
 from marque.member.v1 import member_events_pb2
+from marque.sales.v1 import sales_events_pb2, sales_pb2
 
 from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
 from mesh.unit_of_work import UnitOfWork
 from services.lead import store
-from services.lead.domain import erasure
-from services.lead.domain.model import Lead
+from services.lead.domain import erasure, followup
+from services.lead.domain.config import LeadConfig
+from services.lead.domain.model import Lead, LeadStatus
 from services.lead.store import people
 
 ERASED_BY = "event:MemberErased"
+BY_SALES = "event:sales"
+# The opportunity stages lead's status follows (the others are sales' own business).
+FOLLOWED_STAGES = {
+    sales_pb2.STAGE_TEST_DRIVE: LeadStatus.TEST_DRIVE_BOOKED,
+    sales_pb2.STAGE_LOST: LeadStatus.LOST,
+}
+
+
+@functools.cache
+def _config() -> LeadConfig:
+    """Lead's rules as the service was configured (read once, like app.py does)."""
+    return LeadConfig.from_env(os.environ)
 
 
 def _ts(when: dt.datetime) -> Timestamp:
@@ -123,9 +143,51 @@ async def on_member_erased(
     uow.emit(done, subject=event.member_id)
 
 
+@subscribe(sales_events_pb2.OpportunityStageChanged)
+async def on_opportunity_stage_changed(
+    uow: UnitOfWork, event: sales_events_pb2.OpportunityStageChanged, envelope: Envelope
+) -> None:
+    """A test drive booked or the opportunity lost: the lead follows."""
+    status = FOLLOWED_STAGES.get(event.stage)
+    if status is not None:
+        await _follow(uow, event.lead_id, status, event.lost_reason, envelope.time)
+
+
+@subscribe(sales_events_pb2.OrderDelivered)
+async def on_order_delivered(
+    uow: UnitOfWork, event: sales_events_pb2.OrderDelivered, envelope: Envelope
+) -> None:
+    """The car of the lead's order was handed over: the lead is WON."""
+    await _follow(uow, event.order.lead_id, LeadStatus.WON, "", envelope.time)
+
+
+async def _follow(
+    uow: UnitOfWork, lead_id: str, status: LeadStatus, reason: str, when: dt.datetime
+) -> None:
+    found = await store.leads_by_ids(uow.conn, [lead_id], for_update=not uow.is_sqlite)
+    lead = found.get(lead_id)
+    if lead is None or not followup.can_transition(lead.status, status):
+        return  # an erased or unknown lead, or a step it has passed: nothing to follow
+    reason = (reason or "lost in sales") if status is LeadStatus.LOST else ""
+    after = followup.transition(
+        lead, status, lost_reason=reason, now=when, actor=BY_SALES, config=_config()
+    )
+    if after is lead:
+        return
+    await store.update_leads(uow.conn, [after])
+    for change in changes(lead, after):
+        uow.emit(change, subject=lead.id)
+
+
 EVENTS = EventSpec(
     service="lead",
     outbox=store.tables.OUTBOX,
     inbox=store.tables.INBOX,
-    subscriptions=subscriptions_in(on_member_registered, on_member_merged, on_member_erased),
+    subscriptions=subscriptions_in(
+        on_member_registered,
+        on_member_merged,
+        on_member_erased,
+        on_opportunity_stage_changed,
+        on_order_delivered,
+    ),
 )

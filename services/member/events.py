@@ -6,6 +6,8 @@ MemberErased, VehicleBound. Identities travel as contact digests (mesh/contact.p
 Consumed: lead's LeadStatusChanged: a lead WON with a member id records the dealer's lead
 relation of that member (the relation comes from the lead, not from a hand call); lead's
 LeadDataErased: lead's receipt of an erasure, so the erasure is visible as done per service.
+Consumed from sales: OrderDelivered: the buyer becomes the car's registered owner and earns
+the purchase's points (deliveries.py).
 
 `EVENTS` is the wiring `mesh.service.Service` runs and `python -m mesh.events.replay member`
 loads.
@@ -19,12 +21,13 @@ from collections.abc import Iterable
 from google.protobuf.timestamp_pb2 import Timestamp
 from marque.lead.v1 import lead_events_pb2, lead_pb2
 from marque.member.v1 import member_events_pb2
+from marque.sales.v1 import sales_events_pb2
 
 from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
 from mesh.unit_of_work import UnitOfWork
-from services.member import store
+from services.member import deliveries, store
 from services.member.domain.identities import IdentityKey, contact_digests
 from services.member.domain.relations import DealerRelation, Relation, relation_holder
 
@@ -96,9 +99,12 @@ async def on_lead_data_erased(
     await store.erasures.record(uow.conn, event.member_id, "lead", event.leads_erased, done)
 
 
+on_order_delivered = subscribe(sales_events_pb2.OrderDelivered)(deliveries.on_order_delivered)
+
+
 EVENTS = EventSpec(
     service="member",
     outbox=store.tables.OUTBOX,
     inbox=store.tables.INBOX,
-    subscriptions=subscriptions_in(on_lead_status_changed, on_lead_data_erased),
+    subscriptions=subscriptions_in(on_lead_status_changed, on_lead_data_erased, on_order_delivered),
 )

@@ -3,8 +3,8 @@
 The mesh opens and migrates the database, sweeps request ids (stamped by the service's
 clock) and runs the service's events (`events.py`: the relay of its outbox to NATS, a
 consumer per subscription, their sweeps); the lifespan here builds the engine from
-configuration read once and hands the mesh the servicer. Start and stop anything the engine
-runs in the background (a group-commit writer) around the `yield`, as lead and member do.
+configuration read once and hands the mesh the servicer; the engine's price-book cache is
+loaded before serving and refreshed in the background until the service stops.
 The clock and the configuration can be injected, so tests can move time; `events=False`
 runs no relay and no consumers (the outbox is still written), as the tests' harness does.
 """
@@ -36,7 +36,12 @@ def service(
     async def lifespan(ctx: Context) -> AsyncIterator[SalesServicer]:
         # Configuration is read once, here; the domain never reads the environment.
         configured = config or SalesConfig.from_env(os.environ)
-        yield SalesServicer(engine.SalesEngine(ctx.db, configured, clock))
+        sales = engine.SalesEngine(ctx.db, configured, clock)
+        await sales.start()  # the price book, loaded and kept fresh
+        try:
+            yield SalesServicer(sales)
+        finally:
+            await sales.stop()
 
     return Service(
         name="sales",

@@ -167,3 +167,55 @@ async def test_older_leads_get_their_digest_in_the_background(engine: LeadEngine
             )
         ).scalar_one()
     assert digest == contact.digest(E164, DIGEST_KEY)
+
+
+async def test_the_lead_follows_its_opportunity_in_sales(engine: LeadEngine) -> None:
+    from marque.sales.v1 import sales_events_pb2, sales_pb2
+
+    lead = (await engine.submit(lead_input(), SERVICE, "sha256:1")).lead
+    drive = sales_events_pb2.OpportunityStageChanged(
+        opportunity_id="opp_1",
+        lead_id=lead.id,
+        dealer_id=lead.dealer_id,
+        stage=sales_pb2.STAGE_TEST_DRIVE,
+        previous_stage=sales_pb2.STAGE_QUALIFIED,
+    )
+    await handle(engine, events.on_opportunity_stage_changed, drive)
+    assert (await engine.get_lead(lead.id, OEM)).status is LeadStatus.TEST_DRIVE_BOOKED
+    quoted = sales_events_pb2.OpportunityStageChanged(
+        opportunity_id="opp_1", lead_id=lead.id, stage=sales_pb2.STAGE_QUOTE
+    )
+    await handle(engine, events.on_opportunity_stage_changed, quoted)  # not lead's business
+    delivered = sales_events_pb2.OrderDelivered(
+        order=sales_events_pb2.OrderFacts(order_id="ord_1", lead_id=lead.id)
+    )
+    await handle(engine, events.on_order_delivered, delivered)
+    await handle(engine, events.on_order_delivered, delivered)  # again: already WON
+    lost = sales_events_pb2.OpportunityStageChanged(
+        opportunity_id="opp_1", lead_id=lead.id, stage=sales_pb2.STAGE_LOST, lost_reason="x"
+    )
+    await handle(engine, events.on_opportunity_stage_changed, lost)  # WON is final: ignored
+    assert (await engine.get_lead(lead.id, OEM)).status is LeadStatus.WON
+    moves = [
+        lead_events_pb2.LeadStatusChanged.FromString(p).status
+        for t, _, p in await outbox(engine)
+        if t == "LeadStatusChanged"
+    ]
+    assert moves == [lead_pb2.LEAD_STATUS_TEST_DRIVE_BOOKED, lead_pb2.LEAD_STATUS_WON]
+
+
+async def test_a_lost_opportunity_loses_the_lead_with_its_reason(engine: LeadEngine) -> None:
+    from marque.sales.v1 import sales_events_pb2, sales_pb2
+
+    lead = (await engine.submit(lead_input(), SERVICE, "sha256:1")).lead
+    lost = sales_events_pb2.OpportunityStageChanged(
+        opportunity_id="opp_1",
+        lead_id=lead.id,
+        stage=sales_pb2.STAGE_LOST,
+        lost_reason="bought elsewhere",
+    )
+    await handle(engine, events.on_opportunity_stage_changed, lost)
+    after = await engine.get_lead(lead.id, OEM)
+    assert (after.status, after.lost_reason) == (LeadStatus.LOST, "bought elsewhere")
+    unknown = sales_events_pb2.OrderDelivered(order=sales_events_pb2.OrderFacts(lead_id="nope"))
+    await handle(engine, events.on_order_delivered, unknown)  # nothing to follow, no error

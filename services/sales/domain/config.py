@@ -2,34 +2,46 @@
 
 Read once, by app.py's lifespan (`SalesConfig.from_env(os.environ)`), and handed to the
 engine, which passes it to the rules: the domain never reads the environment. Each knob an
-operator may turn is `MARQUE_SALES_<KNOB>`; add the service's own beside the example.
+operator may turn is `MARQUE_SALES_<KNOB>`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
-# The most the proto (`buf.validate` max_len) and the column (String(100)) take.
-DISPLAY_NAME_LIMIT = 100
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
 
 @dataclass(frozen=True, slots=True)
 class SalesConfig:
     """The knobs of the sales rules."""
 
-    # The longest display name a new sales may have, once trimmed (at most the limit).
-    display_name_max_chars: int = DISPLAY_NAME_LIMIT
+    # How long a test drive takes, in minutes (a multiple of 15).
+    test_drive_minutes: int = 60
+    # How many days a quote stays valid when CreateQuote names no date.
+    quote_valid_days: int = 14
+    # How often each process reloads the price book (seconds); a PutTrim reloads at once.
+    price_book_refresh_s: float = 5.0
+    # The time zone of a dealer that has set no opening hours (and of the invoice date).
+    default_time_zone: str = DEFAULT_TIME_ZONE
 
     def __post_init__(self) -> None:
-        if not 1 <= self.display_name_max_chars <= DISPLAY_NAME_LIMIT:
-            raise ValueError(f"display_name_max_chars must be 1-{DISPLAY_NAME_LIMIT}")
+        if self.test_drive_minutes % 15 or not 15 <= self.test_drive_minutes <= 240:
+            raise ValueError("test_drive_minutes must be a multiple of 15 in 15-240")
+        if not 1 <= self.quote_valid_days <= 90:
+            raise ValueError("quote_valid_days must be 1-90")
+        if not 0.1 <= self.price_book_refresh_s <= 3600:
+            raise ValueError("price_book_refresh_s must be 0.1-3600")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SalesConfig:
-        """Defaults overridden by MARQUE_SALES_DISPLAY_NAME_MAX_CHARS."""
+        """Defaults overridden by MARQUE_SALES_<FIELD> (upper case), e.g.
+        MARQUE_SALES_TEST_DRIVE_MINUTES=45."""
         config = cls()
-        value = env.get("MARQUE_SALES_DISPLAY_NAME_MAX_CHARS", "").strip()
-        if value:
-            config = replace(config, display_name_max_chars=int(value))
+        for field in fields(cls):
+            raw = env.get(f"MARQUE_SALES_{field.name.upper()}", "").strip()
+            if raw:
+                kind = type(getattr(config, field.name))
+                config = replace(config, **{field.name: kind(raw)})
         return config

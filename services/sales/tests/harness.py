@@ -19,6 +19,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from grpc_status import rpc_status
+from marque.common.v1 import money_pb2
 from marque.sales.v1 import (
     sales_pb2,
     sales_service_pb2,
@@ -30,9 +31,11 @@ from mesh.db import Database
 from mesh.identity import Caller, Kind
 from mesh.keys import mint_token
 from mesh.server import start
+from mesh.unit_of_work import UnitOfWork, transaction
+from services.sales import events
 from services.sales.app import build_spec
 from services.sales.domain.config import SalesConfig
-from services.sales.store.tables import outbox
+from services.sales.store.tables import OUTBOX, outbox
 
 # google.rpc ships no type stubs; imported dynamically so mypy sees a plain module.
 error_details_pb2: Any = importlib.import_module("google.rpc.error_details_pb2")
@@ -40,7 +43,33 @@ error_details_pb2: Any = importlib.import_module("google.rpc.error_details_pb2")
 OEM = Caller(Kind.OEM, "staff-1")
 SERVICE = Caller(Kind.SERVICE, "sales", service="sales")
 CUSTOMER = Caller(Kind.CUSTOMER, "app-m1", member_id="m1")
-T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+T0 = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)  # a Monday, 09:00 in Shanghai
+
+
+def cny(amount: str) -> money_pb2.Money:
+    units, _, cents = amount.partition(".")
+    return money_pb2.Money(currency_code="CNY", units=int(units),
+                           nanos=int((cents or "0").ljust(2, "0")) * 10_000_000)  # fmt: skip
+
+
+def yuan(m: money_pb2.Money) -> str:
+    """An amount as "226000.00"."""
+    return f"{m.units}.{abs(m.nanos) // 10_000_000:02d}"
+
+
+# A listed new-energy trim at 226,000 CNY with two options, in effect from 2026-01-01.
+TRIM = sales_pb2.Trim(
+    model_code="M5",
+    trim_code="M5-LR",
+    name="M5 Long Range",
+    price=cny("226000"),
+    nev_listed=True,
+    effective_from="2026-01-01",
+    options=[
+        sales_pb2.TrimOption(code="PAINT-RED", name="Red paint", price=cny("4520")),
+        sales_pb2.TrimOption(code="PILOT", name="Pilot pack", price=cny("11300")),
+    ],
+)
 
 
 def dealer(dealer_id: str) -> Caller:
@@ -72,29 +101,23 @@ class Harness:
         self.seq += 1
         return f"req-{self.seq}"
 
-    async def create(
-        self,
-        display_name: str = "First sales",
-        caller: Caller = OEM,
-        dealer_id: str = "D1",
-        request_id: str = "",
-    ) -> sales_pb2.Sales:
-        asked = sales_pb2.Sales(display_name=display_name, dealer_id=dealer_id)
-        request = sales_service_pb2.CreateSalesRequest(
-            sales=asked,
-            request_id=request_id or self.rid(),
-        )
-        resp = await self.stub.CreateSales(request, metadata=md(caller))
-        return resp.sales
+    async def open_opportunity(
+        self, lead_id: str = "lead_1", dealer_id: str = "D1", model: str = "Marque"
+    ) -> str:
+        """What lead's LeadCreated does: the dealer's opportunity for the lead (its id)."""
 
-    async def get(
-        self,
-        sales_id: str,
-        caller: Caller = OEM,
-    ) -> sales_pb2.Sales:
-        request = sales_service_pb2.GetSalesRequest(sales_id=sales_id)
-        resp = await self.stub.GetSales(request, metadata=md(caller))
-        return resp.sales
+        async def work(uow: UnitOfWork) -> str:
+            opp = await events.open_or_move(uow, lead_id, dealer_id, model, self.clock.now)
+            return opp.id
+
+        return await transaction(self.db, work, outbox=OUTBOX)
+
+    async def put_trim(self, trim: sales_pb2.Trim | None = None) -> sales_pb2.Trim:
+        """A price-book entry (OEM)."""
+        resp = await self.stub.PutTrim(
+            sales_service_pb2.PutTrimRequest(trim=trim or TRIM), metadata=md(OEM)
+        )
+        return resp.trim
 
     async def count(self, table: sa.Table) -> int:
         async with self.db.engine.connect() as conn:

@@ -1,0 +1,80 @@
+"""The sales engine's state and the steps every part of it shares: the clock, ids, the
+price-book cache, write transactions with the outbox, and AIP-155 request ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from mesh.db import Database
+from mesh.idempotency import Request
+from mesh.identity import Caller
+from mesh.unit_of_work import UnitOfWork, transaction
+from services.sales import store
+from services.sales.domain.config import SalesConfig
+from services.sales.pricebook_cache import PriceBookCache
+
+T = TypeVar("T")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    """The production clock."""
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id (the domain takes ids as parameters): `ord_0f3a...`."""
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class EngineBase:
+    """What every RPC of the sales service works with."""
+
+    def __init__(self, db: Database, config: SalesConfig, clock: Clock = utc_now) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.prices = PriceBookCache(db, config.price_book_refresh_s)
+        self.zone = zoneinfo.ZoneInfo(config.default_time_zone)
+
+    async def start(self) -> None:
+        """Load the price book and keep it fresh."""
+        await self.prices.start()
+
+    async def stop(self) -> None:
+        """Stop the background refresh."""
+        await self.prices.stop()
+
+    def today(self) -> dt.date:
+        """Today in China (the invoice date and the price book's days)."""
+        return self.clock().astimezone(self.zone).date()
+
+    async def write(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """One committed write transaction whose `uow.emit` writes to the outbox."""
+        return await transaction(self.db, work, outbox=store.OUTBOX)
+
+    async def once(
+        self,
+        uow: UnitOfWork,
+        method: str,
+        req: Request,
+        make: Callable[[], Awaitable[str]],
+    ) -> tuple[str, bool]:
+        """Run `make` (which returns the new row's id) once per request id: (id, created).
+        A retry of the request gets the first id and runs nothing."""
+        await uow.lock(f"r|{req.scope}|{method}|{req.request_id}")
+        prior = await store.REQUEST_IDS.prior(uow.conn, method, req)
+        if prior is not None:
+            return prior, False
+        made = await make()
+        await store.REQUEST_IDS.remember(uow.conn, method, req, made, self.clock())
+        return made, True
+
+    @staticmethod
+    def request(caller: Caller, request_id: str, method: str, *asked: object) -> Request:
+        """The request id of a call in its caller's scope, with what it asks."""
+        return Request.of(caller, request_id, method, *asked)

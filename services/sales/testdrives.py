@@ -1,0 +1,197 @@
+"""The sales engine's test drives: PutTestDriveCar, SetOpeningHours, BookTestDrive,
+RescheduleTestDrive, CancelTestDrive, CompleteTestDrive, GetTestDrive, ListTestDrives.
+
+A booking holds its quarter hours in `slot_claims` (store/testdrives.py): of concurrent
+bookings of one slot the first to commit wins, the other's insert fails on the key, its
+transaction runs again, finds the winner and is refused (CAR_TAKEN, CONSULTANT_TAKEN).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from mesh.identity import Caller
+from mesh.unit_of_work import UnitOfWork
+from services.sales.base import new_id
+from services.sales.domain import testdrive as rules
+from services.sales.domain import visibility as vis
+from services.sales.domain.errors import (
+    TEST_DRIVE_CAR_NOT_FOUND,
+    TEST_DRIVE_NOT_FOUND,
+    not_found,
+)
+from services.sales.domain.opportunity import Stage
+from services.sales.domain.testdrive import DriveState, OpeningHours, TestDrive, TestDriveCar
+from services.sales.opportunities import Opportunities
+from services.sales.store import testdrives as store
+from services.sales.store.hours_codec import days_json, hours_of
+
+BOOK = "BookTestDrive"
+MAX_WINDOW = dt.timedelta(days=31)
+
+
+class TestDrives(Opportunities):
+    """Test-drive cars, opening hours and bookings."""
+
+    async def put_test_drive_car(self, car: TestDriveCar, *, caller: Caller) -> TestDriveCar:
+        """PutTestDriveCar: a dealer its own cars; staff name the dealer."""
+        dealer = vis.dealer_for(caller, car.dealer_id, "car.dealer_id")
+        kept = rules.new_car(car.vin, dealer, car.model_code, car.active)
+
+        async def work(uow: UnitOfWork) -> None:
+            known = await store.car(uow.conn, kept.vin)
+            if known is not None and not vis.may_change(caller, known[0]):
+                raise not_found(TEST_DRIVE_CAR_NOT_FOUND, "test-drive car", kept.vin)
+            await store.put_car(uow.conn, kept)
+
+        await self.write(work)
+        return kept
+
+    async def set_opening_hours(
+        self, dealer_id: str, hours: OpeningHours, *, caller: Caller
+    ) -> tuple[str, OpeningHours]:
+        """SetOpeningHours: the dealer's days and time zone."""
+        dealer = vis.dealer_for(caller, dealer_id, "dealer_id")
+
+        async def work(uow: UnitOfWork) -> None:
+            await store.set_hours(uow.conn, dealer, hours.time_zone, days_json(hours))
+
+        await self.write(work)
+        return dealer, hours
+
+    async def _hours(self, uow: UnitOfWork, dealer_id: str) -> OpeningHours:
+        found = await store.hours_of(uow.conn, dealer_id)
+        if found is None:
+            return rules.default_hours(self.config.default_time_zone)
+        return hours_of(*found)
+
+    async def _slot(
+        self, uow: UnitOfWork, dealer_id: str, start: dt.datetime, now: dt.datetime
+    ) -> tuple[dt.datetime, dt.datetime]:
+        hours = await self._hours(uow, dealer_id)
+        return rules.slot(start, self.config.test_drive_minutes, hours, now)
+
+    async def _hold(self, uow: UnitOfWork, drive: TestDrive) -> None:
+        """Refuse a taken car or consultant, then claim the drive's quarter hours."""
+        keys = rules.slot_keys(drive.vin, drive.consultant_id, drive.start, drive.end)
+        taken = [d for d in await store.holders(uow.conn, keys) if d.id != drive.id]
+        rules.conflicts(drive.start, drive.end, drive.vin, drive.consultant_id, taken)
+        await store.claim(uow.conn, drive.id, keys)
+
+    async def book_test_drive(
+        self,
+        opp_id: str,
+        vin: str,
+        consultant_id: str,
+        start: dt.datetime,
+        *,
+        request_id: str,
+        caller: Caller,
+    ) -> TestDrive:
+        """BookTestDrive: one of the dealer's active cars, a free slot, a free consultant."""
+        now = self.clock()
+        req = self.request(caller, request_id, BOOK, opp_id, vin, consultant_id, start)
+
+        async def work(uow: UnitOfWork) -> str:
+            async def make() -> str:
+                opp = await self.opportunity_to_change(uow, opp_id, caller)
+                car = await store.car(uow.conn, vin)
+                if car is None or car[0] != opp.dealer_id or not car[2]:
+                    raise not_found(TEST_DRIVE_CAR_NOT_FOUND, "test-drive car", vin)
+                begin, end = await self._slot(uow, opp.dealer_id, start, now)
+                drive = rules.book(
+                    id_=new_id("td"),
+                    dealer_id=opp.dealer_id,
+                    opportunity_id=opp.id,
+                    vin=vin,
+                    consultant_id=consultant_id,
+                    start=begin,
+                    end=end,
+                    now=now,
+                )
+                await store.insert(uow.conn, drive, ())
+                await self._hold(uow, drive)
+                await self.advance(uow, opp, Stage.TEST_DRIVE, now)
+                return drive.id
+
+            return (await self.once(uow, BOOK, req, make))[0]
+
+        return await self.get_test_drive(await self.write(work), caller=caller)
+
+    async def _change(
+        self,
+        drive_id: str,
+        etag: str,
+        caller: Caller,
+        step: Callable[[UnitOfWork, TestDrive, dt.datetime], object],
+    ) -> TestDrive:
+        now = self.clock()
+
+        async def work(uow: UnitOfWork) -> None:
+            drive = await store.get(uow.conn, drive_id, lock=True)
+            if drive is None or not vis.may_change(caller, drive.dealer_id):
+                raise not_found(TEST_DRIVE_NOT_FOUND, "test drive", drive_id)
+            rules.check_etag(drive, etag)
+            after = await step(uow, drive, now)  # type: ignore[misc]
+            await store.update(uow.conn, after)
+
+        await self.write(work)
+        return await self.get_test_drive(drive_id, caller=caller)
+
+    async def reschedule_test_drive(
+        self, drive_id: str, start: dt.datetime, etag: str, *, caller: Caller
+    ) -> TestDrive:
+        """RescheduleTestDrive: the same car and consultant, another free slot."""
+
+        async def step(uow: UnitOfWork, drive: TestDrive, now: dt.datetime) -> TestDrive:
+            begin, end = await self._slot(uow, drive.dealer_id, start, now)
+            after = rules.reschedule(drive, begin, end, now)
+            await store.release(uow.conn, drive.id)
+            await self._hold(uow, after)
+            return after
+
+        return await self._change(drive_id, etag, caller, step)
+
+    async def cancel_test_drive(self, drive_id: str, etag: str, *, caller: Caller) -> TestDrive:
+        """CancelTestDrive: the slot is free again."""
+
+        async def step(uow: UnitOfWork, drive: TestDrive, now: dt.datetime) -> TestDrive:
+            after = rules.cancel(drive, now)
+            await store.release(uow.conn, drive.id)
+            return after
+
+        return await self._change(drive_id, etag, caller, step)
+
+    async def complete_test_drive(
+        self, drive_id: str, feedback: str, rating: int, etag: str, *, caller: Caller
+    ) -> TestDrive:
+        """CompleteTestDrive: driven, with the customer's feedback."""
+
+        async def step(uow: UnitOfWork, drive: TestDrive, now: dt.datetime) -> TestDrive:
+            return rules.complete(drive, feedback, rating, now)
+
+        return await self._change(drive_id, etag, caller, step)
+
+    async def get_test_drive(self, drive_id: str, *, caller: Caller) -> TestDrive:
+        """GetTestDrive: another dealer's is NOT_FOUND."""
+        async with self.db.engine.connect() as conn:
+            drive = await store.get(conn, drive_id)
+        if drive is None or not vis.may_see(caller, drive.dealer_id):
+            raise not_found(TEST_DRIVE_NOT_FOUND, "test drive", drive_id)
+        return drive
+
+    async def list_test_drives(
+        self,
+        dealer_id: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        state: DriveState | None,
+        *,
+        caller: Caller,
+    ) -> list[TestDrive]:
+        """ListTestDrives: a dealer's, in a window of at most 31 days."""
+        dealer = vis.dealer_for(caller, dealer_id, "dealer_id")
+        rules.check_window(start, end, MAX_WINDOW)
+        async with self.db.engine.connect() as conn:
+            return await store.in_window(conn, dealer, start, end, state)
