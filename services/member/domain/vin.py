@@ -1,54 +1,15 @@
-"""Vehicle identification numbers (ISO 3779; 49 CFR 565.15; GB 16735 in China).
-
-A VIN is 17 characters of A-Z and 0-9 without I, O and Q (they read like 1 and 0).
-Position 9 is a check digit: letters transliterate (A-H=1-8, J-N=1-5, P=7, R=9, S-Z=2-9),
-each position is weighted 8 7 6 5 4 3 2 10 0 9 8 7 6 5 4 3 2, the sum is taken mod 11 and
-10 is written X. Chinese VINs use the same rule. Europe does not require the check digit,
-but every car this platform binds (China, North America) carries one, so it is enforced.
-"""
+"""Vehicle identification numbers for member: the platform's rule (mesh/vin.py, shared with
+sales) under member's names, so a VIN is refused the same way in every service
+(INVALID_ARGUMENT, reason INVALID_FIELD, the field named)."""
 
 from __future__ import annotations
 
-from mesh.errors import InvalidArgument
-from services.member.domain.errors import invalid
+from mesh import vin as _vin
+from mesh.vin import CHECK_POSITION, LENGTH, WEIGHTS, check_digit, is_valid
 
-LENGTH = 17
-CHECK_POSITION = 8  # 0-based index of position 9
-WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
-_VALUES: dict[str, int] = {str(d): d for d in range(10)}
-_VALUES.update(zip("ABCDEFGH", range(1, 9), strict=True))
-_VALUES.update(zip("JKLMN", range(1, 6), strict=True))
-_VALUES.update({"P": 7, "R": 9})
-_VALUES.update(zip("STUVWXYZ", range(2, 10), strict=True))
-
-
-def check_digit(vin: str) -> str:
-    """The check digit a 17-character VIN should carry at position 9 ('0'-'9' or 'X')."""
-    total = sum(_VALUES[c] * w for c, w in zip(vin, WEIGHTS, strict=True))
-    remainder = total % 11
-    return "X" if remainder == 10 else str(remainder)
+__all__ = ["CHECK_POSITION", "LENGTH", "WEIGHTS", "check_digit", "is_valid", "normalise_vin"]
 
 
 def normalise_vin(raw: str, field: str = "vin") -> str:
     """The VIN upper-cased and checked, or InvalidArgument naming what is wrong."""
-    vin = raw.strip().upper()
-    if len(vin) != LENGTH:
-        raise invalid(field, f"a VIN has {LENGTH} characters, got {len(vin)}")
-    bad = sorted({c for c in vin if c not in _VALUES})
-    if bad:
-        raise invalid(field, f"a VIN never contains {''.join(bad)!r} (I, O, Q are excluded)")
-    expected = check_digit(vin)
-    if vin[CHECK_POSITION] != expected:
-        raise invalid(
-            field, f"check digit (position 9) is {vin[CHECK_POSITION]!r}, expected {expected!r}"
-        )
-    return vin
-
-
-def is_valid(raw: str) -> bool:
-    """True if `raw` is a well-formed VIN with the right check digit."""
-    try:
-        normalise_vin(raw)
-    except InvalidArgument:
-        return False
-    return True
+    return _vin.normalize(field, raw)
