@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from mesh.events.settings import EventSettings
 from mesh.server import ServiceSpec
 from mesh.service import Context, Service
 from services.sales import engine, store
@@ -28,6 +29,7 @@ def service(
     config: SalesConfig | None = None,
     clock: engine.Clock = engine.utc_now,
     events: bool = True,
+    event_settings: EventSettings | None = None,
 ) -> Service:
     """The sales service; `config` replaces the one read from the environment;
     `events=False` runs no relay and no consumers (the outbox is still written)."""
@@ -51,6 +53,7 @@ def service(
         request_ids=store.request_ids,
         clock=clock,
         events=EVENTS if events else None,
+        event_settings=event_settings,
     )
 
 
@@ -59,6 +62,7 @@ def build_spec(
     config: SalesConfig | None = None,
     clock: engine.Clock = engine.utc_now,
     events: bool = True,
+    event_settings: EventSettings | None = None,
 ) -> ServiceSpec:
     """What `mesh.server.run` and `start` serve."""
-    return service(config=config, clock=clock, events=events).spec()
+    return service(config=config, clock=clock, events=events, event_settings=event_settings).spec()

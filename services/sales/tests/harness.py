@@ -28,6 +28,7 @@ from marque.sales.v1 import (
 
 from mesh.config import Settings
 from mesh.db import Database
+from mesh.events.settings import EventSettings
 from mesh.identity import Caller, Kind
 from mesh.keys import mint_token
 from mesh.server import start
@@ -134,8 +135,12 @@ class Harness:
 
 @asynccontextmanager
 async def serve(
-    database_url: str, config: SalesConfig | None = None, **settings_kw: Any
+    database_url: str,
+    config: SalesConfig | None = None,
+    nats_url: str = "",
+    **settings_kw: Any,
 ) -> AsyncIterator[Harness]:
+    """A served SalesService; with `nats_url`, its relay and consumers run against it."""
     clock = Clock(T0)
     settings = Settings(
         service="sales",
@@ -144,7 +149,13 @@ async def serve(
         database_url=database_url,
         **settings_kw,
     )
-    spec = build_spec(config=config or SalesConfig(), clock=clock, events=False)
+    event_settings = EventSettings.from_env({"MARQUE_NATS_URL": nats_url}) if nats_url else None
+    spec = build_spec(
+        config=config or SalesConfig(),
+        clock=clock,
+        events=bool(nats_url),
+        event_settings=event_settings,
+    )
     running = await start(spec, settings)
     db = Database(database_url)
     try:
