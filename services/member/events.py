@@ -6,7 +6,8 @@ MemberErased, VehicleBound. Identities travel as contact digests (mesh/contact.p
 Consumed: lead's LeadStatusChanged: a lead WON with a member id records the dealer's lead
 relation of that member (the relation comes from the lead, not from a hand call); lead's
 LeadDataErased: lead's receipt of an erasure, so the erasure is visible as done per service.
-Consumed from sales: OrderDelivered: the buyer becomes the car's registered owner and earns
+Consumed from sales: SalesDataErased, sales' receipt of an erasure, like lead's;
+OrderDelivered: the buyer becomes the car's registered owner and earns
 the purchase's points (deliveries.py).
 
 `EVENTS` is the wiring `mesh.service.Service` runs and `python -m mesh.events.replay member`
@@ -99,6 +100,15 @@ async def on_lead_data_erased(
     await store.erasures.record(uow.conn, event.member_id, "lead", event.leads_erased, done)
 
 
+@subscribe(sales_events_pb2.SalesDataErased)
+async def on_sales_data_erased(
+    uow: UnitOfWork, event: sales_events_pb2.SalesDataErased, envelope: Envelope
+) -> None:
+    """Sales has erased the member's data: its receipt (GetErasureStatus shows it)."""
+    done = event.erase_time.ToDatetime(dt.UTC) if event.HasField("erase_time") else envelope.time
+    await store.erasures.record(uow.conn, event.member_id, "sales", event.records_erased, done)
+
+
 on_order_delivered = subscribe(sales_events_pb2.OrderDelivered)(deliveries.on_order_delivered)
 
 
@@ -106,5 +116,7 @@ EVENTS = EventSpec(
     service="member",
     outbox=store.tables.OUTBOX,
     inbox=store.tables.INBOX,
-    subscriptions=subscriptions_in(on_lead_status_changed, on_lead_data_erased, on_order_delivered),
+    subscriptions=subscriptions_in(
+        on_lead_status_changed, on_lead_data_erased, on_order_delivered, on_sales_data_erased
+    ),
 )

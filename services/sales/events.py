@@ -8,6 +8,9 @@ OrderPlaced, OrderConfirmed, OrderAllocated, OrderInvoiced, OrderDelivered, Orde
 lead WON, the ERP adapter takes OrderConfirmed to SAP).
 Consumed (`marque.lead.v1`): LeadCreated with a dealer and LeadAssigned open the dealer's
 opportunity for the lead, once (the lead id is unique), or move it to the new dealer.
+Consumed (`marque.member.v1`): MemberErased blanks the free text sales holds of the member
+(follow-ups, test-drive feedback) and says so (SalesDataErased, subject: the member id), so
+member shows the erasure done in sales.
 
 `EVENTS` is the wiring `mesh.service.Service(events=EVENTS)` runs (app.py) and
 `python -m mesh.events.replay sales` loads.
@@ -20,6 +23,7 @@ import uuid
 
 from google.protobuf.message import Message
 from marque.lead.v1 import lead_events_pb2
+from marque.member.v1 import member_events_pb2
 from marque.sales.v1 import sales_events_pb2
 
 from mesh.convert import money, timestamp
@@ -31,6 +35,7 @@ from services.sales.domain import opportunity as rules
 from services.sales.domain.opportunity import Opportunity, Stage
 from services.sales.domain.orders import Order, OrderState
 from services.sales.store import opportunities as store
+from services.sales.store import testdrives as drives
 from services.sales.store.tables import INBOX, OUTBOX
 
 
@@ -147,9 +152,23 @@ async def on_lead_assigned(
     await open_or_move(uow, event.lead_id, event.dealer_id, "", envelope.time)
 
 
+@subscribe(member_events_pb2.MemberErased)
+async def on_member_erased(
+    uow: UnitOfWork, event: member_events_pb2.MemberErased, envelope: Envelope
+) -> None:
+    """Erase the member's free text here, keep the facts, say it is done."""
+    erased = await store.erase_notes_of_member(uow.conn, event.member_id)
+    erased += await drives.erase_feedback_of_member(uow.conn, event.member_id)
+    now = dt.datetime.now(dt.UTC)
+    done = sales_events_pb2.SalesDataErased(
+        member_id=event.member_id, records_erased=erased, erase_time=timestamp(now)
+    )
+    uow.emit(done, subject=event.member_id)
+
+
 EVENTS = EventSpec(
     service="sales",
     outbox=OUTBOX,
     inbox=INBOX,
-    subscriptions=subscriptions_in(on_lead_created, on_lead_assigned),
+    subscriptions=subscriptions_in(on_lead_created, on_lead_assigned, on_member_erased),
 )

@@ -80,7 +80,7 @@ def erased_fingerprint(method: str, member_id: str) -> str:
 
 # The services that hold a member's personal data and answer MemberErased when they have
 # erased it; the erasure is done everywhere when each has answered (member answers itself).
-ERASING_SERVICES = ("member", "lead")
+ERASING_SERVICES = ("member", "lead", "sales")
 
 
 @dataclass(frozen=True, slots=True)

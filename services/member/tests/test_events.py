@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from marque.lead.v1 import lead_events_pb2, lead_pb2
@@ -155,7 +156,7 @@ async def test_each_services_erasure_is_kept_once(database_url: str) -> None:
         async with d.db.engine.connect() as conn:
             before = await erasures.receipts_of(conn, a.id)
         assert [r.service for r in before] == ["member"]
-        assert pending_services(before) == ["lead"]
+        assert pending_services(before) == ["lead", "sales"]
         later = T0 + dt.timedelta(seconds=3)
         answer = lead_events_pb2.LeadDataErased(member_id=a.id, leads_erased=2)
         answer.erase_time.FromDatetime(later)
@@ -166,10 +167,28 @@ async def test_each_services_erasure_is_kept_once(database_url: str) -> None:
                 await events.on_lead_data_erased(uow, answer, env)
 
             await transaction(d.db, work)
-        async with d.db.engine.connect() as conn:
-            after = await erasures.receipts_of(conn, a.id)
+        assert pending_services(await _receipts(d, a.id)) == ["sales"]
+        from marque.sales.v1 import sales_events_pb2
+
+        sales = sales_events_pb2.SalesDataErased(member_id=a.id, records_erased=1)
+        sales.erase_time.FromDatetime(later)
+        sales_env = Envelope("e10", "/marque/sales", "marque.sales.v1.SalesDataErased", a.id, later)
+
+        async def from_sales(uow: UnitOfWork) -> None:
+            await events.on_sales_data_erased(uow, sales, sales_env)
+
+        await transaction(d.db, from_sales)
+        after = await _receipts(d, a.id)
     assert [(r.service, r.items, r.done_time) for r in after] == [
         ("lead", 2, later),
         ("member", 1, T0),
+        ("sales", 1, later),
     ]
     assert pending_services(after) == []
+
+
+async def _receipts(d: Direct, member_id: str) -> list[Any]:
+    from services.member.store import erasures
+
+    async with d.db.engine.connect() as conn:
+        return list(await erasures.receipts_of(conn, member_id))

@@ -16,6 +16,7 @@ from services.sales.store.tables import follow_ups, opportunities
 _o = opportunities.c
 _f = follow_ups.c
 OPEN = (Stage.DELIVERED.value, Stage.LOST.value)
+ERASED = "(erased)"
 
 
 def _row(opp: Opportunity) -> dict[str, Any]:
@@ -164,7 +165,7 @@ async def erase_notes_of_member(conn: AsyncConnection, member_id: str) -> int:
     ids = sa.select(_o.id).where(_o.member_id == member_id).scalar_subquery()
     done = await conn.execute(
         follow_ups.update()
-        .where(_f.opportunity_id.in_(ids))
-        .values(outcome="(erased)", next_action="")
+        .where(_f.opportunity_id.in_(ids), _f.outcome != ERASED)
+        .values(outcome=ERASED, next_action="")
     )
     return int(done.rowcount or 0)

@@ -13,7 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales.domain.testdrive import DriveState, TestDrive, TestDriveCar
-from services.sales.store.tables import opening_hours, slot_claims, test_drive_cars, test_drives
+from services.sales.store.tables import (
+    opening_hours,
+    opportunities,
+    slot_claims,
+    test_drive_cars,
+    test_drives,
+)
 
 _t = test_drives.c
 _car = test_drive_cars.c
@@ -142,3 +148,15 @@ async def in_window(
         where.append(_t.state == state.value)
     query = sa.select(test_drives).where(*where).order_by(_t.start_time, _t.id).limit(MAX_LISTED)
     return [_record(row) for row in await conn.execute(query)]
+
+
+async def erase_feedback_of_member(conn: AsyncConnection, member_id: str) -> int:
+    """Blank the feedback of an erased member's test drives (the drives of the member's
+    opportunities); the number blanked."""
+    of_member = sa.select(opportunities.c.id).where(opportunities.c.member_id == member_id)
+    done = await conn.execute(
+        test_drives.update()
+        .where(_t.opportunity_id.in_(of_member.scalar_subquery()), _t.feedback != "")
+        .values(feedback="")
+    )
+    return int(done.rowcount or 0)

@@ -288,3 +288,52 @@ async def test_orders_are_the_dealers_and_the_customers(sales: Harness) -> None:
         pb.ListOrdersRequest(dealer_id="D1", page_size=1), metadata=md(OEM)
     )
     assert [o.id for o in page.orders] == [order.id] and page.next_page_token == ""
+
+
+async def test_an_erased_member_leaves_no_free_text_in_sales(sales: Harness) -> None:
+    from marque.member.v1 import member_events_pb2
+
+    from mesh.events.envelope import Envelope
+    from mesh.unit_of_work import UnitOfWork, transaction
+    from services.sales import events
+    from services.sales.store.tables import OUTBOX, follow_ups, test_drives
+
+    await order_from_quote(sales, member="m1")  # the opportunity names m1 now
+    (opp,) = (
+        await sales.stub.ListOpportunities(pb.ListOpportunitiesRequest(), metadata=md(D1))
+    ).opportunities
+    car = await setup_car(sales)
+    drive = await book(sales, opp.id, car, at(10))
+    await sales.stub.CompleteTestDrive(
+        pb.CompleteTestDriveRequest(
+            test_drive_id=drive.id, feedback="call me on 13800138000", rating=4
+        ),
+        metadata=md(D1),
+    )
+    log = pb.LogFollowUpRequest(
+        opportunity_id=opp.id,
+        request_id="f1",
+        follow_up=sales_pb2.FollowUp(
+            channel=sales_pb2.FOLLOW_UP_CHANNEL_CALL, outcome="Mr Li prefers red"
+        ),
+    )
+    await sales.stub.LogFollowUp(log, metadata=md(D1))
+    erased = member_events_pb2.MemberErased(member_id="m1")
+    envelope = Envelope(
+        "e1", "/marque/member", "marque.member.v1.MemberErased", "m1", sales.clock.now
+    )
+
+    async def work(uow: UnitOfWork) -> None:
+        await events.on_member_erased(uow, erased, envelope)
+
+    await transaction(sales.db, work, outbox=OUTBOX)
+    async with sales.db.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        texts = [r.outcome for r in await conn.execute(sa.select(follow_ups))]
+        feedback = [r.feedback for r in await conn.execute(sa.select(test_drives))]
+    assert texts == ["(erased)"] and feedback == [""]
+    receipts = [p for t, _, p in await sales.outbox() if t.endswith("SalesDataErased")]
+    from marque.sales.v1 import sales_events_pb2 as ev
+
+    assert ev.SalesDataErased.FromString(receipts[0]).records_erased == 2

@@ -120,4 +120,4 @@ async def test_a_lead_created_for_the_oem_pool_opens_nothing(
 
 def test_the_wiring() -> None:
     names = sorted(s.name for s in EVENTS.subscriptions)
-    assert names == ["LeadAssigned", "LeadCreated"]
+    assert names == ["LeadAssigned", "LeadCreated", "MemberErased"]
