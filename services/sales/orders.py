@@ -16,7 +16,7 @@ from decimal import Decimal
 from mesh import vin as vins
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork
-from services.sales import events
+from services.sales import events, metrics
 from services.sales.base import new_id
 from services.sales.domain import orders as rules
 from services.sales.domain import quoting
@@ -94,6 +94,7 @@ class Orders(Quotes):
                 row = OrderRow(order, opp.lead_id, quote.priced)
                 await store.insert(uow.conn, row)
                 uow.emit(events.order_event(order, row.lead_id), subject=order.id)
+                uow.after_commit(lambda: metrics.order_entered(order.state.value))
                 await self.advance(uow, opp, Stage.ORDER, now, member_id=buyer)
                 return order.id
 
@@ -112,6 +113,7 @@ class Orders(Quotes):
             after = await step(uow, row, now)
             await store.update(uow.conn, after)
             uow.emit(events.order_event(after.order, after.lead_id), subject=order_id)
+            uow.after_commit(lambda: metrics.order_entered(after.order.state.value))
 
         await self.write(work)
         return await self.get_order(order_id, caller=caller)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork
+from services.sales import metrics
 from services.sales.base import new_id
 from services.sales.domain import testdrive as rules
 from services.sales.domain import visibility as vis
@@ -113,6 +114,7 @@ class TestDrives(Opportunities):
                 await store.insert(uow.conn, drive, ())
                 await self._hold(uow, drive)
                 await self.advance(uow, opp, Stage.TEST_DRIVE, now)
+                uow.after_commit(metrics.TEST_DRIVES_BOOKED.inc)
                 return drive.id
 
             return (await self.once(uow, BOOK, req, make))[0]
