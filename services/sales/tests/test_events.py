@@ -95,6 +95,34 @@ async def test_a_duplicated_lead_assigned_opens_one_opportunity(
     await _eventually(in_d2)
     types = [t for t, s, _ in await served.outbox()]
     assert types.count("marque.sales.v1.OpportunityOpened") == 1
+    relayed = await _eventually(lambda: _relayed(nats_url, lead_id, at_least=2))
+    assert relayed == ["OpportunityOpened", "OpportunityStageChanged"]  # the move to D2
+
+
+async def _relayed(url: str, lead_id: str, at_least: int) -> list[str]:
+    """The names of sales' events about the lead's opportunity on sales' stream."""
+    from marque.sales.v1 import sales_events_pb2
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        try:
+            sub = await js.subscribe(
+                "marque.sales.>", ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+            )
+        except Exception:
+            return []
+        names = []
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            while True:
+                msg = await sub.next_msg(timeout=0.5)
+                name = msg.subject.rsplit(".", 1)[1]
+                event = getattr(sales_events_pb2, name).FromString(msg.data)
+                if getattr(event, "lead_id", "") == lead_id:
+                    names.append(name)
+        return names if len(names) >= at_least else []
+    finally:
+        await nc.close()
 
 
 async def test_a_lead_created_for_the_oem_pool_opens_nothing(
