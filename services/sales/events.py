@@ -116,10 +116,17 @@ def order_event(order: Order, lead_id: str) -> Message:
 
 
 async def open_or_move(
-    uow: UnitOfWork, lead_id: str, dealer_id: str, model_interest: str, now: dt.datetime
+    uow: UnitOfWork,
+    lead_id: str,
+    dealer_id: str,
+    model_interest: str,
+    now: dt.datetime,
+    *,
+    move: bool = True,
 ) -> Opportunity:
     """The dealer's opportunity for the lead: opened once (a duplicated event finds it),
-    moved when the lead went to another dealer."""
+    moved when the lead went to another dealer (`move`: LeadAssigned; LeadCreated only
+    opens, since its consumer may run after a later LeadAssigned's)."""
     found = await store.of_lead(uow.conn, lead_id)
     if found is None:
         opp = rules.open_for_lead(
@@ -128,6 +135,8 @@ async def open_or_move(
         await store.insert(uow.conn, opp)
         uow.emit(opened(opp), subject=opp.id)
         return opp
+    if not move:
+        return found
     moved = rules.reassign(found, dealer_id, now)
     if moved is not found:
         await store.update(uow.conn, moved)
@@ -141,7 +150,9 @@ async def on_lead_created(
 ) -> None:
     """A lead routed to a dealer at intake: the dealer's opportunity (once)."""
     if event.dealer_id:
-        await open_or_move(uow, event.lead_id, event.dealer_id, event.brand, envelope.time)
+        await open_or_move(
+            uow, event.lead_id, event.dealer_id, event.brand, envelope.time, move=False
+        )
 
 
 @subscribe(lead_events_pb2.LeadAssigned)

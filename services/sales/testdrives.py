@@ -171,7 +171,9 @@ class TestDrives(Opportunities):
         """CompleteTestDrive: driven, with the customer's feedback."""
 
         async def step(uow: UnitOfWork, drive: TestDrive, now: dt.datetime) -> TestDrive:
-            return rules.complete(drive, feedback, rating, now)
+            after = rules.complete(drive, feedback, rating, now)
+            await store.release(uow.conn, drive.id)  # finished early: the rest is free
+            return after
 
         return await self._change(drive_id, etag, caller, step)
 

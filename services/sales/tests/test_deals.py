@@ -70,6 +70,7 @@ async def test_a_test_drive_is_booked_moved_and_completed(sales: Harness) -> Non
     done = pb.CompleteTestDriveRequest(test_drive_id=drive2.id, feedback="quiet", rating=5)
     completed = (await sales.stub.CompleteTestDrive(done, metadata=md(D1))).test_drive
     assert (completed.state, completed.rating) == (sales_pb2.TEST_DRIVE_STATE_COMPLETED, 5)
+    await book(sales, opp, car, at(14, 30))  # completed: its slot is free for another drive
     err = await fails(
         sales.stub.CancelTestDrive(
             pb.CancelTestDriveRequest(test_drive_id=drive2.id), metadata=md(D1)

@@ -146,6 +146,29 @@ async def test_a_lead_created_for_the_oem_pool_opens_nothing(
     assert [(r.lead_id, r.model_interest) for r in rows] == [(routed, "Marque")]
 
 
+async def test_a_late_lead_created_does_not_undo_a_later_assignment(
+    served: Harness, nats_url: str
+) -> None:
+    lead_id = f"lead_{new_event_id()[:8]}"
+    moved = lead_events_pb2.LeadAssigned(lead_id=lead_id, dealer_id="D2", previous_dealer_id="D1")
+    await _publish(nats_url, moved, lead_id)
+    mine = sa.select(opportunities).where(opportunities.c.lead_id == lead_id)
+
+    async def opened() -> list[Any]:
+        return await _rows(served, mine)
+
+    await _eventually(opened)
+    created = lead_events_pb2.LeadCreated(lead_id=lead_id, dealer_id="D1", brand="Marque")
+    await _publish(nats_url, created, lead_id)
+
+    async def seen() -> bool:
+        rows = await _rows(served, sa.select(inbox).where(inbox.c.aggregate == lead_id))
+        return len(rows) == 2
+
+    await _eventually(seen)
+    assert [r.dealer_id for r in await _rows(served, mine)] == ["D2"]
+
+
 def test_the_wiring() -> None:
     names = sorted(s.name for s in EVENTS.subscriptions)
     assert names == ["LeadAssigned", "LeadCreated", "MemberErased"]
