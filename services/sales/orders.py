@@ -23,6 +23,7 @@ from services.sales.domain import quoting
 from services.sales.domain import visibility as vis
 from services.sales.domain.errors import (
     ORDER_NOT_FOUND,
+    QUOTE_NOT_FOUND,
     STOCK_VEHICLE_NOT_FOUND,
     VEHICLE_UNAVAILABLE,
     invalid,
@@ -34,6 +35,7 @@ from services.sales.domain.orders import Order, OrderState
 from services.sales.quotes import Quotes
 from services.sales.store import opportunities as opportunity_store
 from services.sales.store import orders as store
+from services.sales.store import quotes
 from services.sales.store.orders import OrderRow
 
 CREATE_ORDER = "CreateOrder"
@@ -72,7 +74,9 @@ class Orders(Quotes):
 
         async def work(uow: UnitOfWork) -> str:
             async def make() -> str:
-                quote = await self.get_quote(quote_id, caller=caller)
+                quote = await quotes.get(uow.conn, quote_id)
+                if quote is None or not vis.may_change(caller, quote.dealer_id):
+                    raise not_found(QUOTE_NOT_FOUND, "quote", quote_id)
                 quoting.require_valid(quote, today)
                 opp = await self.opportunity_to_change(uow, quote.opportunity_id, caller)
                 buyer = member_id or quote.member_id
