@@ -15,8 +15,11 @@ new event's handler runs, the ids are recorded, one commit, then every delivery 
 A handler that raises makes the batch roll back and run again one event per transaction,
 so only the failing event fails: it is nak'd with a growing delay, and once it has been
 delivered `max_deliver` times it is recorded as a dead letter (payload, headers, error)
-and terminated, so the events behind it flow. An event that is not one (bad headers,
-undecodable payload) is a dead letter at once.
+and terminated, so the events behind it flow. A handler that raises
+`mesh.errors.Unavailable` (a backend it must reach is down, or its breaker refuses) is
+waiting, not failing: the event is nak'd with the same growing delay (at most a minute)
+however often, and never becomes a dead letter, so an outage delays events but loses none.
+An event that is not one (bad headers, undecodable payload) is a dead letter at once.
 
 A consumer killed mid-handler commits nothing and acks nothing: JetStream redelivers after
 `ack_wait`, and the inbox makes the second delivery the only effect. The events of one
@@ -40,6 +43,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mesh.db import Database
+from mesh.errors import Unavailable
 from mesh.events import metrics, spans
 from mesh.events.envelope import Envelope, EnvelopeError, decode, stream_name, type_of
 from mesh.events.inbox import Inbox, error_text
@@ -263,7 +267,9 @@ class Consumer:
                     await item.msg.ack()
 
     async def _failed(self, item: _Item, error: Exception) -> None:
-        if item.delivered < self._settings.max_deliver:
+        # A backend that is down: retried until it is back, never a dead letter.
+        waits = isinstance(error, Unavailable)
+        if waits or item.delivered < self._settings.max_deliver:
             self._counters["retried"].inc()
             delay = min(self._retry_base * 2 ** (item.delivered - 1), 60.0)
             log.warning(
