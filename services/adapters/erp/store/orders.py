@@ -1,0 +1,73 @@
+"""The rows of `sap_orders`: a Marque order's SAP sales order, by either key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.adapters.erp.domain.model import SalesOrder, Status
+from services.adapters.erp.domain.odata import decimal_text
+from services.adapters.erp.store.tables import sap_orders
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A recorded order and how the adapter got it (CREATED or FOUND)."""
+
+    order: SalesOrder
+    state: str
+
+
+def _record(row: sa.Row[tuple[object, ...]]) -> Recorded:
+    m = row._mapping
+    order = SalesOrder(
+        sap_sales_order=m["sap_sales_order"],
+        order_id=m["order_id"],
+        status=Status(m["status"]),
+        net_amount=Decimal(m["net_amount"]),
+        currency=m["currency"],
+        create_time=m["sap_create_time"],
+    )
+    return Recorded(order, m["state"])
+
+
+async def of_order(conn: AsyncConnection, order_id: str) -> Recorded | None:
+    """The recorded SAP order of a Marque order."""
+    row = (
+        await conn.execute(sa.select(sap_orders).where(sap_orders.c.order_id == order_id))
+    ).first()
+    return None if row is None else _record(row)
+
+
+async def of_sap_number(conn: AsyncConnection, number: str) -> Recorded | None:
+    """The recorded order of a SAP number."""
+    query = sa.select(sap_orders).where(sap_orders.c.sap_sales_order == number)
+    row = (await conn.execute(query)).first()
+    return None if row is None else _record(row)
+
+
+async def insert(conn: AsyncConnection, order: SalesOrder, state: str, now: dt.datetime) -> None:
+    """Record a Marque order's SAP order (once: the caller has checked it is new)."""
+    await conn.execute(
+        sap_orders.insert().values(
+            order_id=order.order_id,
+            sap_sales_order=order.sap_sales_order,
+            state=state,
+            status=order.status.value,
+            net_amount=decimal_text(order.net_amount),
+            currency=order.currency,
+            sap_create_time=order.create_time,
+            record_time=now,
+        )
+    )
+
+
+async def count(conn: AsyncConnection) -> int:
+    """How many orders are recorded (tests, metrics)."""
+    return int(
+        (await conn.execute(sa.select(sa.func.count()).select_from(sap_orders))).scalar_one()
+    )
