@@ -31,6 +31,7 @@ from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
 from mesh.unit_of_work import UnitOfWork
+from services.sales import erp_events
 from services.sales.domain import opportunity as rules
 from services.sales.domain.opportunity import Opportunity, Stage
 from services.sales.domain.orders import Order, OrderState
@@ -181,5 +182,5 @@ EVENTS = EventSpec(
     service="sales",
     outbox=OUTBOX,
     inbox=INBOX,
-    subscriptions=subscriptions_in(on_lead_created, on_lead_assigned, on_member_erased),
+    subscriptions=subscriptions_in(on_lead_created, on_lead_assigned, on_member_erased, erp_events),
 )
