@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from mesh.breaker import AdaptiveBreaker
+from mesh.events.settings import EventSettings
 from mesh.server import ServiceSpec
 from mesh.service import Context, Service
 from services.adapters.erp import engine, store
@@ -41,6 +42,7 @@ def service(
     backend: Backend | None = None,
     clock: engine.Clock = engine.utc_now,
     events: bool = True,
+    event_settings: EventSettings | None = None,
 ) -> Service:
     """The ERP adapter; `events=False` runs no relay and no consumers."""
 
@@ -64,6 +66,7 @@ def service(
         request_ids=store.request_ids,
         clock=clock,
         events=EVENTS if events else None,
+        event_settings=event_settings,
     )
 
 
@@ -73,6 +76,10 @@ def build_spec(
     backend: Backend | None = None,
     clock: engine.Clock = engine.utc_now,
     events: bool = True,
+    event_settings: EventSettings | None = None,
 ) -> ServiceSpec:
     """What `mesh.server.run` and `start` serve."""
-    return service(config=config, backend=backend, clock=clock, events=events).spec()
+    built = service(
+        config=config, backend=backend, clock=clock, events=events, event_settings=event_settings
+    )
+    return built.spec()

@@ -10,6 +10,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from mesh.errors import InvalidArgument, Unavailable
 from services.adapters.erp.domain import errors
@@ -18,8 +19,14 @@ from services.adapters.erp.sap.client import ODataClient
 from services.adapters.erp.tests.helpers import Clock, Sap, an_order
 
 
+def _requests(operation: str, code: str) -> float:
+    labels = {"backend": "sap", "operation": operation, "code": code}
+    return REGISTRY.get_sample_value("marque_backend_requests_total", labels) or 0.0
+
+
 async def test_a_deep_insert_creates_the_order_with_its_items(sap: Sap) -> None:
     backend = sap.backend()
+    created_before, fetched_before = _requests("create", "201"), _requests("csrf_fetch", "200")
     try:
         order, found = await backend.create_sales_order(an_order("ord_1"))
         second, _ = await backend.create_sales_order(an_order("ord_2", options=()))
@@ -39,6 +46,8 @@ async def test_a_deep_insert_creates_the_order_with_its_items(sap: Sap) -> None:
     ]
     assert items[1]["HigherLevelItem"] == "10" and stored["PurchaseOrderByCustomer"] == "ord_1"
     assert sap.sim.csrf_fetches == 1  # one session for every call of the process
+    assert _requests("create", "201") - created_before == 2
+    assert _requests("csrf_fetch", "200") - fetched_before == 1
 
 
 async def test_an_expired_csrf_token_is_fetched_again_once(sap: Sap) -> None:
