@@ -429,6 +429,44 @@ def _panel(
     }
 
 
+def adapter_panels(sel: str, rate_window: str) -> list[dict[str, Any]]:
+    """An adapter's calls to its backend (SAP, a DMS): rate by outcome, latency."""
+    sent = f"marque_backend_requests_total{{{sel}}}"
+    buckets = f"marque_backend_request_seconds_bucket{{{sel}}}"
+    return [
+        _panel(
+            7,
+            "Backend requests by operation and code",
+            "reqps",
+            at=(0, 24),
+            targets=[
+                _target(
+                    f"sum by (backend, operation, code) (rate({sent}{rate_window}))",
+                    "{{backend}} {{operation}} {{code}}",
+                    "A",
+                )
+            ],
+            desc="Requests to the backend (marque_backend_requests_total) by HTTP status or "
+            "transport outcome (timeout, connect_error).",
+        ),
+        _panel(
+            8,
+            "Backend latency p95",
+            "s",
+            at=(12, 24),
+            targets=[
+                _target(
+                    "histogram_quantile(0.95, sum by (le, operation) "
+                    f"(rate({buckets}{rate_window})))",
+                    "{{operation}}",
+                    "A",
+                )
+            ],
+            desc="histogram_quantile over marque_backend_request_seconds_bucket.",
+        ),
+    ]
+
+
 def dashboard(e: ServiceEntry) -> dict[str, Any]:
     """One service's dashboard: the same template for every service."""
     sel = f'job="{e.name}", namespace=~"$namespace"'
@@ -529,6 +567,8 @@ def dashboard(e: ServiceEntry) -> dict[str, Any]:
             "in the transactional outbox.",
         ),
     ]
+    if e.name.endswith("-adapter"):
+        panels += adapter_panels(sel, rate_window)
     return {
         "uid": f"marque-{e.name}",
         "title": f"Marque / {e.name}",
