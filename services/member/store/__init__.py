@@ -1,12 +1,13 @@
 """The member service's tables and the queries it needs (SQLAlchemy 2.0 Core), by aggregate:
 `tables` (the schema, as the migrations make it), `rows` (rows to domain records and back),
 `members` (a member's row and identities), `points` (the ledger, the row's points columns,
-the tier history), `lots` (the ledger's open lots), `vehicles`, `relations` (dealers),
-`consents`, `requests` (what erasure does to request ids), `batch` (what a group-committed
-batch of points writes reads and writes; `batch_lookup` and `batch_write` do it on either
-back end, `batch_sqlite`, `batch_postgres`). Queries only: the decisions are the
-application's (engine.py, points_writer.py) and the domain's. Callers say
-`store.members.lock(conn, member_id)`, `store.tables.members`."""
+the tier history), `lots` (the ledger's open lots), `plans` (index order on PostgreSQL),
+`vehicles`, `relations` (dealers), `consents`, `requests` (what erasure does to request
+ids), `batch` (what a group-committed batch of points writes reads and writes;
+`batch_lookup` and `batch_write` do it on either back end, `batch_sqlite`,
+`batch_postgres`). Queries only: the decisions are the application's (engine.py,
+points_writer.py) and the domain's. Callers say `store.members.lock(conn, member_id)`,
+`store.tables.members`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from services.member.store import (
     erasures,
     lots,
     members,
+    plans,
     points,
     relations,
     requests,
@@ -65,6 +67,7 @@ __all__ = [
     "lots",
     "members",
     "metadata",
+    "plans",
     "points",
     "relations",
     "request_ids",

@@ -65,8 +65,9 @@ _IDENTITIES = (
 _REQUESTS = (
     "SELECT r.scope, r.method, r.request_id, r.fingerprint, r.result "
     "FROM json_to_recordset(CAST(%s AS json)) AS k(scope text, method text, request_id text) "
-    "JOIN request_ids AS r ON r.scope = k.scope AND r.method = k.method "
-    "AND r.request_id = k.request_id"
+    "CROSS JOIN LATERAL (SELECT scope, method, request_id, fingerprint, result "
+    "FROM request_ids WHERE scope = k.scope AND method = k.method "
+    "AND request_id = k.request_id LIMIT 1) AS r"  # LIMIT: a search per key, never a join
 )
 # The head of each debtor's queue of lots (ix_point_lots_member_id_fifo, LIMIT per member).
 _LOT_HEADS = (
@@ -99,6 +100,9 @@ _UPDATE_MEMBERS = (
 )
 # One statement instead of four: psycopg's per-statement work is a good part of a batch's
 # CPU. The CTEs never touch the same row twice (each changed member is written once).
+_INDEX_ORDER = (
+    "SELECT set_config('enable_sort', %s, true), set_config('enable_bitmapscan', %s, true)"
+)
 # Lots: each lot is in one of the three (a lot opened and changed in the batch is inserted
 # as the batch leaves it).
 _SET_LOTS = (
@@ -174,9 +178,11 @@ async def postgres_lookup(
             if wanted:
                 keys = [dict(zip(_KEY, k, strict=True)) for k in sorted(wanted)]
                 c_requests = await pg.execute(_REQUESTS, (json.dumps(keys),))
-            if debtors:
+            if debtors:  # in the index's order, whatever the statistics (store/plans.py)
                 owing = json.dumps(sorted(set(debtors)))
+                await pg.execute(_INDEX_ORDER, ("off", "off"))
                 c_lots = await pg.execute(_LOT_HEADS, (owing, LOT_HEAD + 1))
+                await pg.execute(_INDEX_ORDER, ("on", "on"))
         rows = await c_members.fetchall()
         idents = await c_idents.fetchall()
         seen = await c_requests.fetchall() if c_requests is not None else []

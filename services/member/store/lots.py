@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mesh.schema import UtcDateTime
 from services.member.domain import ledger
 from services.member.domain.ledger import CREDITS, Entry, EntryKind, Lot
+from services.member.store.plans import in_index_order
 from services.member.store.tables import point_lots
 
 _l = point_lots.c
@@ -72,14 +73,15 @@ async def open_lots(conn: AsyncConnection, member_id: str) -> list[Lot]:
 
 async def first_expiry(conn: AsyncConnection, member_id: str) -> dt.datetime | None:
     """When the member's earliest open lot expires (None: no points left)."""
-    return await conn.scalar(_FIRST, {"m": member_id})
+    rows = await in_index_order(conn, _FIRST, {"m": member_id})
+    return rows[0][0] if rows else None
 
 
 async def take(conn: AsyncConnection, member_id: str, amount: int) -> None:
     """A FIFO debit of `amount`: from the head of the queue, `HEAD` lots at a time; a
     lot spent is deleted."""
     while amount > 0:
-        head = [_lot(r) for r in await conn.execute(_HEAD, {"m": member_id, "n": HEAD})]
+        head = [_lot(r) for r in await in_index_order(conn, _HEAD, {"m": member_id, "n": HEAD})]
         if not head:
             raise ValueError("ledger inconsistent: a debit exceeds the open lots")
         changed, amount = ledger.take(head, amount)

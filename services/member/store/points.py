@@ -22,6 +22,7 @@ from services.member.domain.model import MemberRow, TierChangeRecord, Transactio
 from services.member.domain.rules import MemberState
 from services.member.domain.tiers import TierChangeDecision
 from services.member.store import lots
+from services.member.store.plans import in_index_order
 from services.member.store.rows import (
     entry,
     entry_values,
@@ -118,7 +119,7 @@ def _credits_between() -> sa.Select[Any]:
     )
 
 
-def _first_credit_after() -> sa.Select[Any]:
+def _first_credit_query() -> sa.Select[Any]:
     """The earn time of `:m`'s first credit earned after `:after` (the index's first row
     of the range, then stop)."""
     return (
@@ -134,7 +135,7 @@ def _first_credit_after() -> sa.Select[Any]:
 
 
 _CREDITS_BETWEEN = _credits_between()
-_FIRST_CREDIT_AFTER = _first_credit_after()
+_FIRST_CREDIT_AFTER = _first_credit_query()
 _CREDIT = _credit_statement()
 _DEBIT = _debit_statement()
 _WINDOW = _window_query()
@@ -247,11 +248,18 @@ async def window_moved(
         left = await _scalar_int(conn, _CREDITS_BETWEEN, member_id, start_then, start)
     if now > asof:
         entered = await _scalar_int(conn, _CREDITS_BETWEEN, member_id, asof, now)
-    first = await conn.scalar(_FIRST_CREDIT_AFTER, {"m": member_id, "after": start})
+    first = await _first_credit_after(conn, member_id, start)
     if first is not None and first > now:
         return held - left + entered, None, first
-    future = await conn.scalar(_FIRST_CREDIT_AFTER, {"m": member_id, "after": now})
+    future = await _first_credit_after(conn, member_id, now)
     return held - left + entered, first, future
+
+
+async def _first_credit_after(
+    conn: AsyncConnection, member_id: str, after: dt.datetime
+) -> dt.datetime | None:
+    rows = await in_index_order(conn, _FIRST_CREDIT_AFTER, {"m": member_id, "after": after})
+    return rows[0][0] if rows else None
 
 
 async def _scalar_int(
@@ -274,12 +282,15 @@ async def transaction(conn: AsyncConnection, txn_id: str) -> TransactionRecord:
 async def list_transactions(
     conn: AsyncConnection, member_id: str, before_seq: int | None, limit: int
 ) -> list[TransactionRecord]:
-    """Up to `limit` entries older than `before_seq`, newest first."""
-    query = sa.select(point_transactions).where(_pt.member_id == member_id)
+    """Up to `limit` entries older than `before_seq`, newest first: the member's range of
+    ix_point_transactions_member_id_seq read backwards, whatever its length."""
+    query = sa.select(point_transactions).where(_pt.member_id == sa.bindparam("m"))
+    params: dict[str, Any] = {"m": member_id, "n": limit}
     if before_seq is not None:
-        query = query.where(_pt.seq < before_seq)
-    rows = await conn.execute(query.order_by(_pt.seq.desc()).limit(limit))
-    return [txn_record(r) for r in rows]
+        query = query.where(_pt.seq < sa.bindparam("before"))
+        params["before"] = before_seq
+    query = query.order_by(_pt.seq.desc()).limit(sa.bindparam("n"))
+    return [txn_record(r) for r in await in_index_order(conn, query, params)]
 
 
 async def ledger_sum(conn: AsyncConnection, member_id: str) -> int:
