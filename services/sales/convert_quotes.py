@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
 from marque.sales.v1 import sales_pb2
@@ -10,7 +11,7 @@ from marque.sales.v1 import sales_pb2
 from mesh.convert import EnumMap, timestamp
 from services.sales.convert import amount, cny, day, day_text
 from services.sales.domain.errors import invalid
-from services.sales.domain.financing import Method
+from services.sales.domain.financing import Instalment, Method
 from services.sales.domain.quote import Discount, DiscountKind, Extra, ExtraKind, LoanRequest
 from services.sales.domain.quoting import Priced, Quote, QuoteSpec
 
@@ -102,6 +103,44 @@ def spec_pb(spec: QuoteSpec) -> sales_pb2.QuoteSpec:
     return msg
 
 
+_HUNDRED = Decimal(100)
+_Money = dict[str, str | int]
+
+
+def _money_fields(x: Decimal) -> _Money:
+    """The fields of a fen-exact amount's Money (as `cny`, without building the message:
+    a 60-month schedule has 240 of them, and upb builds a message from fields in one go)."""
+    fen = int(x * _HUNDRED)  # exact: every figure of a schedule is rounded to the fen
+    if fen >= 0:
+        units, cents = divmod(fen, 100)
+    else:  # units and nanos share the amount's sign
+        units, cents = divmod(-fen, 100)
+        units, cents = -units, -cents
+    return {"currency_code": "CNY", "units": units, "nanos": cents * 10_000_000}
+
+
+def _schedule_fields(instalments: Sequence[Instalment]) -> list[dict[str, object]]:
+    """The schedule's Instalment messages as fields (the payment repeats: made once)."""
+    made: dict[Decimal, _Money] = {}
+
+    def m(x: Decimal) -> _Money:
+        found = made.get(x)
+        if found is None:
+            found = made[x] = _money_fields(x)
+        return found
+
+    return [
+        {
+            "month": i.month,
+            "payment": m(i.payment),
+            "principal": _money_fields(i.principal),
+            "interest": _money_fields(i.interest),
+            "balance": _money_fields(i.balance),
+        }
+        for i in instalments
+    ]
+
+
 def figures_pb(priced: Priced) -> sales_pb2.QuoteFigures:
     """The message of a quote's figures, with its schedule month by month."""
     f, t = priced.figures, priced.figures.tax
@@ -120,19 +159,13 @@ def figures_pb(priced: Priced) -> sales_pb2.QuoteFigures:
         nev_listed=priced.nev_listed,
     )
     if f.schedule is not None and f.down_payment is not None and f.financed_amount is not None:
-        msg.down_payment.CopyFrom(cny(f.down_payment))
-        msg.financed_amount.CopyFrom(cny(f.financed_amount))
-        msg.total_interest.CopyFrom(cny(f.schedule.total_interest))
-        msg.schedule.extend(
-            sales_pb2.Instalment(
-                month=i.month,
-                payment=cny(i.payment),
-                principal=cny(i.principal),
-                interest=cny(i.interest),
-                balance=cny(i.balance),
-            )
-            for i in f.schedule.instalments
+        loan = sales_pb2.QuoteFigures(
+            down_payment=cny(f.down_payment),
+            financed_amount=cny(f.financed_amount),
+            total_interest=cny(f.schedule.total_interest),
+            schedule=_schedule_fields(f.schedule.instalments),
         )
+        msg.MergeFrom(loan)
     return msg
 
 
