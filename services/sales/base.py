@@ -16,6 +16,7 @@ from mesh.unit_of_work import UnitOfWork, transaction
 from services.sales import store
 from services.sales.domain.config import SalesConfig
 from services.sales.pricebook_cache import PriceBookCache
+from services.sales.slot_gate import SlotGate
 
 T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
@@ -40,6 +41,7 @@ class EngineBase:
         self.clock = clock
         self.prices = PriceBookCache(db, config.price_book_refresh_s)
         self.zone = zoneinfo.ZoneInfo(config.default_time_zone)
+        self.gate = SlotGate()  # test-drive bookings of this process (slot_gate.py)
 
     async def start(self) -> None:
         """Load the price book and keep it fresh."""
@@ -62,17 +64,18 @@ class EngineBase:
         uow: UnitOfWork,
         method: str,
         req: Request,
-        make: Callable[[], Awaitable[str]],
+        made_id: str,
+        make: Callable[[], Awaitable[object]],
     ) -> tuple[str, bool]:
-        """Run `make` (which returns the new row's id) once per request id: (id, created).
-        A retry of the request gets the first id and runs nothing."""
-        await uow.lock(f"r|{req.scope}|{method}|{req.request_id}")
-        prior = await store.REQUEST_IDS.prior(uow.conn, method, req)
+        """Run `make` (which creates the row `made_id`) once per request id: (id, created).
+        The request id is claimed first, in one statement (a concurrent twin waits on its
+        key until the first commits); a retry of the request gets the first id and runs
+        nothing."""
+        prior = await store.REQUEST_IDS.claim(uow.conn, method, req, made_id, self.clock())
         if prior is not None:
             return prior, False
-        made = await make()
-        await store.REQUEST_IDS.remember(uow.conn, method, req, made, self.clock())
-        return made, True
+        await make()
+        return made_id, True
 
     @staticmethod
     def request(caller: Caller, request_id: str, method: str, *asked: object) -> Request:

@@ -101,12 +101,14 @@ class Opportunities(EngineBase):
             next_action_due,
         )
 
+        follow_up_id = new_id("fu")
+
         async def work(uow: UnitOfWork) -> str:
-            async def make() -> str:
+            async def make() -> None:
                 opp = await self.opportunity_to_change(uow, opp_id, caller)
                 after, follow_up = rules.log_follow_up(
                     opp,
-                    new_id("fu"),
+                    follow_up_id,
                     channel,
                     outcome,
                     "",
@@ -119,13 +121,12 @@ class Opportunities(EngineBase):
                 await store.update(uow.conn, after)
                 if after.stage is not opp.stage:
                     uow.emit(events.stage_changed(opp, after), subject=after.id)
-                return follow_up.id
 
-            return (await self.once(uow, LOG_FOLLOW_UP, req, make))[0]
+            return (await self.once(uow, LOG_FOLLOW_UP, req, follow_up_id, make))[0]
 
-        follow_up_id = await self.write(work)
+        done_id = await self.write(work)
         async with self.db.engine.connect() as conn:
-            follow_up = await store.get_follow_up(conn, follow_up_id)
+            follow_up = await store.get_follow_up(conn, done_id)
         assert follow_up is not None
         return follow_up, await self.get_opportunity(follow_up.opportunity_id, caller=caller)
 

@@ -72,8 +72,12 @@ class Orders(Quotes):
         now, today = self.clock(), self.today()
         req = self.request(caller, request_id, CREATE_ORDER, quote_id, str(deposit), member_id)
 
-        async def work(uow: UnitOfWork) -> str:
-            async def make() -> str:
+        order_id, made = new_id("ord"), list[OrderRow]()
+
+        async def work(uow: UnitOfWork) -> tuple[str, bool]:
+            made.clear()
+
+            async def make() -> None:
                 quote = await quotes.get(uow.conn, quote_id)
                 if quote is None or not vis.may_change(caller, quote.dealer_id):
                     raise not_found(QUOTE_NOT_FOUND, "quote", quote_id)
@@ -83,7 +87,7 @@ class Orders(Quotes):
                 if not buyer:
                     raise invalid("member_id", "an order needs the customer's member id")
                 order = rules.place(
-                    id_=new_id("ord"),
+                    id_=order_id,
                     quote_id=quote.id,
                     opportunity_id=opp.id,
                     dealer_id=opp.dealer_id,
@@ -100,16 +104,17 @@ class Orders(Quotes):
                 uow.emit(events.order_event(order, row.lead_id), subject=order.id)
                 uow.after_commit(lambda: metrics.order_entered(order.state.value))
                 await self.advance(uow, opp, Stage.ORDER, now, member_id=buyer)
-                return order.id
+                made.append(row)
 
-            return (await self.once(uow, CREATE_ORDER, req, make))[0]
+            return await self.once(uow, CREATE_ORDER, req, order_id, make)
 
-        return await self.get_order(await self.write(work), caller=caller)
+        done_id, created = await self.write(work)
+        return made[0] if created else await self.get_order(done_id, caller=caller)
 
     async def _step(self, order_id: str, etag: str, caller: Caller, step: Step) -> OrderRow:
         now = self.clock()
 
-        async def work(uow: UnitOfWork) -> None:
+        async def work(uow: UnitOfWork) -> OrderRow:
             row = await store.get(uow.conn, order_id, lock=True)
             if row is None or not vis.may_change(caller, row.order.dealer_id):
                 raise not_found(ORDER_NOT_FOUND, "order", order_id)
@@ -118,9 +123,9 @@ class Orders(Quotes):
             await store.update(uow.conn, after)
             uow.emit(events.order_event(after.order, after.lead_id), subject=order_id)
             uow.after_commit(lambda: metrics.order_entered(after.order.state.value))
+            return after
 
-        await self.write(work)
-        return await self.get_order(order_id, caller=caller)
+        return await self.write(work)  # the row as committed: no second read
 
     async def pay_deposit(
         self, order_id: str, paid: Decimal, etag: str, *, caller: Caller

@@ -69,13 +69,15 @@ class Quotes(Opportunities):
             valid.isoformat(),
         )
 
+        quote_id = new_id("quo")
+
         async def work(uow: UnitOfWork) -> str:
-            async def make() -> str:
+            async def make() -> None:
                 opp = await self.opportunity_to_change(uow, opportunity_id, caller)
                 book = PriceBook(await pricebook.entries_of(uow.conn, spec.trim_code))
                 priced = quoting.price(spec, book)
                 quote = Quote(
-                    new_id("quo"),
+                    quote_id,
                     opp.id,
                     opp.dealer_id,
                     member_id or opp.member_id,
@@ -86,9 +88,8 @@ class Quotes(Opportunities):
                 )
                 await quotes.insert(uow.conn, quote)
                 await self.advance(uow, opp, Stage.QUOTE, now, member_id=quote.member_id)
-                return quote.id
 
-            return (await self.once(uow, CREATE_QUOTE, req, make))[0]
+            return (await self.once(uow, CREATE_QUOTE, req, quote_id, make))[0]
 
         return await self.get_quote(await self.write(work), caller=caller)
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mesh.idempotency import Request
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork
 from services.sales import metrics
@@ -18,6 +22,7 @@ from services.sales.base import new_id
 from services.sales.domain import testdrive as rules
 from services.sales.domain import visibility as vis
 from services.sales.domain.errors import (
+    OPPORTUNITY_NOT_FOUND,
     TEST_DRIVE_CAR_NOT_FOUND,
     TEST_DRIVE_NOT_FOUND,
     not_found,
@@ -25,10 +30,26 @@ from services.sales.domain.errors import (
 from services.sales.domain.opportunity import Stage
 from services.sales.domain.testdrive import DriveState, OpeningHours, TestDrive, TestDriveCar
 from services.sales.opportunities import Opportunities
+from services.sales.store import opportunities as opportunity_store
 from services.sales.store import testdrives as store
 from services.sales.store.hours_codec import days_json, hours_of
+from services.sales.store.tables import REQUEST_IDS
 
 BOOK = "BookTestDrive"
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """What a BookTestDrive asks, as its steps pass it on."""
+
+    opp_id: str
+    vin: str
+    consultant_id: str
+    start: dt.datetime
+    req: Request
+    now: dt.datetime
+
+
 MAX_WINDOW = dt.timedelta(days=31)
 
 
@@ -61,16 +82,16 @@ class TestDrives(Opportunities):
         await self.write(work)
         return dealer, hours
 
-    async def _hours(self, uow: UnitOfWork, dealer_id: str) -> OpeningHours:
-        found = await store.hours_of(uow.conn, dealer_id)
+    async def _hours(self, conn: AsyncConnection, dealer_id: str) -> OpeningHours:
+        found = await store.hours_of(conn, dealer_id)
         if found is None:
             return rules.default_hours(self.config.default_time_zone)
         return hours_of(*found)
 
     async def _slot(
-        self, uow: UnitOfWork, dealer_id: str, start: dt.datetime, now: dt.datetime
+        self, conn: AsyncConnection, dealer_id: str, start: dt.datetime, now: dt.datetime
     ) -> tuple[dt.datetime, dt.datetime]:
-        hours = await self._hours(uow, dealer_id)
+        hours = await self._hours(conn, dealer_id)
         return rules.slot(start, self.config.test_drive_minutes, hours, now)
 
     async def _hold(self, uow: UnitOfWork, drive: TestDrive) -> None:
@@ -94,15 +115,53 @@ class TestDrives(Opportunities):
         now = self.clock()
         req = self.request(caller, request_id, BOOK, opp_id, vin, consultant_id, start)
 
-        async def work(uow: UnitOfWork) -> str:
-            async def make() -> str:
+        asked = Booking(opp_id, vin, consultant_id, start, req, now)
+        prior, begin, end = await self._slot_asked(asked, caller)
+        if prior:
+            return await self.get_test_drive(prior, caller=caller)
+        keys = rules.slot_keys(vin, consultant_id, begin, end)
+        async with self.gate.hold(keys):  # one booking of these quarter hours at a time here
+            async with self.db.engine.connect() as conn:
+                twin = await REQUEST_IDS.prior(conn, BOOK, req)  # a twin went first
+                taken = [] if twin else await store.holders(conn, keys)
+            if twin:
+                return await self.get_test_drive(twin, caller=caller)
+            # Refused on a read: the losers of a contest for one slot never write.
+            rules.conflicts(begin, end, vin, consultant_id, taken)
+            return await self._book(asked, caller)
+
+    async def _slot_asked(
+        self, asked: Booking, caller: Caller
+    ) -> tuple[str, dt.datetime, dt.datetime]:
+        """On a read connection: (the drive of a retried request, or "") and the slot."""
+        async with self.db.engine.connect() as conn:
+            prior = await REQUEST_IDS.prior(conn, BOOK, asked.req)
+            if prior is not None:
+                return prior, asked.start, asked.start
+            opp = await opportunity_store.get(conn, asked.opp_id)
+            if opp is None or not vis.may_change(caller, opp.dealer_id):
+                raise not_found(OPPORTUNITY_NOT_FOUND, "opportunity", asked.opp_id)
+            begin, end = await self._slot(conn, opp.dealer_id, asked.start, asked.now)
+        return "", begin, end
+
+    async def _book(self, asked: Booking, caller: Caller) -> TestDrive:
+        opp_id, vin, consultant_id, start = (
+            asked.opp_id, asked.vin, asked.consultant_id, asked.start,
+        )  # fmt: skip
+        req, now = asked.req, asked.now
+        drive_id, made = new_id("td"), list[TestDrive]()
+
+        async def work(uow: UnitOfWork) -> tuple[str, bool]:
+            made.clear()
+
+            async def make() -> None:
                 opp = await self.opportunity_to_change(uow, opp_id, caller)
                 car = await store.car(uow.conn, vin)
                 if car is None or car[0] != opp.dealer_id or not car[2]:
                     raise not_found(TEST_DRIVE_CAR_NOT_FOUND, "test-drive car", vin)
-                begin, end = await self._slot(uow, opp.dealer_id, start, now)
+                begin, end = await self._slot(uow.conn, opp.dealer_id, start, now)
                 drive = rules.book(
-                    id_=new_id("td"),
+                    id_=drive_id,
                     dealer_id=opp.dealer_id,
                     opportunity_id=opp.id,
                     vin=vin,
@@ -115,11 +174,12 @@ class TestDrives(Opportunities):
                 await self._hold(uow, drive)
                 await self.advance(uow, opp, Stage.TEST_DRIVE, now)
                 uow.after_commit(metrics.TEST_DRIVES_BOOKED.inc)
-                return drive.id
+                made.append(drive)
 
-            return (await self.once(uow, BOOK, req, make))[0]
+            return await self.once(uow, BOOK, req, drive_id, make)
 
-        return await self.get_test_drive(await self.write(work), caller=caller)
+        done_id, created = await self.write(work)
+        return made[0] if created else await self.get_test_drive(done_id, caller=caller)
 
     async def _change(
         self,
@@ -147,7 +207,7 @@ class TestDrives(Opportunities):
         """RescheduleTestDrive: the same car and consultant, another free slot."""
 
         async def step(uow: UnitOfWork, drive: TestDrive, now: dt.datetime) -> TestDrive:
-            begin, end = await self._slot(uow, drive.dealer_id, start, now)
+            begin, end = await self._slot(uow.conn, drive.dealer_id, start, now)
             after = rules.reschedule(drive, begin, end, now)
             await store.release(uow.conn, drive.id)
             await self._hold(uow, after)

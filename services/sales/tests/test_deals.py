@@ -338,3 +338,15 @@ async def test_an_erased_member_leaves_no_free_text_in_sales(sales: Harness) -> 
     from marque.sales.v1 import sales_events_pb2 as ev
 
     assert ev.SalesDataErased.FromString(receipts[0]).records_erased == 2
+
+
+async def test_concurrent_twins_of_one_booking_get_the_same_drive(sales: Harness) -> None:
+    opp, car = await sales.open_opportunity(), await setup_car(sales)
+    req = pb.BookTestDriveRequest(
+        opportunity_id=opp, vin=car, consultant_id="sc-1", request_id="twin"
+    )
+    req.start_time.FromDatetime(at(10))
+    twins = await asyncio.gather(
+        *(sales.stub.BookTestDrive(req, metadata=md(D1)) for _ in range(8))
+    )
+    assert len({t.test_drive.id for t in twins}) == 1
