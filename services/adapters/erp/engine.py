@@ -9,8 +9,9 @@ creating a second (sap/backend.py).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mesh.db import Database
 from mesh.errors import PermissionDenied
@@ -64,15 +65,35 @@ class ErpEngine:
             raise errors.sales_order_not_found(number)
         return order
 
-    async def take_to_sap(self, uow: UnitOfWork, req: OrderRequest) -> SalesOrder | None:
-        """The SAP order of a confirmed Marque order, created once, recorded and announced
-        (SalesOrderCreated) in `uow`; None when it was recorded before (a redelivery)."""
+    async def take_to_sap(self, uow: UnitOfWork, reqs: Sequence[OrderRequest]) -> list[SalesOrder]:
+        """The SAP orders of confirmed Marque orders, created once each (up to
+        `config.max_connections` at a time), recorded and announced (SalesOrderCreated) in
+        `uow`; orders recorded before (a redelivery) are skipped. If one fails, this raises
+        and nothing is recorded: the consumer runs the events again one by one, and the
+        orders SAP did create are found by the backend's look-up, not created again."""
         from services.adapters.erp import events  # events.py imports this module
 
-        if await orders.of_order(uow.conn, req.order_id) is not None:
-            return None
-        order, found = await self.backend.create_sales_order(req)
-        await orders.insert(uow.conn, order, FOUND if found else CREATED, self.clock())
-        uow.emit(events.sales_order_created(order), subject=req.order_id)
-        uow.after_commit(lambda: metrics.record_order(found))
-        return order
+        known = await orders.recorded_among(uow.conn, [r.order_id for r in reqs])
+        todo = list({r.order_id: r for r in reqs if r.order_id not in known}.values())
+        gate = asyncio.Semaphore(self.config.max_connections)
+
+        async def one(req: OrderRequest) -> tuple[SalesOrder, bool]:
+            async with gate:
+                return await self.backend.create_sales_order(req)
+
+        results = await asyncio.gather(*(one(r) for r in todo), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        done = [r for r in results if not isinstance(r, BaseException)]
+        now = self.clock()
+        for order, found in done:
+            await orders.insert(uow.conn, order, FOUND if found else CREATED, now)
+            uow.emit(events.sales_order_created(order), subject=order.order_id)
+
+        def count() -> None:
+            for _, found in done:
+                metrics.record_order(found)
+
+        uow.after_commit(count)
+        return [order for order, _ in done]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -41,6 +42,12 @@ async def of_order(conn: AsyncConnection, order_id: str) -> Recorded | None:
         await conn.execute(sa.select(sap_orders).where(sap_orders.c.order_id == order_id))
     ).first()
     return None if row is None else _record(row)
+
+
+async def recorded_among(conn: AsyncConnection, order_ids: Sequence[str]) -> set[str]:
+    """Which of these Marque orders have their SAP order recorded."""
+    query = sa.select(sap_orders.c.order_id).where(sap_orders.c.order_id.in_(list(order_ids)))
+    return {row.order_id for row in await conn.execute(query)}
 
 
 async def of_sap_number(conn: AsyncConnection, number: str) -> Recorded | None:

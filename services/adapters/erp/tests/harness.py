@@ -25,7 +25,7 @@ from mesh.keys import mint_token
 from mesh.server import start
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.adapters.erp.app import NAME, build_spec
-from services.adapters.erp.events import on_order_confirmed
+from services.adapters.erp.events import on_orders_confirmed
 from services.adapters.erp.store.tables import OUTBOX, outbox
 from services.adapters.erp.tests.helpers import Clock, Sap
 
@@ -74,7 +74,7 @@ class Harness:
         )
 
         async def work(uow: UnitOfWork) -> None:
-            await on_order_confirmed(uow, event, envelope)
+            await on_orders_confirmed(uow, [event], [envelope])
 
         await transaction(self.db, work, outbox=OUTBOX)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -35,11 +35,18 @@ class Sap:
     config: ErpConfig
     root: str
 
-    def backend(self, *, clock: Clock | None = None, **config: Any) -> SapBackend:
-        """A real SAP backend (client and breaker) against the simulator."""
+    def backend(
+        self,
+        *,
+        clock: Clock | None = None,
+        random: Callable[[], float] = lambda: 0.0,
+        **config: Any,
+    ) -> SapBackend:
+        """A real SAP backend (client and breaker) against the simulator; the breaker's
+        `random` 0.0 rejects every call while its reject probability is above 0."""
         cfg = replace(self.config, **config)
         breaker = AdaptiveBreaker(
-            "sap-test", clock=clock or Clock(), random=lambda: 0.0, export_metrics=False
+            "sap-test", clock=clock or Clock(), random=random, export_metrics=False
         )
         return SapBackend(
             ODataClient(cfg), breaker, attempts=cfg.create_attempts, backoff_seconds=0.01

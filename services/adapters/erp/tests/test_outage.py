@@ -6,6 +6,7 @@ SalesOrderCreated each. Both back ends for the adapter's database."""
 from __future__ import annotations
 
 import asyncio
+import random as _random
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,7 +62,8 @@ async def test_an_outage_under_load_delays_orders_and_doubles_none(
     clock = Clock()
     spec = build_spec(
         config=sap.config,
-        backend=sap.backend(clock=clock),
+        # The breaker's own randomness (seeded): a trickle gets through while it throttles.
+        backend=sap.backend(clock=clock, random=_random.Random(15).random),
         event_settings=EventSettings.from_env(env),
     )
     settings = Settings(service=NAME, grpc_port=0, metrics_port=0, database_url=database_url)
@@ -100,7 +102,9 @@ async def test_an_outage_under_load_delays_orders_and_doubles_none(
     found = sa.select(sa.func.count()).select_from(sap_orders).where(sap_orders.c.state == "FOUND")
     try:
         assert await _count(db, created) == ORDERS and await _count(db, dead) == 0
-        assert await _count(db, found) == 2
+        # At least the two unclear creates were found by look-up (and the orders of a batch
+        # that failed part-way, rolled back and run again event by event).
+        assert await _count(db, found) >= 2
         amounts = {o["TotalNetAmount"] for o in sap.sim.orders.values()}
         assert "200000.000" in amounts and len(amounts) == ORDERS
     finally:
