@@ -19,8 +19,9 @@ lot for the expiry path to expire.)
   expire, the ledger's next expiry is found), in a transaction rolled back each time, so
   every call does the same work; and `accounts.refresh_qualifying` at the moment the first
   credit leaves the 12-month window (the cached qualifying points ran out);
-- EarnPoints for the member at `--concurrency` in flight, once per size after the rounds
-  (it adds QPS x seconds entries, ~20k, to the ledger it measures).
+- EarnPoints for the member at `--concurrency` in flight for `--earn-seconds`, after the
+  reads, `--rounds` times (the sizes in turn, the largest first in the second round): each
+  round adds QPS x seconds entries (~12k) to the ledger it measures, the empty one too.
 
 Printed: QPS, p50, p99 (ms), the server's CPU per call (gRPC calls), and each size's QPS
 (and CPU, as empty / N) as the ratio of the empty ledger's; target >= 0.9. PostgreSQL runs
@@ -155,7 +156,7 @@ async def read_phase(name: str, side: Side, md: Any, args: argparse.Namespace) -
 async def earn_phase(side: Side, md: Any, args: argparse.Namespace, n: int) -> Result:
     call = await earn_calls(side, md, f"round{n}")
     return await drive(
-        EARN, call, concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
+        EARN, call, concurrency=args.concurrency, warmup=args.warmup, seconds=args.earn_seconds,
         server_pid=side.server.proc.pid,
     )  # fmt: skip
 
@@ -306,14 +307,42 @@ async def run_backend(
                 for name in (EXPIRY, QUALIFYING):
                     for side in sides:
                         side.keep(await in_process_phase(name, side, args, env))
-            # Once, last: each adds QPS x seconds entries (~20k) to the member's ledger.
-            for side in sides:
-                side.keep(await earn_phase(side, md, args, 0))
+            # Last: each round adds QPS x seconds entries (~12k) to every ledger measured;
+            # the sizes in turn, largest first in the second round.
+            for n in range(args.rounds):
+                for side in sides if n % 2 == 0 else sides[::-1]:
+                    side.keep(await earn_phase(side, md, args, n))
+            if base_url:
+                for side in sides:
+                    await print_dead_rows(side)
         finally:
             for side in sides:
                 await side.channel.close(None)
                 side.server.stop()
     print_table(backend, sides)
+
+
+async def print_dead_rows(side: Side) -> None:
+    """PostgreSQL (no autovacuum here): what the writes left of the member's row and the
+    lots: updates, how many were HOT (no new index entries), dead row versions."""
+    from mesh.db import Database
+
+    db = Database(side.url)
+    try:
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT relname, n_tup_upd, n_tup_hot_upd, n_dead_tup, n_live_tup"
+                    " FROM pg_stat_user_tables WHERE relname IN ('members', 'point_lots')"
+                    " ORDER BY relname"
+                )
+            )
+            stats = "; ".join(
+                f"{r[0]}: {r[1]} updates ({r[2]} HOT), {r[3]} dead, {r[4]} live" for r in rows
+            )
+    finally:
+        await db.dispose()
+    print(f"    {side.size} entries: {stats}", flush=True)
 
 
 async def run(args: argparse.Namespace, env: dict[str, str], pg_url: str | None) -> None:
@@ -328,7 +357,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], pg_url: str | None)
         f"One busy member's ledger at {args.base} and {args.sizes} entries: member service"
         f" pinned to core 0; reads and the in-process paths one at a time, EarnPoints at"
         f" {args.concurrency} in flight; {args.seconds:.0f} s after {args.warmup:.1f} s"
-        f" warm-up, best of {args.rounds} (EarnPoints: once, last)",
+        f" warm-up (EarnPoints {args.earn_seconds:.0f} s), best of {args.rounds}",
         flush=True,
     )
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
@@ -346,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per call")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per call")
     parser.add_argument("--concurrency", type=int, default=64, help="EarnPoints in flight")
+    parser.add_argument("--earn-seconds", type=float, default=3.0, help="measured EarnPoints")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (1-3), best")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument(
