@@ -357,7 +357,11 @@ def test_member_and_lead_affect_each_other_through_events(platform: tuple[Path, 
                     break
                 await asyncio.sleep(0.1)
             assert not erasure.pending, erasure
-            assert {d.service: d.record_count for d in erasure.done} == {"member": 1, "lead": 1, "sales": 0}
+            assert {d.service: d.record_count for d in erasure.done} == {
+                "member": 1,
+                "lead": 1,
+                "sales": 0,
+            }
             return member_id, lead_id
 
     member_id, _ = asyncio.run(journey())
