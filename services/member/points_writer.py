@@ -15,14 +15,18 @@ connection (and, on SQLite, holding the process's writer queue,
      one FAILED_PRECONDITION;
    - the fast path, exactly what `store.points.credit` / `debit` do in one UPDATE: an
      active member with no lot due and cached qualifying points that hold at the call's
-     time gets the points added (balance, qualifying points, next expiry) or taken (more
-     than the balance is INSUFFICIENT_POINTS), the entry booked, the tier reviewed;
-   - anything else (a lot due, the cache ran out, a clock set back) is `Slow`: the caller
+     time gets the points added (balance, qualifying points, next expiry, a lot opened) or
+     taken (more than the balance is INSUFFICIENT_POINTS; from the head of the member's
+     lots, which the lookup reads for members with a redemption), the entry booked, the
+     tier reviewed;
+   - anything else (a lot due, the cache ran out, a clock set back, a redemption beyond
+     the lots read) is `Slow`: the caller
      runs the per-call unit of work of accounts.py (expiry, recomputation, then the
      write), and so do the batch's later writes for that member or that request id, in
      order behind it;
 3. write, again in ONE call: ledger entries in booking order, each changed member's
-   points columns once, request ids, tier changes, and commit; then the domain metrics of
+   points columns once, request ids, tier changes, the lots opened, changed and spent, and
+   commit; then the domain metrics of
    what committed (the batch's after-commit hooks).
 A write that is refused (a domain error) fails alone and writes nothing. A batch that
 loses a race (a unique key, a serialization failure, a deadlock) is run again from its

@@ -4,8 +4,11 @@ Every credit (an earn, or a lot carried over by a merge) opens a *lot* with an e
 time; debits (redeem, merge-out, forfeit) consume lots first-in first-out, i.e. the lot
 that expires first goes first, so a member never loses points that could have been spent.
 A lot that reaches its expiry with points left gets an EXPIRE entry for exactly that rest.
-The lots are not stored: they are replayed from the entries, so the ledger is the single
-truth and `balance(entries) == sum(points)` by construction.
+The ledger is the single truth: the lots are what replaying its entries gives
+(`open_lots`), and `balance(entries) == sum(points)` by construction. The store keeps the
+open lots as well (store/lots.py, written in the transaction of the entries), so that
+expiry and debits read the lots they touch (`expire_lots`, `take`) instead of the whole
+ledger; the tests hold them to the replay.
 
 The functions here never book anything themselves: they return the entries to append,
 and refuse (FailedPrecondition INSUFFICIENT_POINTS) what would drive the balance below

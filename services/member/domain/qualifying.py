@@ -5,7 +5,9 @@ Summing the window on every read would cost an index range scan per call, so the
 row keeps the sum with the interval in which it is exact: `asof <= now < until` (`until`
 None: no credit in the window, none leaves). An earn inside that interval adds to the sum
 in place; anything else (a credit leaving the window, a clock set back before `asof`)
-recomputes it from the ledger first.
+recomputes it from the ledger first: a cache that ran out is moved by the credits that left
+or entered the window since `asof` (accounts.window_points), only a clock set back or a
+merge's credits sum the window again.
 """
 
 from __future__ import annotations
