@@ -223,7 +223,10 @@ class Orders(Quotes):
         caller: Caller,
     ) -> list[OrderRow]:
         """ListOrders: a dealer its own, a customer theirs, staff any dealer's or all."""
-        dealer, member = vis.list_scope(caller, dealer_id)
+        scope = vis.list_scope(caller, dealer_id)
+        if scope is None:
+            return []
+        dealer, member = scope
         async with self.db.engine.connect() as conn:
             return await store.page(
                 conn, dealer_id=dealer, member_id=member, state=state, after=after, limit=limit

@@ -29,16 +29,19 @@ def dealer_for(caller: Caller, requested: str, field: str) -> str:
     raise other_dealer()
 
 
-def list_scope(caller: Caller, requested: str) -> tuple[str, str]:
+def list_scope(caller: Caller, requested: str) -> tuple[str, str] | None:
     """(dealer, member) a List is held to: a dealer its own, a customer theirs, staff the
-    dealer they name (or all: ("", ""))."""
+    dealer they name (or all: ("", "")); None when the caller may see nothing of it (a
+    dealer naming another dealer: nothing, like an unknown dealer)."""
     if caller.kind is Kind.DEALER:
-        if requested and requested != caller.dealer_id:
-            return ("\x00", "")  # another dealer's list: nothing, like an unknown dealer
-        return (caller.dealer_id or "\x00", "")
+        if not caller.dealer_id or (requested and requested != caller.dealer_id):
+            return None
+        return (caller.dealer_id, "")
     if caller.kind is Kind.CUSTOMER:
-        return (requested, caller.member_id or "\x00")
-    return (requested, "")
+        return (requested, caller.member_id) if caller.member_id else None
+    if caller.kind in STAFF:
+        return (requested, "")
+    return None
 
 
 def may_see(caller: Caller, dealer_id: str, member_id: str = "") -> bool:

@@ -285,6 +285,8 @@ async def test_orders_are_the_dealers_and_the_customers(sales: Harness) -> None:
         ),
         grpc.StatusCode.NOT_FOUND,
     )
+    naming = await sales.stub.ListOrders(pb.ListOrdersRequest(dealer_id="D2"), metadata=md(D1))
+    assert not naming.orders  # another dealer's list: nothing, like an unknown dealer's
     page = await sales.stub.ListOrders(
         pb.ListOrdersRequest(dealer_id="D1", page_size=1), metadata=md(OEM)
     )
