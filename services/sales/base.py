@@ -15,6 +15,7 @@ from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.sales import store
 from services.sales.domain.config import SalesConfig
+from services.sales.domain.orders import RefundPolicy
 from services.sales.pricebook_cache import PriceBookCache
 from services.sales.slot_gate import SlotGate
 
@@ -42,6 +43,7 @@ class EngineBase:
         self.prices = PriceBookCache(db, config.price_book_refresh_s)
         self.zone = zoneinfo.ZoneInfo(config.default_time_zone)
         self.gate = SlotGate()  # test-drive bookings of this process (slot_gate.py)
+        self.refunds = RefundPolicy(allocated_forfeit=config.allocated_forfeit)
 
     async def start(self) -> None:
         """Load the price book and keep it fresh."""

@@ -199,7 +199,7 @@ class Orders(Quotes):
         allocated car goes back to the stock."""
 
         async def step(uow: UnitOfWork, row: OrderRow, now: dt.datetime) -> OrderRow:
-            after = rules.cancel(row.order, reason, now)
+            after = rules.cancel(row.order, reason, now, policy=self.refunds)
             await store.free_stock(uow.conn, order_id)
             return replace(row, order=after)
 

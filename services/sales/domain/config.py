@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from decimal import Decimal
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
@@ -25,6 +26,8 @@ class SalesConfig:
     price_book_refresh_s: float = 5.0
     # The time zone of a dealer that has set no opening hours (and of the invoice date).
     default_time_zone: str = DEFAULT_TIME_ZONE
+    # CNY of the deposit a cancellation keeps once a car is allocated to the order.
+    allocated_forfeit: Decimal = Decimal("0.00")
 
     def __post_init__(self) -> None:
         if self.test_drive_minutes % 15 or not 15 <= self.test_drive_minutes <= 240:
@@ -33,6 +36,8 @@ class SalesConfig:
             raise ValueError("quote_valid_days must be 1-90")
         if not 0.1 <= self.price_book_refresh_s <= 3600:
             raise ValueError("price_book_refresh_s must be 0.1-3600")
+        if not Decimal(0) <= self.allocated_forfeit <= Decimal(1_000_000):
+            raise ValueError("allocated_forfeit must be 0-1,000,000 CNY")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SalesConfig:
@@ -42,6 +47,6 @@ class SalesConfig:
         for field in fields(cls):
             raw = env.get(f"MARQUE_SALES_{field.name.upper()}", "").strip()
             if raw:
-                kind = type(getattr(config, field.name))
+                kind: type = type(getattr(config, field.name))
                 config = replace(config, **{field.name: kind(raw)})
         return config

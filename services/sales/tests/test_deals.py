@@ -352,3 +352,40 @@ async def test_concurrent_twins_of_one_booking_get_the_same_drive(sales: Harness
         *(sales.stub.BookTestDrive(req, metadata=md(D1)) for _ in range(8))
     )
     assert len({t.test_drive.id for t in twins}) == 1
+
+
+async def test_a_configured_forfeit_is_kept_once_a_car_is_allocated(database_url: str) -> None:
+    from decimal import Decimal
+
+    from services.sales.domain.config import SalesConfig
+    from services.sales.tests.harness import serve
+
+    async with serve(database_url, SalesConfig(allocated_forfeit=Decimal("1000"))) as sales:
+        order = await order_from_quote(sales)
+        order = (
+            await sales.stub.PayDeposit(
+                pb.PayDepositRequest(order_id=order.id, amount=cny("5000")), metadata=md(D1)
+            )
+        ).order
+        confirmed_refund = await order_from_quote(sales)  # a second order, cancelled confirmed
+        await sales.stub.PayDeposit(
+            pb.PayDepositRequest(order_id=confirmed_refund.id, amount=cny("5000")), metadata=md(D1)
+        )
+        stock = sales_pb2.StockVehicle(vin=vin(70), model_code="M5", trim_code="M5-LR")
+        await sales.stub.PutStockVehicle(pb.PutStockVehicleRequest(vehicle=stock), metadata=md(D1))
+        await sales.stub.AllocateVehicle(
+            pb.AllocateVehicleRequest(order_id=order.id, vin=vin(70)), metadata=md(D1)
+        )
+        allocated = (
+            await sales.stub.CancelOrder(
+                pb.CancelOrderRequest(order_id=order.id, reason="changed their mind"),
+                metadata=md(D1),
+            )
+        ).order
+        confirmed = (
+            await sales.stub.CancelOrder(
+                pb.CancelOrderRequest(order_id=confirmed_refund.id, reason="changed their mind"),
+                metadata=md(D1),
+            )
+        ).order
+    assert yuan(allocated.refund) == "4000.00" and yuan(confirmed.refund) == "5000.00"
