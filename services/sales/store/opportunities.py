@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales.domain.opportunity import Channel, FollowUp, Opportunity, Stage
 from services.sales.store import keyset
+from services.sales.store.locking import for_update
 from services.sales.store.tables import follow_ups, opportunities
 
 _o = opportunities.c
@@ -66,8 +67,7 @@ async def update(conn: AsyncConnection, opp: Opportunity) -> None:
 async def get(conn: AsyncConnection, opp_id: str, *, lock: bool = False) -> Opportunity | None:
     """The opportunity with this id (locked on PostgreSQL when `lock`)."""
     query = sa.select(opportunities).where(_o.id == opp_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = for_update(query, conn, lock=lock)
     row = (await conn.execute(query)).first()
     return None if row is None else _record(row)
 
@@ -75,8 +75,7 @@ async def get(conn: AsyncConnection, opp_id: str, *, lock: bool = False) -> Oppo
 async def of_lead(conn: AsyncConnection, lead_id: str) -> Opportunity | None:
     """The opportunity of a lead (uq_opportunities_lead_id)."""
     query = sa.select(opportunities).where(_o.lead_id == lead_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = for_update(query, conn)
     row = (await conn.execute(query)).first()
     return None if row is None else _record(row)
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.sales.domain.orders import Order, OrderState
 from services.sales.domain.quoting import Priced
 from services.sales.store import keyset
+from services.sales.store.locking import for_update
 from services.sales.store.money import cents, from_cents
 from services.sales.store.quote_codec import priced_json, priced_of
 from services.sales.store.tables import orders, stock_vehicles
@@ -104,8 +105,7 @@ async def update(conn: AsyncConnection, row: OrderRow) -> None:
 async def get(conn: AsyncConnection, order_id: str, *, lock: bool = False) -> OrderRow | None:
     """The order with this id (locked on PostgreSQL when `lock`)."""
     query = sa.select(orders).where(_o.id == order_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = for_update(query, conn, lock=lock)
     found = (await conn.execute(query)).first()
     return None if found is None else _record(found)
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales.domain.testdrive import DriveState, TestDrive, TestDriveCar
+from services.sales.store.locking import for_update
 from services.sales.store.tables import (
     opening_hours,
     opportunities,
@@ -121,8 +122,7 @@ async def update(conn: AsyncConnection, drive: TestDrive) -> None:
 async def get(conn: AsyncConnection, drive_id: str, *, lock: bool = False) -> TestDrive | None:
     """The booking with this id (locked on PostgreSQL when `lock`)."""
     query = sa.select(test_drives).where(_t.id == drive_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = for_update(query, conn, lock=lock)
     row = (await conn.execute(query)).first()
     return None if row is None else _record(row)
 
