@@ -20,6 +20,8 @@ and terminated, so the events behind it flow. A handler that raises
 waiting, not failing: the event is nak'd with the same growing delay (at most a minute)
 however often, and never becomes a dead letter, so an outage delays events but loses none.
 An event that is not one (bad headers, undecodable payload) is a dead letter at once.
+A subscription's `prepare` (a slow call outside the database, subscriptions.py) runs before
+the batch's unit of work and outside it; if it raises, the batch fails as a handler would.
 
 A consumer killed mid-handler commits nothing and acks nothing: JetStream redelivers after
 `ack_wait`, and the inbox makes the second delivery the only effect. The events of one
@@ -170,6 +172,12 @@ class Consumer:
         if not items:
             return
         try:
+            await self._prepare(items)
+        except Exception as e:
+            for item in items:
+                await self._failed(item, e)
+            return
+        try:
             outcomes = await self._transaction(items)
         except Exception as e:
             if len(items) == 1:
@@ -197,6 +205,12 @@ class Consumer:
             asyncio.get_running_loop().create_task(self._undecodable(msg, headers, e))
             return None
         return _Item(msg, envelope, event, delivered, headers, msg.data)
+
+    async def _prepare(self, items: Sequence[_Item]) -> None:
+        """The subscription's `prepare`, if any, outside any transaction (subscriptions.py
+        says why); it sets each event's trace itself where it calls out."""
+        if self.subscription.prepare is not None:
+            await self.subscription.prepare([i.event for i in items], [i.envelope for i in items])
 
     async def _transaction(self, items: Sequence[_Item]) -> list[str]:
         async def work(uow: UnitOfWork) -> list[str]:

@@ -19,6 +19,16 @@ everything else the consumer does:
 It is given the batch's new events (duplicates already dropped), in delivery order; if it
 raises, the consumer runs it again with one event at a time, so only the failing event
 fails.
+
+A handler whose effect needs a slow call outside the database (an adapter's HTTP request to
+its backend) must not make it inside the unit of work: the transaction would hold a
+connection (PostgreSQL) or the write lock (SQLite) for the call's whole latency. It declares
+`prepare`, an `async def prepare(events, envelopes) -> None` the consumer awaits before the
+batch's unit of work, outside any transaction, with every decodable event of the batch
+(duplicates not yet dropped: the inbox is read inside the transaction). What prepare learns
+it keeps for the handler, which then only records it; the handler must still be correct when
+prepare did nothing for an event. If prepare raises, every event of the batch fails with
+that error (nak'd, or a dead letter in time).
 """
 
 from __future__ import annotations
@@ -48,6 +58,12 @@ class BatchHandler(Protocol):
     ) -> Awaitable[None]: ...
 
 
+class Preparer(Protocol):
+    """`async def prepare(events, envelopes) -> None` (`subscribe(..., prepare=...)`)."""
+
+    def __call__(self, events: Sequence[Any], envelopes: Sequence[Envelope]) -> Awaitable[None]: ...
+
+
 @dataclass(frozen=True)
 class Subscription:
     """One handler of one event type, by one service."""
@@ -57,6 +73,7 @@ class Subscription:
     producer: str
     name: str
     batch: bool = False  # the handler takes a batch of events (see the module docstring)
+    prepare: Preparer | None = None  # run before the unit of work (see the module docstring)
 
     async def handle(
         self, uow: UnitOfWork, events: Sequence[Any], envelopes: Sequence[Envelope]
@@ -88,11 +105,12 @@ def subscribe(
     producer: str | None = None,
     name: str | None = None,
     batch: bool = False,
+    prepare: Preparer | None = None,
 ) -> Callable[[Any], Any]:
     """Declare `handler` as this service's handler of `event_type`. The producer is the
     domain of the event's proto package unless given; `name` (default the event's name)
     tells two subscriptions to one event type apart; `batch` gives the handler a batch of
-    events at a time."""
+    events at a time; `prepare` runs before each batch's unit of work, outside it."""
 
     def mark(handler: Any) -> Any:
         setattr(
@@ -104,6 +122,7 @@ def subscribe(
                 producer or producer_of(event_type),
                 name or event_name(event_type),
                 batch,
+                prepare,
             ),
         )
         return handler
