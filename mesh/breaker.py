@@ -16,6 +16,10 @@ throttles harder.
 
 Locally rejected requests count as requests, as in the book, so a backend that is down is
 soon spared almost all traffic, while a small trickle still reaches it and notices recovery.
+An admitted request is counted when its outcome is known (accepted or failed), as go-zero
+does, not when it starts: counted at its start, a burst of calls in flight would be requests
+without accepts yet, and the breaker would throttle a healthy backend for being busy (64
+concurrent calls to a healthy SAP saw p near 1). It counts failures, not concurrency.
 
 Time comes from an injected clock and randomness from an injected source, so tests are
 deterministic and never sleep.
@@ -175,24 +179,32 @@ class AdaptiveBreaker:
     # -- decisions --------------------------------------------------------------------------
 
     def allow(self) -> bool:
-        """Decide one request. Counts it as a request either way (the SRE book's rule)."""
+        """Decide one request. A rejected one counts as a request now (the SRE book's
+        rule); an admitted one counts once its outcome is recorded (`record`)."""
         p = self.reject_probability()
-        slot = self._slot()
-        self._requests[slot] += 1
         if p > 0.0 and self._random() < p:
+            self._requests[self._slot()] += 1
             if self._rejected_metric is not None:
                 self._rejected_metric.inc()
             return False
         return True
 
     def record_accept(self) -> None:
-        """The backend served an admitted request."""
-        self._accepts[self._slot()] += 1
+        """The backend served an admitted request: a request and an accept."""
+        slot = self._slot()
+        self._requests[slot] += 1
+        self._accepts[slot] += 1
+
+    def record_failure(self) -> None:
+        """The backend failed an admitted request: a request without an accept."""
+        self._requests[self._slot()] += 1
 
     def record(self, exc: BaseException | None) -> None:
         """Record the outcome of an admitted request (None = success)."""
         if exc is None or not self._is_failure(exc):
             self.record_accept()
+        else:
+            self.record_failure()
 
     def _rejection(self) -> Unavailable:
         return Unavailable(

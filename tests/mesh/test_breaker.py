@@ -39,8 +39,7 @@ def test_probability_matches_the_formula(outcomes: list[bool], k: float) -> None
     b = make(clock, k=k, rnd=1.0)  # random() = 1.0: never rejects, so every call is recorded
     for ok in outcomes:
         assert b.allow()
-        if ok:
-            b.record_accept()
+        b.record(None if ok else OSError("down"))
     requests, accepts = len(outcomes), sum(outcomes)
     assert b.totals() == (requests, accepts)
     expected = max(0.0, (requests - k * accepts) / (requests + 1))
@@ -60,8 +59,7 @@ def test_window_forgets_old_buckets(steps: list[tuple[float, bool]]) -> None:
     for advance, ok in steps:
         clock.now += advance
         b.allow()
-        if ok:
-            b.record_accept()
+        b.record(None if ok else TimeoutError())
         events.append((clock.now, ok))
     # Reference: events whose bucket lies within the last 40 buckets.
     current = int(clock.now // 3)
@@ -104,6 +102,40 @@ async def test_failing_backend_opens_and_recovers_after_the_window() -> None:
 
 async def _ok() -> str:
     return "ok"
+
+
+async def test_calls_in_flight_to_a_healthy_backend_are_never_throttled() -> None:
+    """64 concurrent calls: none has an outcome while the others start, and none is
+    refused (counted at their start, they were requests without accepts: p near 1)."""
+    import asyncio
+
+    clock = Clock()
+    b = make(clock, rnd=0.0)  # any p > 0 rejects
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "ok"
+
+    calls = [asyncio.ensure_future(b.call(slow)) for _ in range(64)]
+    await asyncio.sleep(0)
+    assert b.totals() == (0, 0) and b.reject_probability() == 0.0
+    release.set()
+    assert await asyncio.gather(*calls) == ["ok"] * 64
+    assert b.totals() == (64, 64)
+
+
+async def test_a_cancelled_call_counts_as_nothing() -> None:
+    import asyncio
+
+    clock = Clock()
+    b = make(clock, rnd=0.0)
+    call = asyncio.ensure_future(b.call(asyncio.Event().wait))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert b.totals() == (0, 0)
 
 
 async def test_answers_from_a_healthy_backend_count_as_accepts() -> None:
@@ -156,6 +188,8 @@ def test_state_view(requests: int, accepts: int, state: str) -> None:
         b.allow()
         if i < accepts:
             b.record_accept()
+        else:
+            b.record_failure()
     assert b.state == state
 
 
@@ -166,6 +200,7 @@ def test_prometheus_export() -> None:
     assert REGISTRY.get_sample_value("marque_breaker_open", labels) == 0.0
     for _ in range(10):
         b.allow()
+        b.record_failure()
     assert REGISTRY.get_sample_value("marque_breaker_open", labels) == 1.0
     before = REGISTRY.get_sample_value("marque_breaker_rejected_total", labels) or 0.0
     assert not b.allow()
