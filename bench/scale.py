@@ -18,11 +18,18 @@ The ListLeads calls are interactive ones, a page of 50 as an OEM: `status=WON` (
 is won: the filter matches nothing), `channel=DEALER_WALK_IN` (nothing either: imports
 come from other channels) and `channel=AUTOHOME` (a fifth of the leads). Each is driven at
 `--list-concurrency` in flight, SubmitLead at `--concurrency`, for `--seconds` after a
-warm-up. Printed: QPS, p50, p99, the server's CPU per call (what a shared machine's noise
-disturbs least), and N's QPS and CPU per call as ratios of the empty database's (CPU as
-empty / N, so both read "N keeps this share of the empty database's rate"; the target:
->= 0.9, and p99 under 50 ms for the interactive calls). Loading 1M leads takes about
-three minutes per back end on a quiet machine.
+warm-up. SubmitLead twice: of new mobiles (a lead created each call), and the merge path,
+of mobiles that already have a lead (dedup finds it, the lead gains a touchpoint and is
+re-rated): on N, leads drawn at random from the whole load (a returning customer's lead
+is anywhere in the tables), on the empty database from its own (the 1,000 and those its
+SubmitLeads created); each lead merged into once, in random order (a repeat only once
+all are used, counted and printed with the calls' outcomes). Printed: QPS, p50, p99, the
+server's CPU per call (what a shared machine's noise disturbs least), and N's QPS and CPU
+per call as ratios of the empty database's (CPU as empty / N, so both read "N keeps this
+share of the empty database's rate"; the target: >= 0.9, and p99 under 50 ms for the
+interactive calls). Loading 1M leads takes about
+three minutes per back end on a quiet machine
+(six on a busy one).
 
 PostgreSQL runs when `MARQUE_BENCH_POSTGRES_URL` or `MARQUE_TEST_POSTGRES_URL` is set: a
 throwaway database is created beside the one named there and dropped afterwards.
@@ -36,8 +43,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,12 +54,13 @@ import grpc
 
 from bench.harness import bearer_metadata, bench_postgres_url, server_env
 from bench.lead_submit import (
+    Mobiles,
     Result,
     ServerProcess,
     _pin_client,
     drive,
     import_phase,
-    submit_phase,
+    lead_request,
     throwaway_postgres,
 )
 
@@ -63,6 +73,9 @@ LISTS: tuple[tuple[str, dict[str, int]], ...] = (
     ("ListLeads channel=AUTOHOME", {"channel": 2}),
 )
 SUBMIT = "SubmitLead (new mobiles)"
+MERGE = "SubmitLead (merge)"
+# Loaded leads drawn for the merge path on N (more than rounds x a phase's calls).
+MERGE_SAMPLE = 60_000
 TARGET_RATIO = 0.9
 # Rows per ImportLeads stream: up to ten streams (mobiles 180... to 189...) load N.
 STREAM_ROWS = 100_000
@@ -93,6 +106,122 @@ async def list_phase(
         )
 
 
+class Returning:
+    """Mobiles that have a lead, each handed out once in random order; once all are used,
+    again (the repeats counted: a lead merged twice has one touchpoint more to read)."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._todo: list[str] = []
+        self._used: list[str] = []
+        self._seen: set[str] = set()
+        self.handed = 0
+        self.repeats = 0
+        self.outcomes: Counter[int] = Counter()
+
+    def add(self, mobiles: Iterable[str]) -> None:
+        self._todo.extend(mobiles)
+        self._rng.shuffle(self._todo)
+
+    def next(self) -> str:
+        if not self._todo:
+            self._todo, self._used = self._used, []
+            self._rng.shuffle(self._todo)
+        mobile = self._todo.pop()
+        self._used.append(mobile)
+        self.handed += 1
+        self.repeats += mobile in self._seen
+        self._seen.add(mobile)
+        return mobile
+
+
+def imported_mobile(prefix: str, n: int) -> str | None:
+    """The mobile of import row `n` (bench.lead_submit.import_rows) when that row created a
+    lead: every 20th row repeats an earlier mobile, the 50th of each 100 has no name."""
+    if n % 20 == 0 or n % 100 == 50:
+        return None
+    return f"{prefix}{n - n // 20:08d}"
+
+
+def loaded_mobiles(rows: int, first_prefix: int, sample: int, rng: random.Random) -> list[str]:
+    """Up to `sample` mobiles with a lead among `rows` imported by `load` (streams of
+    STREAM_ROWS, prefixes from `first_prefix`), drawn at random from the whole load."""
+    picked = rng.sample(range(rows), min(sample, rows))
+    found = (
+        imported_mobile(str(first_prefix + i // STREAM_ROWS), i % STREAM_ROWS + 1) for i in picked
+    )
+    return [m for m in found if m is not None]
+
+
+async def submit_phase(
+    label: str,
+    server: ServerProcess,
+    token: str,
+    args: argparse.Namespace,
+    mobile: Callable[[], str],
+    rid: str,
+    outcomes: Counter[int] | None = None,
+) -> Result:
+    """SubmitLead at `--concurrency` in flight, each call's mobile from `mobile()`, its
+    request id `rid-n`; the replies' outcomes counted in `outcomes`."""
+    from marque.lead.v1 import lead_service_pb2_grpc
+
+    md = bearer_metadata(token)
+    async with grpc.aio.insecure_channel(server.target) as ch:
+        stub = lead_service_pb2_grpc.LeadServiceStub(ch)
+
+        async def call(n: int) -> Any:
+            req = lead_request(mobile(), n, request_id=f"{rid}-{n}")
+            reply = await stub.SubmitLead(req, metadata=md, timeout=10)
+            if outcomes is not None:
+                outcomes[reply.outcome] += 1
+            return reply
+
+        return await drive(
+            label,
+            call,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            seconds=args.seconds,
+            server_pid=server.proc.pid,
+        )
+
+
+async def submit_round(
+    n: int,
+    servers: Sequence[ServerProcess],
+    pools: Sequence[Returning],
+    token: str,
+    args: argparse.Namespace,
+    best: list[dict[str, Result]],
+) -> None:
+    """Round `n`'s SubmitLeads: new mobiles on each server (distinct in every round:
+    150-152 and 155-157; the empty database's join its pool), then the merge path."""
+    for side, server in enumerate(servers):
+        prefix = str(150 + 5 * side + n)
+        mobiles = Mobiles(prefix)
+        _best(best[side], await submit_phase(SUBMIT, server, token, args, mobiles.next, prefix))
+        if side == 0:
+            pools[0].add(f"{prefix}{k:08d}" for k in range(1, mobiles.n + 1))
+    for side, server in enumerate(servers):
+        pool = pools[side]
+        r = await submit_phase(MERGE, server, token, args, pool.next, f"m{n}{side}", pool.outcomes)
+        _best(best[side], r)
+
+
+def _print_merges(pools: Sequence[Returning]) -> None:
+    from marque.lead.v1 import lead_service_pb2
+
+    for side, pool in zip(("empty", "N"), pools, strict=True):
+        total = sum(pool.outcomes.values()) or 1
+        shares = ", ".join(
+            f"{lead_service_pb2.SubmitOutcome.Name(o).removeprefix('SUBMIT_OUTCOME_').lower()}"
+            f" {c / total:.1%}"
+            for o, c in sorted(pool.outcomes.items())
+        )
+        print(f"  merge path on {side}: {pool.handed} calls ({shares}), {pool.repeats} repeats")
+
+
 def _best(results: dict[str, Result], r: Result) -> None:
     """Keep the round with the highest QPS of each call (the least disturbed)."""
     if r.name not in results or r.qps > results[r.name].qps:
@@ -108,7 +237,7 @@ def _print_row(label: str, empty: Result, full: Result) -> None:
     ratio = full.qps / empty.qps if empty.qps else float("nan")
     e_cpu, f_cpu = empty.cpu_us_per_call, full.cpu_us_per_call
     cpu_ratio = e_cpu / f_cpu if e_cpu and f_cpu else float("nan")
-    p99_ok = label == SUBMIT or full.pct(0.99) < TARGET_P99_MS
+    p99_ok = label in (SUBMIT, MERGE) or full.pct(0.99) < TARGET_P99_MS
     print(
         f"  {label:<32} {empty.qps:6.0f} QPS p50 {empty.pct(0.5):5.1f} p99 {empty.pct(0.99):5.1f}"
         f" cpu {_cpu(empty)} | {full.qps:6.0f} QPS p50 {full.pct(0.5):5.1f}"
@@ -123,8 +252,7 @@ async def load(
     backend: str, server: ServerProcess, rows: int, token: str, prefixes: Sequence[str]
 ) -> None:
     """Import `rows` leads through `server`, as a customer would: ImportLeads streams of
-    at most STREAM_ROWS (a stream outliving the server's maximum connection age, 5 min,
-    is cut), one per prefix of mobiles."""
+    at most STREAM_ROWS, one per prefix of mobiles."""
     t0 = time.perf_counter()
     created = merged = rejected = 0
     for start, prefix in zip(range(0, rows, STREAM_ROWS), prefixes, strict=False):
@@ -156,6 +284,10 @@ async def run_backend(
         full_url = pg or f"sqlite+aiosqlite:///{tmp / 'scale.db'}"
         servers: list[ServerProcess] = []
         best: list[dict[str, Result]] = [{}, {}]
+        rng = random.Random(17)
+        pools = (Returning(1), Returning(2))
+        pools[0].add(m for i in range(1, args.base + 1) if (m := imported_mobile("131", i)))
+        pools[1].add(loaded_mobiles(args.leads, 180, MERGE_SAMPLE, rng))
         try:
             for url in (empty_url, full_url):
                 servers.append(ServerProcess(SERVER_KIND, url, core, env))
@@ -165,10 +297,7 @@ async def run_backend(
                 for label, fields in LISTS:
                     for side, server in enumerate(servers):
                         _best(best[side], await list_phase(label, server, token, args, fields))
-                for side, server in enumerate(servers):
-                    # Distinct new mobiles in every round: 150-152 and 155-157.
-                    prefix = str(150 + 5 * side + n)
-                    _best(best[side], await submit_phase(SUBMIT, server, token, args, prefix))
+                await submit_round(n, servers, pools, token, args, best)
         finally:
             for server in servers:
                 server.stop()
@@ -179,6 +308,7 @@ async def run_backend(
     )
     for label in best[1]:
         _print_row(label, best[0][label], best[1][label])
+    _print_merges(pools)
 
 
 async def run(args: argparse.Namespace, env: dict[str, str], pg_url: str | None) -> None:

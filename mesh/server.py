@@ -59,12 +59,20 @@ class Servicer:
 
 @dataclass
 class ServiceSpec:
-    """What a service process serves, and its async start-up/shutdown hooks."""
+    """What a service process serves, and its async start-up/shutdown hooks.
+
+    `longest_call_seconds`: how long the service's longest call may run (a streaming
+    import). A connection past its maximum age is told to go away (new calls open another
+    one, so clients rebalance) and the calls on it get the age grace to finish, then are
+    cut: the grace is at least this long, so recycling never cuts a call the service means
+    to serve.
+    """
 
     name: str
     servicers: list[Servicer]
     startup: Callable[[Settings], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
+    longest_call_seconds: float = 0.0
 
 
 class _Capture:
@@ -146,7 +154,7 @@ async def start(
         else None
     )
     generic: list[Any] = []  # every generic handler, for the acceptors (mesh/shedding.py)
-    server = _grpc_server(settings)
+    server = _grpc_server(settings, spec.longest_call_seconds)
     names: list[str] = []
     for servicer in spec.servicers:
         names.append(await _register(server, servicer, runtime, shedder, generic))
@@ -180,16 +188,22 @@ async def start(
     return running
 
 
-def _grpc_server(settings: Settings) -> grpc.aio.Server:
+def _grpc_server(settings: Settings, longest_call_seconds: float = 0.0) -> grpc.aio.Server:
     """The grpc.aio server: connections recycled after an age (clients re-resolve and
-    rebalance), the port shared only when MARQUE_REUSEPORT asks."""
+    rebalance), their calls given the grace or the longest call, whichever is longer, to
+    finish; the port shared only when MARQUE_REUSEPORT asks."""
+    grace_ms = max(settings.max_connection_age_grace_ms, round(longest_call_seconds * 1000))
     return grpc.aio.server(
         options=[
             ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
-            ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
+            ("grpc.max_connection_age_grace_ms", min(grace_ms, _GRPC_INT_MAX)),
             ("grpc.so_reuseport", int(settings.reuseport)),
         ]
     )
+
+
+# grpc's integer options are C ints.
+_GRPC_INT_MAX = 2**31 - 1
 
 
 def _runtime(

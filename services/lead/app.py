@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from mesh import contact
 from mesh.server import ServiceSpec
@@ -27,6 +28,23 @@ from services.lead.events import EVENTS
 from services.lead.servicer import LeadServicer
 
 log = logging.getLogger(__name__)
+
+# How long one ImportLeads stream may run: the server's connection recycling leaves calls
+# this long to finish (mesh.server.ServiceSpec.longest_call_seconds). A million rows take
+# 3-6 minutes at 2.8-5.5k rows/s; an hour leaves room for ten times that or a slow client.
+IMPORT_MAX_SECONDS = 3600.0
+
+
+def import_max_seconds(env: Mapping[str, str]) -> float:
+    """`MARQUE_LEAD_IMPORT_MAX_SECONDS`, IMPORT_MAX_SECONDS unless set; >= 0."""
+    raw = env.get("MARQUE_LEAD_IMPORT_MAX_SECONDS", "").strip()
+    try:
+        value = float(raw) if raw else IMPORT_MAX_SECONDS
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError("MARQUE_LEAD_IMPORT_MAX_SECONDS must be a number of seconds >= 0")
+    return value
 
 
 async def _backfill(engine: LeadEngine) -> None:
@@ -76,7 +94,14 @@ def service(*, seed: bool = True, config: LeadConfig | None = None, events: bool
 
 
 def build_spec(
-    *, seed: bool = True, config: LeadConfig | None = None, events: bool = True
+    *,
+    seed: bool = True,
+    config: LeadConfig | None = None,
+    events: bool = True,
+    import_seconds: float | None = None,
 ) -> ServiceSpec:
-    """What `mesh.server.run` and `start` serve."""
-    return service(seed=seed, config=config, events=events).spec()
+    """What `mesh.server.run` and `start` serve; an import stream may last `import_seconds`
+    (default: `import_max_seconds` of the environment) without its connection being cut."""
+    spec = service(seed=seed, config=config, events=events).spec()
+    longest = import_max_seconds(os.environ) if import_seconds is None else import_seconds
+    return replace(spec, longest_call_seconds=longest)

@@ -123,12 +123,16 @@ class Harness:
 
 @asynccontextmanager
 async def serve(
-    database_url: str, config: LeadConfig | None = None, **settings_kw: Any
+    database_url: str,
+    config: LeadConfig | None = None,
+    import_seconds: float | None = None,
+    **settings_kw: Any,
 ) -> AsyncIterator[Harness]:
     settings = Settings(
         service="lead", grpc_port=0, metrics_port=0, database_url=database_url, **settings_kw
     )
-    running = await start(build_spec(seed=False, config=config, events=False), settings)
+    spec = build_spec(seed=False, config=config, events=False, import_seconds=import_seconds)
+    running = await start(spec, settings)
     db = Database(database_url)
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:
