@@ -1,9 +1,11 @@
 """The ERP adapter's events: sales' OrderConfirmed in, SalesOrderCreated out.
 
 Consumed (`marque.sales.v1`): OrderConfirmed -> the SAP sales order, by deep insert with
-the Marque order id in PurchaseOrderByCustomer (engine.take_to_sap), recorded with the
-inbox row; a batch handler, so the consumer's batch goes to SAP concurrently (one HTTP
-round trip at a time per order would cap the adapter at 1/latency orders a second).
+the Marque order id in PurchaseOrderByCustomer. A batch handler with a `prepare`
+(mesh/events/subscriptions.py): `prepare_orders` takes the consumer's batch to SAP before
+the consumer's unit of work, up to MARQUE_ERP_ADAPTER_SAP_MAX_CONNECTIONS calls at once,
+holding no transaction; `on_orders_confirmed` then records the outcomes with the inbox rows
+(engine.py says how exactly-once holds across the two).
 While SAP is down (or the breaker refuses) the handler raises
 `mesh.errors.Unavailable`: the consumer naks the event with a growing delay and never
 makes it a dead letter, so orders wait in the stream and reach SAP when it is back. An
@@ -25,6 +27,7 @@ from marque.erp.v1 import erp_events_pb2
 from marque.sales.v1 import sales_events_pb2
 
 from mesh.convert import decimal_of, money, timestamp
+from mesh.events import spans
 from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
@@ -80,16 +83,27 @@ def _request(engine: ErpEngine, event: sales_events_pb2.OrderConfirmed) -> Order
     )
 
 
-@subscribe(sales_events_pb2.OrderConfirmed, batch=True)
+async def prepare_orders(
+    events: Sequence[sales_events_pb2.OrderConfirmed], envelopes: Sequence[Envelope]
+) -> None:
+    """The batch's SAP calls, before (outside) the consumer's unit of work, each HTTP call
+    in the trace of the event that caused it."""
+    engine = await _engine()
+    reqs = [_request(engine, e) for e in events]
+    parents = [spans.remote_context(env.traceparent, env.tracestate) for env in envelopes]
+    await engine.prepare(reqs, parents)
+
+
+@subscribe(sales_events_pb2.OrderConfirmed, batch=True, prepare=prepare_orders)
 async def on_orders_confirmed(
     uow: UnitOfWork,
     events: Sequence[sales_events_pb2.OrderConfirmed],
     envelopes: Sequence[Envelope],
 ) -> None:
-    """Confirmed orders (the consumer's batch, taken to SAP concurrently): their SAP sales
-    orders, once each, and SalesOrderCreated."""
+    """Confirmed orders: their SAP sales orders (made by `prepare_orders`) recorded once
+    each, and SalesOrderCreated."""
     engine = await _engine()
-    await engine.take_to_sap(uow, [_request(engine, e) for e in events])
+    await engine.record(uow, [_request(engine, e) for e in events])
 
 
 EVENTS = EventSpec(

@@ -38,6 +38,9 @@ class ErpConfig:
     # Create attempts after a timeout (each preceded by a look-up), with this backoff.
     create_attempts: int = 3
     retry_backoff_seconds: float = 0.2
+    # How long a claimed order's SAP calls may take before another delivery may try it
+    # (engine.py); 0: derived from the timeouts (every look-up and create timing out).
+    claim_lease_seconds: float = 0.0
     sales_order_type: str = "OR"
     sales_organization: str = "1710"
     distribution_channel: str = "10"
@@ -54,8 +57,27 @@ class ErpConfig:
             raise ValueError(f"{PREFIX}SAP_AUTH must be one of {', '.join(AUTH_KINDS)}")
         if self.auth == "oauth2" and not (self.token_url and self.client_id):
             raise ValueError(f"oauth2 needs {PREFIX}SAP_TOKEN_URL and {PREFIX}SAP_CLIENT_ID")
-        if self.timeout_seconds <= 0 or self.create_attempts < 1:
-            raise ValueError("timeouts must be positive and create_attempts at least 1")
+        if self.timeout_seconds <= 0 or self.create_attempts < 1 or self.max_connections < 1:
+            raise ValueError(
+                "timeouts must be positive, create_attempts and max_connections at least 1"
+            )
+        if 0 < self.claim_lease_seconds < self.worst_case_seconds:
+            raise ValueError(
+                f"{PREFIX}CLAIM_LEASE_SECONDS must cover every call of one order "
+                f"({self.worst_case_seconds:.0f} s with these timeouts)"
+            )
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """How long one order's calls take at most: a look-up, then each create attempt
+        and the look-up after it timing out, and the backoffs between."""
+        backoffs = sum(self.retry_backoff_seconds * 2**a for a in range(self.create_attempts))
+        return self.timeout_seconds * (1 + 2 * self.create_attempts) + backoffs
+
+    @property
+    def lease_seconds(self) -> float:
+        """The claim lease: configured, else the worst case with a margin."""
+        return self.claim_lease_seconds or self.worst_case_seconds + 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ErpConfig:
@@ -81,6 +103,8 @@ class ErpConfig:
             connect_timeout_seconds=float(get("SAP_CONNECT_TIMEOUT_SECONDS", "3")),
             max_connections=int(get("SAP_MAX_CONNECTIONS", "64")),
             create_attempts=int(get("CREATE_ATTEMPTS", "3")),
+            retry_backoff_seconds=float(get("RETRY_BACKOFF_SECONDS", "0.2")),
+            claim_lease_seconds=float(get("CLAIM_LEASE_SECONDS", "0")),
             sales_order_type=get("SALES_ORDER_TYPE", base.sales_order_type),
             sales_organization=get("SALES_ORGANIZATION", base.sales_organization),
             distribution_channel=get("DISTRIBUTION_CHANNEL", base.distribution_channel),

@@ -26,6 +26,8 @@ SAP_TIMEOUT = "SAP_TIMEOUT"
 SAP_BAD_RESPONSE = "SAP_BAD_RESPONSE"
 # The adapter's SAP connection is not ready yet (start-up).
 ERP_NOT_READY = "ERP_NOT_READY"
+# Another delivery of the order is calling SAP for it now (its claim's lease runs).
+SAP_CALL_IN_PROGRESS = "SAP_CALL_IN_PROGRESS"
 
 
 class SapTimeout(Unavailable):
@@ -66,6 +68,20 @@ def bad_response(status: int) -> Unavailable:
 def not_ready() -> Unavailable:
     """The SAP client is not built yet."""
     return Unavailable("the ERP adapter is starting", reason=ERP_NOT_READY, retry_after=1)
+
+
+def in_progress() -> Unavailable:
+    """Another delivery holds the order's claim: wait, then find its result."""
+    return Unavailable(
+        "the order is being taken to SAP by another delivery",
+        reason=SAP_CALL_IN_PROGRESS,
+        retry_after=5,
+    )
+
+
+def not_prepared() -> Unavailable:
+    """The handler ran without the prepare step's outcome for an order: run both again."""
+    return Unavailable("the order's SAP call has not been made yet", reason=SAP_CALL_IN_PROGRESS)
 
 
 def sap_error(

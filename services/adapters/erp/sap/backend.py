@@ -2,9 +2,11 @@
 
 SAP has no idempotency key, so `SapBackend.create_sales_order` keeps "never two SAP orders
 for one Marque order" itself: it looks the order up by PurchaseOrderByCustomer before the
-first create (an earlier attempt may have created it and then been lost: a crash before
-our commit, a consumer batch rolled back) and again after every unclear failure (a
-timeout, a broken connection) before creating again. Only a failure that certainly did
+first create when an earlier attempt may have created it and then been lost (`look_first`:
+the engine's claim says whether the order was tried before: a crash before our commit, a
+timeout, an outage), and again after every unclear failure (a timeout, a broken
+connection) before creating again. An order never tried goes straight to the create: one
+round trip, not two. Only a failure that certainly did
 nothing (SAP unreachable, a 5xx before the create, the breaker) is raised as it is.
 
 Every call goes through the breaker (mesh/breaker.py): while SAP is down most calls are
@@ -30,9 +32,11 @@ T = TypeVar("T")
 class Backend(Protocol):
     """The ERP as the engine sees it."""
 
-    async def create_sales_order(self, req: OrderRequest) -> tuple[SalesOrder, bool]:
-        """The order's sales order, created unless it exists; (order, found) where found
-        says an earlier attempt had created it."""
+    async def create_sales_order(
+        self, req: OrderRequest, *, look_first: bool = True
+    ) -> tuple[SalesOrder, bool]:
+        """The order's sales order, created unless it exists (looked up first when
+        `look_first`); (order, found) where found says an earlier attempt had created it."""
         ...
 
     async def find(self, order_id: str) -> SalesOrder | None:
@@ -81,14 +85,17 @@ class SapBackend:
         d = await self._call(lambda: self.client.read(sap_sales_order))
         return None if d is None else odata.sales_order(d)
 
-    async def create_sales_order(self, req: OrderRequest) -> tuple[SalesOrder, bool]:
+    async def create_sales_order(
+        self, req: OrderRequest, *, look_first: bool = True
+    ) -> tuple[SalesOrder, bool]:
         body = odata.payload(req)
         violations = fields.check_payload(body)
         if violations:
             raise errors.field_invalid(violations)
-        existing = await self.find(req.order_id)
-        if existing is not None:
-            return existing, True
+        if look_first:
+            existing = await self.find(req.order_id)
+            if existing is not None:
+                return existing, True
         for attempt in range(1, self._attempts + 1):
             try:
                 created = await self._call(lambda: self.client.create(body))

@@ -1,7 +1,8 @@
-"""The ERP adapter's tables and queries: `tables` (the schema, as the migrations make it)
-and `orders` (the Marque order -> SAP order rows). Queries only."""
+"""The ERP adapter's tables and queries: `tables` (the schema, as the migrations make it),
+`orders` (the Marque order -> SAP order rows) and `claims` (the SAP calls under way or
+unrecorded). Queries only."""
 
-from services.adapters.erp.store import orders, tables
+from services.adapters.erp.store import claims, orders, tables
 from services.adapters.erp.store.tables import (
     INBOX,
     MIGRATIONS,
@@ -16,6 +17,7 @@ __all__ = [
     "MIGRATIONS",
     "OUTBOX",
     "REQUEST_IDS",
+    "claims",
     "metadata",
     "orders",
     "request_ids",

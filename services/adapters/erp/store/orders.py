@@ -57,20 +57,30 @@ async def of_sap_number(conn: AsyncConnection, number: str) -> Recorded | None:
     return None if row is None else _record(row)
 
 
+def _row(order: SalesOrder, state: str, now: dt.datetime) -> dict[str, object]:
+    return {
+        "order_id": order.order_id,
+        "sap_sales_order": order.sap_sales_order,
+        "state": state,
+        "status": order.status.value,
+        "net_amount": decimal_text(order.net_amount),
+        "currency": order.currency,
+        "sap_create_time": order.create_time,
+        "record_time": now,
+    }
+
+
 async def insert(conn: AsyncConnection, order: SalesOrder, state: str, now: dt.datetime) -> None:
     """Record a Marque order's SAP order (once: the caller has checked it is new)."""
-    await conn.execute(
-        sap_orders.insert().values(
-            order_id=order.order_id,
-            sap_sales_order=order.sap_sales_order,
-            state=state,
-            status=order.status.value,
-            net_amount=decimal_text(order.net_amount),
-            currency=order.currency,
-            sap_create_time=order.create_time,
-            record_time=now,
-        )
-    )
+    await insert_many(conn, [(order, state)], now)
+
+
+async def insert_many(
+    conn: AsyncConnection, recorded: Sequence[tuple[SalesOrder, str]], now: dt.datetime
+) -> None:
+    """Record these (order, state) pairs in one statement (new ones: the caller checked)."""
+    if recorded:
+        await conn.execute(sap_orders.insert(), [_row(o, s, now) for o, s in recorded])
 
 
 async def count(conn: AsyncConnection) -> int:

@@ -4,6 +4,11 @@
   (unique), SAP's net amount (the decimal string SAP sent), the SAP status last read, how
   the adapter got it (`state`: CREATED by its create, FOUND by a look-up after an unclear
   attempt), SAP's creation time and when it was recorded.
+- `sap_claims`: a Marque order whose SAP create is under way or was tried without its
+  result recorded (engine.py): `lease_until` while a call is in flight (another delivery
+  of the order waits), `attempts` so far. Deleted with the `sap_orders` row that records
+  the result; a row left behind (a crash, a timeout, an outage) means "SAP may have the
+  order": the next attempt looks it up before creating.
 - `request_ids` has the shape every service shares (the adapter has no mutating RPC yet;
   kept so the mesh's sweep and the shape stay alike).
 - `outbox` and `inbox` (mesh/events): SalesOrderCreated, and the OrderConfirmed handled.
@@ -36,6 +41,15 @@ sap_orders = sa.Table(
     sa.Column("sap_create_time", UtcDateTime(), nullable=True),
     sa.Column("record_time", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("sap_sales_order", name="uq_sap_orders_sap_sales_order"),
+)
+
+sap_claims = sa.Table(
+    "sap_claims",
+    metadata,
+    sa.Column("order_id", sa.String(35), primary_key=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("lease_until", UtcDateTime(), nullable=False),
+    sa.Column("claim_time", UtcDateTime(), nullable=False),
 )
 
 request_ids = request_ids_table(metadata)

@@ -1,7 +1,8 @@
 """The ERP adapter over a real in-process grpc.aio server against the SAP simulator, on
 SQLite and PostgreSQL (`database_url`). Events are written to the outbox, not relayed
-(`events=False`); `confirm` runs the OrderConfirmed handler in a unit of work as the
-consumer does, so tests see the SAP order, the row and the outbox together."""
+(`events=False`); `confirm` runs the OrderConfirmed subscription as the consumer does (its
+prepare, then the handler in a unit of work), so tests see the SAP order, the row and the
+outbox together."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ from mesh.keys import mint_token
 from mesh.server import start
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.adapters.erp.app import NAME, build_spec
-from services.adapters.erp.events import on_orders_confirmed
+from services.adapters.erp.events import on_orders_confirmed, prepare_orders
 from services.adapters.erp.store.tables import OUTBOX, outbox
-from services.adapters.erp.tests.helpers import Clock, Sap
+from services.adapters.erp.tests.helpers import Clock, Moment, Sap
 
 OEM = Caller(Kind.OEM, "staff-1")
 SALES = Caller(Kind.SERVICE, "sales", service="sales")
@@ -55,12 +56,17 @@ def confirmed(order_id: str, price: str = "259900.00") -> sales_events_pb2.Order
     return sales_events_pb2.OrderConfirmed(order=facts, confirm_time=timestamp(T0))
 
 
+def _envelope(event: sales_events_pb2.OrderConfirmed) -> Envelope:
+    return Envelope(id=f"ev-{event.order.order_id}", source="sales", type="t", subject="s", time=T0)
+
+
 @dataclass
 class Harness:
     stub: erp_service_pb2_grpc.ErpServiceStub
     db: Database
     sap: Sap
     breaker_clock: Clock
+    moment: Moment  # the engine's clock
 
     async def get(self, caller: Caller = OEM, **key: str) -> erp_service_pb2.SalesOrder:
         resp = await self.stub.GetSalesOrder(
@@ -68,13 +74,18 @@ class Harness:
         )
         return resp.sales_order
 
+    async def prepare(self, event: sales_events_pb2.OrderConfirmed) -> None:
+        """The subscription's prepare alone: SAP called, nothing recorded (as if the
+        process died before the consumer's commit)."""
+        await prepare_orders([event], [_envelope(event)])
+
     async def confirm(self, event: sales_events_pb2.OrderConfirmed) -> None:
-        envelope = Envelope(
-            id=f"ev-{event.order.order_id}", source="sales", type="t", subject="s", time=T0
-        )
+        envelope = _envelope(event)
 
         async def work(uow: UnitOfWork) -> None:
             await on_orders_confirmed(uow, [event], [envelope])
+
+        await prepare_orders([event], [envelope])
 
         await transaction(self.db, work, outbox=OUTBOX)
 
@@ -89,12 +100,15 @@ class Harness:
 async def serve(database_url: str, sap: Sap) -> AsyncIterator[Harness]:
     settings = Settings(service=NAME, grpc_port=0, metrics_port=0, database_url=database_url)
     clock = Clock()  # the breaker's: a test moves it past the window instead of sleeping
-    spec = build_spec(config=sap.config, backend=sap.backend(clock=clock), events=False)
+    moment = Moment(T0)
+    spec = build_spec(
+        config=sap.config, backend=sap.backend(clock=clock), clock=moment, events=False
+    )
     running = await start(spec, settings)
     db = Database(database_url)
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:
-            yield Harness(erp_service_pb2_grpc.ErpServiceStub(ch), db, sap, clock)
+            yield Harness(erp_service_pb2_grpc.ErpServiceStub(ch), db, sap, clock, moment)
     finally:
         await db.dispose()
         await running.stop(1.0)

@@ -5,6 +5,8 @@ the consumer) and writes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -15,6 +17,9 @@ from marque.erp.v1 import erp_events_pb2, erp_service_pb2
 
 from mesh.convert import decimal_of
 from mesh.errors import Unavailable
+from mesh.unit_of_work import UnitOfWork, transaction
+from services.adapters.erp import events
+from services.adapters.erp.store import claims
 from services.adapters.erp.store.tables import sap_orders
 from services.adapters.erp.tests.harness import DEALER, SALES, Harness, confirmed, fails, serve
 from services.adapters.erp.tests.helpers import Sap
@@ -49,12 +54,37 @@ async def test_a_confirmed_order_becomes_one_sap_order_and_one_event(erp: Harnes
 
 
 async def test_an_order_created_before_a_lost_commit_is_found_not_doubled(erp: Harness) -> None:
-    await erp.confirm(confirmed("ord_1"))
-    async with erp.db.begin() as conn:  # as if our commit had been lost after SAP's answer
-        await conn.execute(sap_orders.delete())
-    await erp.confirm(confirmed("ord_1"))
+    await erp.prepare(confirmed("ord_1"))  # SAP created it; our commit never happened
+    assert erp.sap.sim.creates == 1 and await _rows(erp) == []
+    with pytest.raises(Unavailable, match="another delivery"):
+        await erp.confirm(confirmed("ord_1"))  # redelivered while the claim's lease runs
+    erp.moment.advance(erp.sap.config.lease_seconds)
+    await erp.confirm(confirmed("ord_1"))  # the lease is over: looked up, found
     [row] = await _rows(erp)
     assert erp.sap.sim.creates == 1 and row.state == "FOUND"
+    async with erp.db.engine.connect() as conn:
+        assert await claims.of_order(conn, "ord_1") is None  # dropped with the record
+
+
+async def test_no_transaction_is_open_while_sap_answers(erp: Harness) -> None:
+    """The SAP call (here 600 ms) holds no database connection (PostgreSQL: none idle in a
+    transaction) and not the write lock (SQLite: another writer commits meanwhile)."""
+    erp.sap.sim.knobs.latency_ms = 600
+    confirming = asyncio.ensure_future(erp.confirm(confirmed("ord_1")))
+    await asyncio.sleep(0.3)
+    [engine] = events._bound
+    assert engine.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    started = time.monotonic()
+
+    async def write(uow: UnitOfWork) -> None:  # SQLite: BEGIN IMMEDIATE, the write lock
+        await uow.conn.execute(sap_orders.delete().where(sap_orders.c.order_id == "none"))
+
+    await transaction(erp.db, write)
+    waited = time.monotonic() - started
+    assert not confirming.done()  # still inside the SAP call
+    await confirming
+    assert waited < 0.2, waited
+    assert len(await _rows(erp)) == 1
 
 
 async def test_while_sap_is_down_the_handler_raises_unavailable(erp: Harness) -> None:
