@@ -16,6 +16,10 @@
   decide everything from what it reads inside the transaction.
 - `uow.after_commit(fn)` runs `fn` once the transaction has committed, and only then, so
   metrics count committed work once however often it was retried.
+- `async with uow.savepoint():` runs a part of the work that may fail alone: if it raises,
+  its statements are rolled back to the savepoint, and the events it emitted and the
+  after-commit hooks it added are dropped; the rest of the work goes on (a consumer runs
+  each handler of a batch that failed this way).
 - `uow.emit(event, subject=aggregate_id)` writes a domain event to the service's outbox
   (`transaction(db, work, outbox=...)`, mesh/events/outbox.py) in this same transaction: the
   rows are inserted in one statement just before the commit, and the relay is woken after
@@ -25,11 +29,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sqlite3
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -85,6 +90,20 @@ class UnitOfWork:
         if self._is_sqlite or not keys:
             return
         await self.conn.execute(_LOCK, {"keys": sorted({lock_hash(k) for k in keys})})
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A savepoint: what runs inside it is undone, emitted events and after-commit
+        hooks included, if it raises (the error goes on to the caller)."""
+        events, after = len(self._events), len(self._after)
+        nested = await self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            del self._events[events:], self._after[after:]
+            await nested.rollback()
+            raise
+        await nested.commit()
 
     def after_commit(self, fn: Callable[[], object]) -> None:
         """Run `fn` after the commit (not at all if the transaction rolls back)."""

@@ -11,9 +11,14 @@ The consumer of a subscription is named `<service>-<EventName>` (the durable nam
 filters its producer's stream on `marque.<producer>.<EventName>`. It keeps pull requests
 outstanding, so deliveries arrive as they are published; it takes whatever has arrived (up
 to `batch`) and handles it in ONE unit of work: the inbox is read for the batch's ids, each
-new event's handler runs, the ids are recorded, one commit, then every delivery is acked.
-A handler that raises makes the batch roll back and run again one event per transaction,
-so only the failing event fails: it is nak'd with a growing delay, and once it has been
+new event's handler runs, the ids are recorded, one commit, then every delivery is acked
+(a per-event handler too: its events share the batch's transaction and commit).
+A handler that raises makes the batch roll back and run again in ONE unit of work with each
+event's handler in a savepoint of its own (`UnitOfWork.savepoint`): a handler that raises
+again rolls back to its savepoint only (its writes and emitted events undone, its id not
+recorded), the others commit together, so only the failing event fails (should that unit
+of work fail as a whole, each event gets a transaction of its own): it is nak'd with a
+growing delay, and once it has been
 delivered `max_deliver` times it is recorded as a dead letter (payload, headers, error)
 and terminated, so the events behind it flow. A handler that raises
 `mesh.errors.Unavailable` (a backend it must reach is down, or its breaker refuses) is
@@ -183,15 +188,25 @@ class Consumer:
             if len(items) == 1:
                 await self._failed(items[0], e)
                 return
-            for item in items:
-                try:
-                    one = await self._transaction([item])
-                except Exception as error:
-                    await self._failed(item, error)
-                else:
-                    await self._done([item], one)
-            return
-        await self._done(items, outcomes)
+            try:  # again, each handler in a savepoint: the failing ones fail alone
+                outcomes = await self._transaction(items, isolate=True)
+            except Exception:  # the unit of work itself failed: a transaction per event
+                outcomes = []
+                for item in items:
+                    try:
+                        outcomes += await self._transaction([item])
+                    except Exception as error:
+                        outcomes.append(error)
+        await self._outcomes(items, outcomes)
+
+    async def _outcomes(self, items: Sequence[_Item], outcomes: Sequence[str | Exception]) -> None:
+        """Ack the committed and duplicate deliveries; nak (or dead-letter) the failed."""
+        ok = [(i, o) for i, o in zip(items, outcomes, strict=True) if isinstance(o, str)]
+        if ok:
+            await self._done([i for i, _ in ok], [o for _, o in ok])
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                await self._failed(item, outcome)
 
     def _item(self, msg: Msg) -> _Item | None:
         headers = dict(msg.headers or {})
@@ -212,28 +227,46 @@ class Consumer:
         if self.subscription.prepare is not None:
             await self.subscription.prepare([i.event for i in items], [i.envelope for i in items])
 
-    async def _transaction(self, items: Sequence[_Item]) -> list[str]:
-        async def work(uow: UnitOfWork) -> list[str]:
+    async def _transaction(
+        self, items: Sequence[_Item], *, isolate: bool = False
+    ) -> list[str | Exception]:
+        """One unit of work for `items`: "duplicate" or "handled" per item, or (`isolate`:
+        each handler in its own savepoint) the error of a handler that raised."""
+
+        async def work(uow: UnitOfWork) -> list[str | Exception]:
             seen = await self._inbox.seen(uow.conn, self.durable, [i.envelope.id for i in items])
-            now = utc_now()
-            outcomes, rows, fresh = [], [], []
+            outcomes: list[str | Exception] = []
+            fresh: list[_Item] = []
             for item in items:
-                env = item.envelope
-                if env.id in seen:
+                if item.envelope.id in seen:
                     outcomes.append("duplicate")
                     continue
-                seen.add(env.id)
+                seen.add(item.envelope.id)
                 fresh.append(item)
-                rows.append(Inbox.handled_row(self.durable, env, now=now, attempts=item.delivered))
                 outcomes.append("handled")
-            if self.subscription.batch:
+            failed: dict[int, Exception] = {}
+            if isolate:
+                for item in fresh:
+                    try:
+                        async with uow.savepoint():
+                            await self._call(uow, [item])
+                    except Exception as e:
+                        failed[id(item)] = e
+            elif self.subscription.batch:
                 if fresh:
                     await self._call(uow, fresh)
             else:
                 for item in fresh:
                     await self._call(uow, [item])
+            now = utc_now()
+            rows = [
+                Inbox.handled_row(self.durable, i.envelope, now=now, attempts=i.delivered)
+                for i in fresh
+                if id(i) not in failed
+            ]
             await self._inbox.record(uow.conn, rows)
-            return outcomes
+            pairs = zip(items, outcomes, strict=True)
+            return [failed.get(id(i), o) if o == "handled" else o for i, o in pairs]
 
         return await transaction(self._db, work, outbox=self._outbox)
 

@@ -13,7 +13,15 @@ One relay task runs per process. A cycle:
 2. publishes them with JetStream async publishes (`Nats-Msg-Id` = the event id: a row
    published twice, after a crash between publish and mark, is dropped by JetStream as a
    duplicate within its window) and awaits every ack;
-3. marks the acknowledged rows sent, and gives back the lease of the others.
+3. marks the acknowledged rows sent, and gives back the lease of the others. The running
+   relay marks them in the transaction of its next claim (mark first, then claim: one
+   transaction and, on SQLite, one hand-over a cycle instead of two), which follows at
+   once when a commit woke it and after `MARK_LINGER_SECONDS` otherwise; until then the
+   rows stay leased by this relay, and a relay that dies in between only publishes them
+   again (JetStream's duplicate window and the inboxes drop them). On PostgreSQL the
+   relay's own transactions commit with `synchronous_commit = off` for the same reason: a
+   lost lease or mark costs a duplicate publish, never an event, and a WAL flush per claim
+   is not worth waiting for.
 
 While NATS is away the relay does not claim at all: it waits, with a capped backoff, and
 the outbox grows; when NATS is back it drains it, `batch` rows a cycle. A publish that fails
@@ -62,7 +70,7 @@ from mesh.events.outbox import Outbox, utc_now
 from mesh.events.publisher import Publisher
 from mesh.events.settings import EventSettings
 from mesh.events.sqlite_claims import SqliteClaims
-from mesh.unit_of_work import UnitOfWork, transaction
+from mesh.unit_of_work import UnitOfWork, lock_hash, transaction
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,9 @@ DEFAULT_ACK_TIMEOUT_SECONDS = 10.0
 # aside rather than failing every cycle after it.
 MAX_REFUSALS = 5
 MAX_BACKOFF_SECONDS = 5.0
+# How long acknowledged rows wait for the next claim to mark them before a transaction of
+# their own does (a commit that wakes the relay sooner carries them at once).
+MARK_LINGER_SECONDS = 0.05
 GAUGE_EVERY_SECONDS = 1.0
 ANALYZE_PENDING = 10_000  # PostgreSQL: analyse the outbox when a backlog reaches this
 EXPECTED_STREAM = "Nats-Expected-Stream"
@@ -133,6 +144,10 @@ class Relay:
         # SQLite: each statement with its transaction in one hand-over (sqlite_claims.py).
         self._sqlite = SqliteClaims(outbox.table, self._sql) if db.is_sqlite else None
         self._publisher = Publisher(link)
+        # Acknowledged rows the next claim marks sent (seqs, and when they were acked).
+        self._unmarked: list[int] = []
+        self._acked_at = utc_now()
+        self._claim_lock = lock_hash(f"outbox-claim:{outbox.table.name}")
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -154,6 +169,8 @@ class Relay:
         if self._wakeup is not None:
             self.outbox.forget(self._wakeup)
             self._wakeup = None
+        with contextlib.suppress(Exception):  # else their lease runs out: sent again
+            await self.flush_marks()
         await self._publisher.close()
 
     async def _run(self) -> None:
@@ -161,11 +178,12 @@ class Relay:
         while True:
             try:
                 if not self._link.connected:
+                    await self.flush_marks()
                     await self._link.wait_connected(min(delay, self._poll))
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                     await self._gauges()
                     continue
-                sent = await self.cycle()
+                sent = await self.cycle(carry_marks=True)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
@@ -186,14 +204,17 @@ class Relay:
             if sent < self._batch:  # drained: wait for a commit or the next poll
                 assert self._wakeup is not None
                 self._wakeup.clear()
+                wait = min(self._poll, MARK_LINGER_SECONDS) if self._unmarked else self._poll
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
 
     # ------------------------------------------------------------------------ one cycle
 
-    async def cycle(self) -> int:
-        """Claim, publish and mark one batch; returns how many rows it claimed
-        (PublishFailed if some were not acknowledged: their lease is given back)."""
+    async def cycle(self, *, carry_marks: bool = False) -> int:
+        """Claim (marking what the last cycle published), publish and mark one batch;
+        returns how many rows it claimed (PublishFailed if some were not acknowledged:
+        their lease is given back). `carry_marks`: leave this batch's marks to the next
+        claim (the running relay; see the module docstring)."""
         await self.ensure_stream()
         rows = await self._claim()
         if not rows:
@@ -202,10 +223,10 @@ class Relay:
         now = utc_now()
         failed = await self._set_aside(rows, failed)
         if acked:
-            if self._sqlite is not None:
-                await self._sqlite.mark_sent(self._db, acked, now)
-            else:
-                await transaction(self._db, lambda uow: self._set(uow, self._sql.mark, acked, now))
+            self._unmarked.extend(acked)
+            self._acked_at = now
+            if not carry_marks:
+                await self.flush_marks()
         if failed:  # given back: published again by a later cycle
             if self._sqlite is not None:
                 await self._sqlite.release(self._db, failed, self.owner)
@@ -260,25 +281,38 @@ class Relay:
             await js.update_stream(config)
         self._stream_ready_generation = self._link.generation
 
-    async def _claim(self) -> list[Any]:
+    async def flush_marks(self) -> None:
+        """Mark the acknowledged rows no claim has marked yet (a transaction of their own)."""
+        if self._unmarked:
+            await self._claim(limit=0)
+
+    async def _claim(self, limit: int | None = None) -> list[Any]:
+        """Mark the rows published since the last claim, then lease up to `limit` (the
+        batch) pending rows, in one transaction."""
+        n = self._batch if limit is None else limit
+        marks, acked_at = self._unmarked, self._acked_at
         if self._sqlite is not None:
             now = utc_now()
-            claimed = await self._sqlite.claim(
-                self._db, self.owner, now, now + self._lease, self._batch
+            claimed = list(
+                await self._sqlite.claim(
+                    self._db, self.owner, now, now + self._lease, n, marks=marks, acked_at=acked_at
+                )
             )
-            return list(claimed)
+            del marks[: len(marks)]  # committed (a new list may have grown meanwhile)
+            return claimed
 
         async def claim(uow: UnitOfWork) -> list[Any]:
             now = utc_now()
-            params = {"me": self.owner, "now": now, "until": now + self._lease, "n": self._batch}
-            if self._db.is_sqlite:
-                statement = self._sql.claim_sqlite
-            else:
-                await uow.lock(f"outbox-claim:{self.outbox.table.name}")
-                statement = self._sql.claim_pg
-            return list((await uow.conn.execute(statement, params)).all())
+            await uow.conn.execute(self._sql.relay_transaction, {"key": self._claim_lock})
+            if marks:
+                await self._set(uow, self._sql.mark, marks, acked_at)
+            if not n:
+                return []
+            params = {"me": self.owner, "now": now, "until": now + self._lease, "n": n}
+            return list((await uow.conn.execute(self._sql.claim_pg, params)).all())
 
         rows = await transaction(self._db, claim)
+        del marks[: len(marks)]
         rows.sort(key=lambda r: r.seq)  # RETURNING promises no order
         return rows
 

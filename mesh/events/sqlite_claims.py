@@ -1,4 +1,5 @@
-"""The relay's claim, mark and release on SQLite, each ONE hand-over to the database thread.
+"""The relay's claim, mark and release on SQLite, each ONE hand-over to the database thread
+(a claim marks the rows the last cycle published in the same hand-over and transaction).
 
 Through SQLAlchemy a claim or a mark is four or five hand-overs (begin, BEGIN IMMEDIATE,
 execute, fetch, commit), each a thread switch and a loop wake-up: about 0.7 ms of CPU per
@@ -55,9 +56,19 @@ class SqliteClaims:
         self._table = table.name
 
     async def claim(
-        self, db: Database, owner: str, now: dt.datetime, until: dt.datetime, n: int
+        self,
+        db: Database,
+        owner: str,
+        now: dt.datetime,
+        until: dt.datetime,
+        n: int,
+        *,
+        marks: Sequence[int] = (),
+        acked_at: dt.datetime | None = None,
     ) -> list[Claimed]:
-        """Lease up to `n` pending rows (see claims.py), oldest first."""
+        """Mark `marks` sent (acknowledged at `acked_at`: the last cycle's), then lease up
+        to `n` pending rows (see claims.py), oldest first: one transaction."""
+        mark = self._mark(marks, acked_at or now) if marks else None
         params = {
             **self._claim_defaults,
             "me": owner,
@@ -67,6 +78,10 @@ class SqliteClaims:
         }
 
         def run(raw: Any) -> list[Claimed]:
+            if mark is not None:
+                raw.execute(*mark)
+            if not n:
+                return []
             rows = raw.execute(self._claim_sql, params).fetchall()
             return [Claimed._make((*r[:8], _parsed_time(r[8]), r[9])) for r in rows]
 
@@ -74,14 +89,18 @@ class SqliteClaims:
         found.sort(key=lambda r: r.seq)  # RETURNING promises no order
         return found
 
-    async def mark_sent(self, db: Database, seqs: Sequence[int], now: dt.datetime) -> None:
-        """The acknowledged rows are sent (their lease cleared)."""
+    def _mark(self, seqs: Sequence[int], now: dt.datetime) -> tuple[str, tuple[Any, ...]]:
+        """The statement marking the acknowledged rows sent (their lease cleared)."""
         sql = (
             f"UPDATE {self._table} SET sent_time = ?, lease_owner = NULL, lease_until = NULL "
             f"WHERE seq IN ({', '.join('?' * len(seqs))})"
         )
-        args = (sqlite_time(now), *seqs)
-        await self._in_transaction(db, lambda raw: raw.execute(sql, args))
+        return sql, (sqlite_time(now), *seqs)
+
+    async def mark_sent(self, db: Database, seqs: Sequence[int], now: dt.datetime) -> None:
+        """The acknowledged rows are sent (their lease cleared)."""
+        mark = self._mark(seqs, now)
+        await self._in_transaction(db, lambda raw: raw.execute(*mark))
 
     async def release(self, db: Database, seqs: Sequence[int], owner: str) -> None:
         """Give back our lease of rows that were not acknowledged."""
