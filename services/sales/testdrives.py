@@ -4,6 +4,8 @@ RescheduleTestDrive, CancelTestDrive, CompleteTestDrive, GetTestDrive, ListTestD
 A booking holds its quarter hours in `slot_claims` (store/testdrives.py): of concurrent
 bookings of one slot the first to commit wins, the other's insert fails on the key, its
 transaction runs again, finds the winner and is refused (CAR_TAKEN, CONSULTANT_TAKEN).
+Within one process the bookings of a slot queue at `slot_gate.py`, and those behind the
+first are refused from what it found, without a transaction of their own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from services.sales.base import new_id
 from services.sales.domain import testdrive as rules
 from services.sales.domain import visibility as vis
 from services.sales.domain.errors import (
-    OPPORTUNITY_NOT_FOUND,
     TEST_DRIVE_CAR_NOT_FOUND,
     TEST_DRIVE_NOT_FOUND,
     not_found,
@@ -30,10 +31,9 @@ from services.sales.domain.errors import (
 from services.sales.domain.opportunity import Stage
 from services.sales.domain.testdrive import DriveState, OpeningHours, TestDrive, TestDriveCar
 from services.sales.opportunities import Opportunities
-from services.sales.store import opportunities as opportunity_store
+from services.sales.slot_gate import Hold, Known
 from services.sales.store import testdrives as store
 from services.sales.store.hours_codec import days_json, hours_of
-from services.sales.store.tables import REQUEST_IDS
 
 BOOK = "BookTestDrive"
 
@@ -51,6 +51,12 @@ class Booking:
 
 
 MAX_WINDOW = dt.timedelta(days=31)
+
+
+def _known(drive: TestDrive, request: Request | None = None) -> Known:
+    """What a booking hands on about a drive holding quarter hours."""
+    keys = rules.slot_keys(drive.vin, drive.consultant_id, drive.start, drive.end)
+    return Known(drive, frozenset(keys), request)
 
 
 class TestDrives(Opportunities):
@@ -94,11 +100,16 @@ class TestDrives(Opportunities):
         hours = await self._hours(conn, dealer_id)
         return rules.slot(start, self.config.test_drive_minutes, hours, now)
 
-    async def _hold(self, uow: UnitOfWork, drive: TestDrive) -> None:
-        """Refuse a taken car or consultant, then claim the drive's quarter hours."""
+    async def _hold(
+        self, uow: UnitOfWork, drive: TestDrive, taken: list[TestDrive] | None = None
+    ) -> None:
+        """Refuse a taken car or consultant (the holders go to `taken`), then claim the
+        drive's quarter hours."""
         keys = rules.slot_keys(drive.vin, drive.consultant_id, drive.start, drive.end)
-        taken = [d for d in await store.holders(uow.conn, keys) if d.id != drive.id]
-        rules.conflicts(drive.start, drive.end, drive.vin, drive.consultant_id, taken)
+        found = [d for d in await store.holders(uow.conn, keys) if d.id != drive.id]
+        if taken is not None:
+            taken.extend(found)
+        rules.conflicts(drive.start, drive.end, drive.vin, drive.consultant_id, found)
         await store.claim(uow.conn, drive.id, keys)
 
     async def book_test_drive(
@@ -111,40 +122,41 @@ class TestDrives(Opportunities):
         request_id: str,
         caller: Caller,
     ) -> TestDrive:
-        """BookTestDrive: one of the dealer's active cars, a free slot, a free consultant."""
+        """BookTestDrive: one of the dealer's active cars, a free slot, a free consultant.
+        One booking of these quarter hours at a time in this process (slot_gate.py): one
+        that waited behind another is refused from what that one found, with no database
+        work; the first in line reads and is refused on the read, or books."""
         now = self.clock()
         req = self.request(caller, request_id, BOOK, opp_id, vin, consultant_id, start)
-
         asked = Booking(opp_id, vin, consultant_id, start, req, now)
-        prior, begin, end = await self._slot_asked(asked, caller)
-        if prior:
-            return await self.get_test_drive(prior, caller=caller)
-        keys = rules.slot_keys(vin, consultant_id, begin, end)
-        async with self.gate.hold(keys):  # one booking of these quarter hours at a time here
-            async with self.db.engine.connect() as conn:
-                twin = await REQUEST_IDS.prior(conn, BOOK, req)  # a twin went first
-                taken = [] if twin else await store.holders(conn, keys)
-            if twin:
-                return await self.get_test_drive(twin, caller=caller)
-            # Refused on a read: the losers of a contest for one slot never write.
-            rules.conflicts(begin, end, vin, consultant_id, taken)
-            return await self._book(asked, caller)
+        keys = rules.asked_keys(vin, consultant_id, start, self.config.test_drive_minutes)
+        async with self.gate.hold(keys) as turn:
+            known = [
+                k.drive
+                for k in turn.holders()
+                if k.request != req and vis.may_see(caller, k.drive.dealer_id)
+            ]
+            if known:  # taken for a booking that went before, in this process
+                begin = start.astimezone(dt.UTC)
+                end = begin + dt.timedelta(minutes=self.config.test_drive_minutes)
+                rules.conflicts(begin, end, vin, consultant_id, known)
+            return await self._first_in_line(asked, caller, turn)
 
-    async def _slot_asked(
-        self, asked: Booking, caller: Caller
-    ) -> tuple[str, dt.datetime, dt.datetime]:
-        """On a read connection: (the drive of a retried request, or "") and the slot."""
-        async with self.db.engine.connect() as conn:
-            prior = await REQUEST_IDS.prior(conn, BOOK, asked.req)
-            if prior is not None:
-                return prior, asked.start, asked.start
-            opp = await opportunity_store.get(conn, asked.opp_id)
-            if opp is None or not vis.may_change(caller, opp.dealer_id):
-                raise not_found(OPPORTUNITY_NOT_FOUND, "opportunity", asked.opp_id)
-            begin, end = await self._slot(conn, opp.dealer_id, asked.start, asked.now)
-        return "", begin, end
+    async def _first_in_line(self, asked: Booking, caller: Caller, turn: Hold) -> TestDrive:
+        """The booking's write transaction checks it all (a retried request, the opportunity,
+        the car, the hours, the holders: no read before it, which a winner would pay for
+        nothing); the holders it was refused for, or the drive it booked, are handed on to
+        the bookings waiting behind it."""
+        taken: list[TestDrive] = []
+        try:
+            drive = await self._book(asked, caller, taken)
+        finally:
+            turn.hand_on(*(_known(d) for d in taken))
+        turn.hand_on(_known(drive, asked.req))
+        return drive
 
-    async def _book(self, asked: Booking, caller: Caller) -> TestDrive:
+    async def _book(self, asked: Booking, caller: Caller, taken: list[TestDrive]) -> TestDrive:
+        """The booking's write transaction; `taken` gets the drives that hold its slot."""
         opp_id, vin, consultant_id, start = (
             asked.opp_id, asked.vin, asked.consultant_id, asked.start,
         )  # fmt: skip
@@ -153,6 +165,7 @@ class TestDrives(Opportunities):
 
         async def work(uow: UnitOfWork) -> tuple[str, bool]:
             made.clear()
+            taken.clear()
 
             async def make() -> None:
                 opp = await self.opportunity_to_change(uow, opp_id, caller)
@@ -171,7 +184,7 @@ class TestDrives(Opportunities):
                     now=now,
                 )
                 await store.insert(uow.conn, drive, ())
-                await self._hold(uow, drive)
+                await self._hold(uow, drive, taken)
                 await self.advance(uow, opp, Stage.TEST_DRIVE, now)
                 uow.after_commit(metrics.TEST_DRIVES_BOOKED.inc)
                 made.append(drive)

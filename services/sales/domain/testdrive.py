@@ -280,6 +280,18 @@ def slot_keys(
     return sorted(f"{owner}|{c}" for owner in owners for c in cells)
 
 
+def asked_keys(vin: str, consultant_id: str, start: datetime, minutes: int) -> list[str]:
+    """The keys a booking asked at `start` would hold (`slot` makes [start, start +
+    minutes)), known before the dealer's hours are read; [] when `start` is no aware quarter
+    hour (then `slot` refuses it)."""
+    if start.utcoffset() is None or minutes <= 0 or minutes % GRANULARITY_MINUTES:
+        return []
+    begin = start.astimezone(UTC)
+    if begin.minute % GRANULARITY_MINUTES or begin.second or begin.microsecond:
+        return []
+    return slot_keys(vin, consultant_id, begin, begin + timedelta(minutes=minutes))
+
+
 def check_window(start: datetime, end: datetime, max_window: timedelta) -> None:
     """A listing's window [start, end): both aware, start before end, at most `max_window`
     long (INVALID_ARGUMENT on `start_time_to`)."""
