@@ -83,6 +83,10 @@ class Tuning:
     # An adapter's backend endpoint and credentials, as env vars in a Secret created outside
     # git (optional: without it the adapter runs its simulator, as in dev).
     backend_secret: str = ""
+    # An adapter's inbound HTTP port (webhooks from outside systems: the DMS adapter's STAR
+    # endpoint), 0 for none: a container port "http", <PREFIX>_HTTP_HOST/_HTTP_PORT so it
+    # listens on the pod's address, and a ClusterIP Service <name>-inbound for the ingress.
+    http_port: int = 0
 
 
 # The services deployed on Kubernetes. To add one: one line here, then run this script.
@@ -94,6 +98,10 @@ DEPLOYED: dict[str, Tuning] = {
     "erp-adapter": Tuning(
         replicas=1, min_replicas=1, max_replicas=1, backend_secret="erp-adapter-sap"
     ),
+    # Dealers' HMAC secrets and DMS endpoints in Secret dms-adapter-dealers; the inbound STAR
+    # endpoint on 50162 (issue 15). Replicas agree through the database (natural keys, seen
+    # signatures), and the DMS keys an outbound RDR by its id.
+    "dms-adapter": Tuning(max_replicas=4, backend_secret="dms-adapter-dealers", http_port=50162),
 }
 
 
@@ -157,6 +165,14 @@ def deployment(e: ServiceEntry, t: Tuning) -> dict[str, Any]:
                 "secretKeyRef": {"name": CONTACT_DIGEST_SECRET, "key": CONTACT_DIGEST_ENV}
             },
         },
+        *(
+            [
+                {"name": f"{e.env_prefix}_HTTP_HOST", "value": "0.0.0.0"},
+                {"name": f"{e.env_prefix}_HTTP_PORT", "value": str(t.http_port)},
+            ]
+            if t.http_port
+            else []
+        ),
         {"name": "MARQUE_JWT_PUBLIC_KEY_FILE", "value": f"{JWT_DIR}/public.pem"},
         {"name": "MARQUE_JWT_PRIVATE_KEY_FILE", "value": f"{JWT_DIR}/private.pem"},
         {"name": "OTEL_SERVICE_NAME", "value": e.name},
@@ -185,6 +201,11 @@ def deployment(e: ServiceEntry, t: Tuning) -> dict[str, Any]:
         "ports": [
             {"name": "grpc", "containerPort": e.grpc_port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": e.metrics_port, "protocol": "TCP"},
+            *(
+                [{"name": "http", "containerPort": t.http_port, "protocol": "TCP"}]
+                if t.http_port
+                else []
+            ),
         ],
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}]
         + (
@@ -281,6 +302,28 @@ def service_objects(e: ServiceEntry, t: Tuning) -> list[dict[str, Any]]:
         "protocol": "TCP",
         "appProtocol": "kubernetes.io/h2c",
     }
+    inbound: list[dict[str, Any]] = []
+    if t.http_port:
+        inbound.append(
+            {
+                # The inbound HTTP endpoint, for the ingress or API gateway in front of it.
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"{e.name}-inbound", "labels": labels(e)},
+                "spec": {
+                    "type": "ClusterIP",
+                    "selector": selector(e),
+                    "ports": [
+                        {
+                            "name": "http",
+                            "port": t.http_port,
+                            "targetPort": "http",
+                            "protocol": "TCP",
+                        }
+                    ],
+                },
+            }
+        )
     return [
         {
             "apiVersion": "v1",
@@ -326,6 +369,7 @@ def service_objects(e: ServiceEntry, t: Tuning) -> list[dict[str, Any]]:
                 "selector": {"matchLabels": selector(e)},
             },
         },
+        *inbound,
     ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHAPED = ["lead", "member", "sales", "adapters/erp"]
+SHAPED = ["lead", "member", "sales", "adapters/erp", "adapters/dms"]
 
 # The file of each job, the same in every service.
 LAYOUT = {

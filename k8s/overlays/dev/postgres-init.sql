@@ -4,3 +4,4 @@ CREATE DATABASE marque_lead OWNER marque;
 CREATE DATABASE marque_member OWNER marque;
 CREATE DATABASE marque_sales OWNER marque;
 CREATE DATABASE marque_erp_adapter OWNER marque;
+CREATE DATABASE marque_dms_adapter OWNER marque;

@@ -1,0 +1,1 @@
+"""The DMS adapter (dms-adapter): dealer management systems in STAR JSON (issue 15)."""

@@ -1,0 +1,1 @@
+"""The DMS adapter's rules: configuration, signatures, the STAR subset, the outbound RDR."""

@@ -1,0 +1,172 @@
+"""The STAR enumerations the adapter checks, copied from the STAR schemas (the shared
+specification, not read at run time; tests/test_star.py compares the two).
+
+From star_repair_order, star_repair_status_event, star_retail_delivery_report and
+star_service_appointment (`components.schemas.<Name>.enum`).
+"""
+
+from __future__ import annotations
+
+LABOR_OPERATION_STATUS_TYPES = frozenset(
+    {
+        "SCHEDULED",
+        "DISPATCHED",
+        "EN_ROUTE",
+        "ON_SITE",
+        "IN_TRANSIT",
+        "ARRIVED",
+        "ONBOARDING",
+        "ONBOARDED",
+        "STAGED",
+        "PENDING",
+        "IN_PROGRESS",
+        "ON_HOLD",
+        "COMPLETED",
+        "READY_FOR_PICKUP",
+        "PENDING_PAYMENT",
+        "OFFBOARDED",
+        "DEPARTED",
+        "CANCELLED",
+        "DEFERRED",
+        "DECLINED",
+    }
+)
+REPAIR_STAGE_TYPES = frozenset(
+    {
+        "OPEN",
+        "RE_OPEN",
+        "APPOINTMENT_SCHEDULED",
+        "VEHICLE_RECEIVED",
+        "EVALUATION",
+        "EVALUATION_QUEUE",
+        "PROPOSAL_BUILD",
+        "EVALUATION_CONSULTATION",
+        "AWAITING_CUSTOMER_AUTHORIZATION",
+        "WORK_IN_PROGRESS",
+        "PARTS_ORDERED",
+        "DISASSEMBLY",
+        "REPAIR",
+        "REASSEMBLY",
+        "DETAILING",
+        "QUALITY_ASSURANCE",
+        "COMPLETED",
+        "INVOICE",
+        "CHECKOUT",
+        "VEHICLE_DELIVERED",
+        "CLOSED",
+        "FOLLOW_UP",
+        "OTHER",
+    }
+)
+REPAIR_STATUS_TYPES = frozenset(
+    {
+        "APPROVED",
+        "DECLINED",
+        "REJECTED",
+        "ACTIVE",
+        "INACTIVE",
+        "PENDING_APPROVAL",
+        "COMPLETED",
+        "CANCELLED",
+        "ABANDONED",
+        "INVALID",
+        "SALES_HOLD",
+        "PAYMENT_HOLD",
+        "FINANCE_HOLD",
+        "CUSTOMER_HOLD",
+        "OPEN",
+        "ESTIMATE",
+        "WARRANTY_HOLD",
+        "READY_TO_BILL",
+        "CLOSED",
+        "VOIDED",
+        "OTHER",
+    }
+)
+OEM_RDR_STATUS_TYPES = frozenset(
+    {
+        "OPEN",
+        "LOCKED",
+        "NEW_INTERFACE",
+        "TRANSMITTED",
+        "APPROVED",
+        "REJECTED",
+        "CANCELLED",
+    }
+)
+PURCHASE_TYPES = frozenset(
+    {
+        "RETAIL",
+        "DEMO",
+        "LEASE",
+        "WHOLESALE",
+        "STANDARD",
+        "CONTRACT",
+        "FLEET",
+        "COMMERCIAL",
+        "DIRECT",
+        "OTHER",
+    }
+)
+APPOINTMENT_STATUS_TYPES = frozenset(
+    {
+        "INITIATED",
+        "WAIT_LISTED",
+        "REQUESTED",
+        "TENTATIVE",
+        "CONFIRMATION_PENDING",
+        "CONFIRMED",
+        "CHECK_IN_PENDING",
+        "ARRIVED",
+        "CHECKED_IN",
+        "READY",
+        "IN_PROGRESS",
+        "ON_HOLD",
+        "PARTIALLY_FULFILLED",
+        "FULFILLED",
+        "CANCELLED",
+        "NO_SHOW_CONFIRMED",
+        "EXPIRED",
+        "DECLINED",
+        "REJECTED",
+        "NO_SHOW",
+        "FAILED",
+        "CLOSED",
+        "UNKNOWN",
+    }
+)
+APPOINTMENT_TYPES = frozenset(
+    {
+        "SALES",
+        "F_AND_I",
+        "TRADE_EVALUATION",
+        "TEST_DRIVE",
+        "DELIVERY",
+        "VEHICLE_SALE",
+        "SERVICE",
+        "SCHEDULED_SERVICE",
+        "WARRANTY_REPAIR",
+        "WARRANTY",
+        "EXTENDED_SERVICE",
+        "RECALL_REMEDIAL",
+        "RECALL",
+        "FSA",
+        "CAMPAIGN",
+        "DIAGNOSTIC_ESTIMATE",
+        "PRE_DELIVERY_INSPECTION",
+        "UPFIT_CUSTOMIZATION",
+        "FLEET_COMMISSIONING",
+        "DECOMMISSIONING",
+        "VALET_COLLECTION",
+        "VEHICLE_PICKUP",
+        "ROADSIDE_ASSISTANCE",
+        "TOWING",
+        "RECOVERY",
+        "BODY_SHOP",
+        "QUICKLANE",
+        "GOVT",
+        "CUSTOMER",
+        "INTERNAL",
+        "OTHER",
+    }
+)

@@ -1,0 +1,1 @@
+"""The outbound STAR client of the dealers' DMSs (httpx, behind mesh.breaker)."""

@@ -1,0 +1,129 @@
+"""The rows of `inbound_documents` and `seen_signatures`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.adapters.dms.domain.model import InboundDocument, Kind
+from services.adapters.dms.store.tables import inbound_documents, seen_signatures
+
+_d = inbound_documents.c
+
+
+def _record(row: sa.Row[tuple[object, ...]]) -> InboundDocument:
+    m = row._mapping
+    return InboundDocument(
+        document_id=m["document_id"],
+        dealer_id=m["dealer_id"],
+        kind=Kind(m["kind"]),
+        source_id=m["source_id"],
+        revision=m["revision"],
+        event_type=m["event_type"],
+        event_id=m["event_id"],
+        body_sha256=m["body_sha256"],
+        receive_time=m["receive_time"],
+    )
+
+
+async def by_natural_keys(
+    conn: AsyncConnection, keys: Sequence[str]
+) -> dict[str, tuple[InboundDocument, str]]:
+    """The documents already accepted under these natural keys, with their body digests."""
+    if not keys:
+        return {}
+    rows = await conn.execute(sa.select(inbound_documents).where(_d.natural_key.in_(list(keys))))
+    return {row.natural_key: (_record(row), row.body_sha256) for row in rows}
+
+
+async def seen(conn: AsyncConnection, signatures: Sequence[str]) -> set[str]:
+    """Which of these signatures were accepted before."""
+    if not signatures:
+        return set()
+    s = seen_signatures.c
+    rows = await conn.execute(sa.select(s.signature).where(s.signature.in_(list(signatures))))
+    return {row.signature for row in rows}
+
+
+async def insert(
+    conn: AsyncConnection,
+    docs: Sequence[tuple[InboundDocument, str]],
+    signatures: Sequence[str],
+    now: dt.datetime,
+) -> None:
+    """Record accepted documents (with their natural keys) and the signatures of the batch,
+    one statement each."""
+    if docs:
+        await conn.execute(
+            inbound_documents.insert(),
+            [
+                {
+                    "document_id": d.document_id,
+                    "natural_key": key,
+                    "dealer_id": d.dealer_id,
+                    "kind": d.kind.value,
+                    "source_id": d.source_id,
+                    "revision": d.revision,
+                    "event_type": d.event_type,
+                    "event_id": d.event_id,
+                    "body_sha256": d.body_sha256,
+                    "receive_time": d.receive_time,
+                }
+                for d, key in docs
+            ],
+        )
+    if signatures:
+        await conn.execute(
+            seen_signatures.insert(), [{"signature": s, "seen_time": now} for s in signatures]
+        )
+
+
+async def forget_signatures(conn: AsyncConnection, before: dt.datetime) -> int:
+    """Drop the signatures seen before `before` (their timestamps are stale by now)."""
+    s = seen_signatures.c
+    done = await conn.execute(seen_signatures.delete().where(s.seen_time < before))
+    return int(done.rowcount or 0)
+
+
+async def get(conn: AsyncConnection, document_id: str) -> InboundDocument | None:
+    """One document by the adapter's id."""
+    row = (
+        await conn.execute(sa.select(inbound_documents).where(_d.document_id == document_id))
+    ).first()
+    return None if row is None else _record(row)
+
+
+async def page(
+    conn: AsyncConnection,
+    *,
+    dealer_id: str,
+    kind: Kind | None,
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> list[InboundDocument]:
+    """Documents newest first (receive time, then id, both descending), after a cursor."""
+    query = sa.select(inbound_documents)
+    if dealer_id:
+        query = query.where(_d.dealer_id == dealer_id)
+    if kind is not None:
+        query = query.where(_d.kind == kind.value)
+    if after is not None:
+        when, doc_id = after
+        query = query.where(
+            sa.or_(
+                _d.receive_time < when,
+                sa.and_(_d.receive_time == when, _d.document_id < doc_id),
+            )
+        )
+    query = query.order_by(_d.receive_time.desc(), _d.document_id.desc()).limit(limit)
+    return [_record(row) for row in await conn.execute(query)]
+
+
+async def count(conn: AsyncConnection) -> int:
+    """How many documents are recorded (tests, bench)."""
+    return int(
+        (await conn.execute(sa.select(sa.func.count()).select_from(inbound_documents))).scalar_one()
+    )
