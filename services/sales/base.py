@@ -16,6 +16,7 @@ from mesh.unit_of_work import UnitOfWork, transaction
 from services.sales import store
 from services.sales.domain.config import SalesConfig
 from services.sales.domain.orders import RefundPolicy
+from services.sales.order_writer import OrderWriter
 from services.sales.pricebook_cache import PriceBookCache
 from services.sales.slot_gate import SlotGate
 
@@ -44,13 +45,16 @@ class EngineBase:
         self.zone = zoneinfo.ZoneInfo(config.default_time_zone)
         self.gate = SlotGate()  # test-drive bookings of this process (slot_gate.py)
         self.refunds = RefundPolicy(allocated_forfeit=config.allocated_forfeit)
+        self.order_writer = OrderWriter(db)  # CreateOrder, PayDeposit (order_writer.py)
 
     async def start(self) -> None:
-        """Load the price book and keep it fresh."""
+        """Load the price book and keep it fresh; start the order writer."""
         await self.prices.start()
+        self.order_writer.start()
 
     async def stop(self) -> None:
-        """Stop the background refresh."""
+        """Finish the orders queued, stop the background refresh."""
+        await self.order_writer.stop()
         await self.prices.stop()
 
     def today(self) -> dt.date:

@@ -1,9 +1,11 @@
 """The sales engine's orders: PutStockVehicle, CreateOrder, PayDeposit, AllocateVehicle,
 InvoiceOrder, RecordDelivery, CancelOrder, GetOrder, ListOrders.
 
-Every transition is one transaction: the order's row (locked, its etag checked), the
-domain's step (domain/orders.py, which refuses an illegal one naming the current state),
-its event in the outbox, and the opportunity's stage where it moves (ORDER, DELIVERED).
+CreateOrder and PayDeposit, the hot pair, are group-committed (order_writer.py: many calls
+in one transaction, the same rules); every other transition is one transaction: the
+order's row (locked, its etag checked), the domain's step (domain/orders.py, which refuses
+an illegal one naming the current state), its event in the outbox, and the opportunity's
+stage where it moves (ORDER, DELIVERED).
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ from decimal import Decimal
 
 from mesh import vin as vins
 from mesh.identity import Caller
+from mesh.tracing import current_span_context
 from mesh.unit_of_work import UnitOfWork
 from services.sales import events, metrics
 from services.sales.base import new_id
 from services.sales.domain import orders as rules
-from services.sales.domain import quoting
 from services.sales.domain import visibility as vis
 from services.sales.domain.errors import (
     ORDER_NOT_FOUND,
-    QUOTE_NOT_FOUND,
     STOCK_VEHICLE_NOT_FOUND,
     VEHICLE_UNAVAILABLE,
     invalid,
@@ -32,10 +33,10 @@ from services.sales.domain.errors import (
 )
 from services.sales.domain.opportunity import Stage
 from services.sales.domain.orders import Order, OrderState
+from services.sales.order_writer import NewOrder, Payment, Retried
 from services.sales.quotes import Quotes
 from services.sales.store import opportunities as opportunity_store
 from services.sales.store import orders as store
-from services.sales.store import quotes
 from services.sales.store.orders import OrderRow
 
 CREATE_ORDER = "CreateOrder"
@@ -72,44 +73,13 @@ class Orders(Quotes):
         now, today = self.clock(), self.today()
         req = self.request(caller, request_id, CREATE_ORDER, quote_id, str(deposit), member_id)
 
-        order_id, made = new_id("ord"), list[OrderRow]()
-
-        async def work(uow: UnitOfWork) -> tuple[str, bool]:
-            made.clear()
-
-            async def make() -> None:
-                quote = await quotes.get(uow.conn, quote_id)
-                if quote is None or not vis.may_change(caller, quote.dealer_id):
-                    raise not_found(QUOTE_NOT_FOUND, "quote", quote_id)
-                quoting.require_valid(quote, today)
-                opp = await self.opportunity_to_change(uow, quote.opportunity_id, caller)
-                buyer = member_id or quote.member_id
-                if not buyer:
-                    raise invalid("member_id", "an order needs the customer's member id")
-                order = rules.place(
-                    id_=order_id,
-                    quote_id=quote.id,
-                    opportunity_id=opp.id,
-                    dealer_id=opp.dealer_id,
-                    member_id=buyer,
-                    model_code=quote.priced.model_code,
-                    trim_code=quote.spec.trim_code,
-                    option_codes=quote.spec.option_codes,
-                    invoice_price=quote.priced.figures.invoice_price,
-                    deposit=deposit,
-                    now=now,
-                )
-                row = OrderRow(order, opp.lead_id, quote.priced)
-                await store.insert(uow.conn, row)
-                uow.emit(events.order_event(order, row.lead_id), subject=order.id)
-                uow.after_commit(lambda: metrics.order_entered(order.state.value))
-                await self.advance(uow, opp, Stage.ORDER, now, member_id=buyer)
-                made.append(row)
-
-            return await self.once(uow, CREATE_ORDER, req, order_id, make)
-
-        done_id, created = await self.write(work)
-        return made[0] if created else await self.get_order(done_id, caller=caller)
+        outcome = await self.order_writer.submit(
+            NewOrder(quote_id, deposit, member_id, req, caller, new_id("ord"), now, today,
+                     current_span_context())
+        )  # fmt: skip
+        if isinstance(outcome, Retried):
+            return await self.get_order(outcome.order_id, caller=caller)
+        return outcome
 
     async def _step(self, order_id: str, etag: str, caller: Caller, step: Step) -> OrderRow:
         now = self.clock()
@@ -130,12 +100,11 @@ class Orders(Quotes):
     async def pay_deposit(
         self, order_id: str, paid: Decimal, etag: str, *, caller: Caller
     ) -> OrderRow:
-        """PayDeposit: CONFIRMED (the ERP adapter takes it to SAP)."""
-
-        async def step(uow: UnitOfWork, row: OrderRow, now: dt.datetime) -> OrderRow:
-            return replace(row, order=rules.pay_deposit(row.order, paid, now))
-
-        return await self._step(order_id, etag, caller, step)
+        """PayDeposit: CONFIRMED (the ERP adapter takes it to SAP); group-committed."""
+        payment = Payment(order_id, paid, etag, caller, self.clock(), current_span_context())
+        outcome = await self.order_writer.submit(payment)
+        assert isinstance(outcome, OrderRow)
+        return outcome
 
     async def allocate_vehicle(
         self, order_id: str, vin: str, etag: str, *, caller: Caller

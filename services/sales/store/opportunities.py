@@ -168,3 +168,8 @@ async def erase_notes_of_member(conn: AsyncConnection, member_id: str) -> int:
         .values(outcome=ERASED, next_action="")
     )
     return int(done.rowcount or 0)
+
+
+# The batch writer's names for the row codec (store/order_batch.py).
+values_of = _row
+record_of = _record

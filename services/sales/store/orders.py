@@ -170,3 +170,8 @@ async def take_stock(conn: AsyncConnection, vin: str, order_id: str) -> bool:
 async def free_stock(conn: AsyncConnection, order_id: str) -> None:
     """The cars an order held are free again (its cancellation)."""
     await conn.execute(stock_vehicles.update().where(_s.order_id == order_id).values(order_id=None))
+
+
+# The batch writer's names for the row codec (store/order_batch.py).
+values_of = _values
+record_of = _record

@@ -48,3 +48,6 @@ async def get(conn: AsyncConnection, quote_id: str) -> Quote | None:
     """The quote with this id."""
     row = (await conn.execute(sa.select(quotes).where(_q.id == quote_id))).first()
     return None if row is None else _record(row)
+
+
+record_of = _record  # the batch writer's name for the row codec (store/order_batch.py)

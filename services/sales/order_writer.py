@@ -1,0 +1,287 @@
+"""CreateOrder and PayDeposit, group-committed: many calls, one transaction, one fsync.
+
+One transaction per call paid, per call, a pool checkout, BEGIN, a dozen statements (each
+several hand-overs to the SQLite thread), the outbox insert and a commit with its fsync,
+and on SQLite every call queued for the one writer. Here the calls go to one writer task
+per process (mesh/groupcommit.py) and each batch, on the writer's held connection (on
+SQLite holding `mesh.unit_of_work.writer_lock`, so units of work and batches take turns):
+1. reads what the batch needs, a query per table (store/order_batch.py): the request ids
+   seen, the quotes, the opportunities and the orders to pay (locked on PostgreSQL);
+2. decides each call in arrival order on that in-memory state, with the same rules as a
+   call alone (domain/orders.py, visibility, AIP-155 request ids: a retried id gets its
+   first order, one reused for another request is REQUEST_ID_REUSED), so two calls on one
+   opportunity or one request id in a batch see each other; a refused call changes nothing;
+3. writes it back, one executemany per table, with each call's events (OrderPlaced,
+   OpportunityStageChanged, OrderConfirmed, with the call's own trace context) in the
+   outbox, and commits; only then is any caller answered: acknowledged = committed.
+A batch that loses a race (a unique key, a serialization failure, a deadlock) runs again
+from its reads; one that keeps failing raises, and the group committer runs its calls one
+by one, so a poisoned call fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry.trace import SpanContext
+from sqlalchemy.exc import DBAPIError
+
+from mesh.db import Database
+from mesh.errors import DomainError
+from mesh.groupcommit import GroupCommitter, HeldConnection
+from mesh.idempotency import Request, RequestIdReused
+from mesh.identity import Caller
+from mesh.unit_of_work import ATTEMPTS, begin, retryable, writer_lock
+from services.sales import events, metrics
+from services.sales.domain import opportunity as opportunity_rules
+from services.sales.domain import orders as rules
+from services.sales.domain import quoting
+from services.sales.domain import visibility as vis
+from services.sales.domain.errors import (
+    OPPORTUNITY_NOT_FOUND,
+    ORDER_NOT_FOUND,
+    QUOTE_NOT_FOUND,
+    invalid,
+    not_found,
+)
+from services.sales.domain.opportunity import Opportunity, Stage
+from services.sales.store import order_batch
+from services.sales.store.orders import OrderRow
+from services.sales.store.tables import OUTBOX
+
+CREATE_ORDER = "CreateOrder"
+# As the member writer: keep the connection while batches follow closely; linger a
+# millisecond for company while busy (PostgreSQL's commit_delay); a lone call never waits.
+WRITER_IDLE_SECONDS = 5.0
+WRITER_LINGER_SECONDS = 0.001
+WRITER_MAX_BATCH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A CreateOrder waiting for the writer; `order_id` is the id it would create."""
+
+    quote_id: str
+    deposit: Decimal
+    member_id: str
+    req: Request
+    caller: Caller
+    order_id: str
+    now: dt.datetime
+    today: dt.date
+    context: SpanContext
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A PayDeposit waiting for the writer."""
+
+    order_id: str
+    paid: Decimal
+    etag: str
+    caller: Caller
+    now: dt.datetime
+    context: SpanContext
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """The request id was seen: the first call's order (read after the commit)."""
+
+    order_id: str
+
+
+Item = NewOrder | Payment
+Outcome = OrderRow | Retried
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch's state as its calls are decided, and what it will write."""
+
+    claimed: order_batch.Claimed
+    quotes: dict[str, Any]
+    opps: dict[str, Opportunity]
+    orders: dict[str, OrderRow]
+    request_id_rows: list[dict[str, Any]]
+    new_orders: list[OrderRow]
+    changed_orders: dict[str, OrderRow]
+    changed_opps: dict[str, Opportunity]
+    outbox_rows: list[dict[str, Any]]
+    entered: list[str]
+
+
+class OrderWriter:
+    """The group-committed writer of CreateOrder and PayDeposit."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._held = HeldConnection(db, idle_seconds=WRITER_IDLE_SECONDS)
+        self._writer: GroupCommitter[Item, Outcome] = GroupCommitter(
+            self._process,
+            max_batch=WRITER_MAX_BATCH,
+            name="sales-order-writer",
+            linger=WRITER_LINGER_SECONDS,
+        )
+
+    def start(self) -> None:
+        """Start the writer task (on the running loop)."""
+        self._writer.start()
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop and give the connection back."""
+        await self._writer.stop()
+        await self._held.close()
+
+    async def submit(self, item: Item) -> Outcome:
+        """Do `item` in the next batch; returns once it has committed (or raises its error)."""
+        return await self._writer.submit(item)
+
+    async def _process(self, items: Sequence[Item]) -> list[Outcome | BaseException]:
+        lock = writer_lock(self.db)
+        for attempt in range(1, ATTEMPTS + 1):
+            if lock is not None:
+                await lock.acquire()
+            try:
+                conn = await self._held.get()
+                try:
+                    await begin(conn)
+                    batch, outcomes = await self._decide(conn, items)
+                    await self._write(conn, batch)
+                    await conn.commit()
+                except BaseException as e:
+                    await self._held.drop()
+                    if isinstance(e, DBAPIError) and retryable(e) and attempt < ATTEMPTS:
+                        continue
+                    raise
+            finally:
+                if lock is not None:
+                    lock.release()
+            self._held.done()
+            for state in batch.entered:
+                metrics.order_entered(state)
+            if batch.outbox_rows:
+                OUTBOX.notify()
+            return outcomes
+        raise AssertionError("unreachable")
+
+    async def _decide(
+        self, conn: Any, items: Sequence[Item]
+    ) -> tuple[_Batch, list[Outcome | BaseException]]:
+        """Read what the batch needs, then decide each call in order."""
+        new = [i for i in items if isinstance(i, NewOrder)]
+        keys = {(i.req.scope, i.req.request_id) for i in new if i.req.request_id}
+        claimed = await order_batch.claimed(conn, CREATE_ORDER, keys)
+        quotes = await order_batch.quotes_by_id(conn, {i.quote_id for i in new})
+        opp_ids = {q.opportunity_id for q in quotes.values()}
+        pay_ids = {i.order_id for i in items if isinstance(i, Payment)}
+        batch = _Batch(
+            claimed=claimed,
+            quotes=quotes,
+            opps=await order_batch.opportunities_by_id(conn, opp_ids),
+            orders=await order_batch.orders_by_id(conn, pay_ids),
+            request_id_rows=[], new_orders=[], changed_orders={}, changed_opps={},
+            outbox_rows=[], entered=[],
+        )  # fmt: skip
+        outcomes: list[Outcome | BaseException] = []
+        for item in items:
+            try:
+                if isinstance(item, NewOrder):
+                    outcomes.append(_create(batch, item))
+                else:
+                    outcomes.append(_pay(batch, item))
+            except DomainError as e:
+                outcomes.append(e)
+        return batch, outcomes
+
+    @staticmethod
+    async def _write(conn: Any, batch: _Batch) -> None:
+        await order_batch.write(
+            conn,
+            request_id_rows=batch.request_id_rows,
+            new_orders=batch.new_orders,
+            changed_orders=list(batch.changed_orders.values()),
+            changed_opportunities=list(batch.changed_opps.values()),
+        )
+        await OUTBOX.write(conn, batch.outbox_rows)
+
+
+def _create(batch: _Batch, item: NewOrder) -> Outcome:
+    """One CreateOrder on the batch's state (as orders.py's unit of work would do it)."""
+    req = item.req
+    key = (req.scope, req.request_id)
+    if req.request_id and key in batch.claimed:
+        fingerprint, result = batch.claimed[key]
+        if fingerprint != req.fingerprint:
+            raise RequestIdReused()
+        return Retried(result)
+    quote = batch.quotes.get(item.quote_id)
+    if quote is None or not vis.may_change(item.caller, quote.dealer_id):
+        raise not_found(QUOTE_NOT_FOUND, "quote", item.quote_id)
+    quoting.require_valid(quote, item.today)
+    opp = batch.opps.get(quote.opportunity_id)
+    if opp is None or not vis.may_change(item.caller, opp.dealer_id):
+        raise not_found(OPPORTUNITY_NOT_FOUND, "opportunity", quote.opportunity_id)
+    buyer = item.member_id or quote.member_id
+    if not buyer:
+        raise invalid("member_id", "an order needs the customer's member id")
+    order = rules.place(
+        id_=item.order_id,
+        quote_id=quote.id,
+        opportunity_id=opp.id,
+        dealer_id=opp.dealer_id,
+        member_id=buyer,
+        model_code=quote.priced.model_code,
+        trim_code=quote.spec.trim_code,
+        option_codes=quote.spec.option_codes,
+        invoice_price=quote.priced.figures.invoice_price,
+        deposit=item.deposit,
+        now=item.now,
+    )
+    row = OrderRow(order, opp.lead_id, quote.priced)
+    # Decided: from here on the call only adds to the batch.
+    if req.request_id:
+        batch.claimed[key] = (req.fingerprint, order.id)
+        batch.request_id_rows.append(
+            {"scope": req.scope, "method": CREATE_ORDER, "request_id": req.request_id,
+             "fingerprint": req.fingerprint, "result": order.id, "create_time": item.now}
+        )  # fmt: skip
+    batch.new_orders.append(row)
+    batch.orders[order.id] = row
+    batch.outbox_rows.append(_event(events.order_event(order, row.lead_id), order.id, item))
+    batch.entered.append(order.state.value)
+    after = opportunity_rules.advance(opp, Stage.ORDER, item.now)
+    if not after.member_id:
+        after = opportunity_rules.with_member(after, buyer, item.now)
+    if after != opp:
+        batch.opps[opp.id] = batch.changed_opps[opp.id] = after
+        if after.stage is not opp.stage:
+            batch.outbox_rows.append(_event(events.stage_changed(opp, after), opp.id, item))
+    return row
+
+
+def _pay(batch: _Batch, item: Payment) -> Outcome:
+    """One PayDeposit on the batch's state (orders.py's `_step` with `rules.pay_deposit`)."""
+    row = batch.orders.get(item.order_id)
+    if row is None or not vis.may_change(item.caller, row.order.dealer_id):
+        raise not_found(ORDER_NOT_FOUND, "order", item.order_id)
+    rules.check_etag(row.order, item.etag)
+    after = replace(row, order=rules.pay_deposit(row.order, item.paid, item.now))
+    if row.order.id not in {r.order.id for r in batch.new_orders}:
+        batch.changed_orders[row.order.id] = after
+    else:  # created in this batch: insert it as it is now
+        batch.new_orders = [after if r.order.id == row.order.id else r for r in batch.new_orders]
+    batch.orders[row.order.id] = after
+    event = events.order_event(after.order, after.lead_id)
+    batch.outbox_rows.append(_event(event, row.order.id, item))
+    batch.entered.append(after.order.state.value)
+    return after
+
+
+def _event(event: Any, subject: str, item: Item) -> dict[str, Any]:
+    """The outbox row of a call's event, with the call's trace context."""
+    return OUTBOX.row(event, subject=subject, context=item.context)
