@@ -15,7 +15,8 @@ over real HTTP (aiohttp), with SAP's behaviour and errors.
 - Basic auth (MARQUE / marque) or a bearer token from `POST /oauth/token`
   (client_credentials), both accepted.
 - Knobs (`Knobs`; `POST /_sim/knobs` with JSON to change them, `GET /_sim/orders` to see
-  what was created, `POST /_sim/reset`): latency, a 5xx rate, expiring every CSRF token,
+  what was created, `GET /_sim/refs` how many orders each PurchaseOrderByCustomer has,
+  `POST /_sim/reset`): latency, a 5xx rate, expiring every CSRF token,
   an outage (503 on everything), and `hang_after_create` (create the order, then answer
   only after the client's timeout: the "unclear failure" of lookup-before-retry).
 """
@@ -88,6 +89,8 @@ class SapSimulator:
         self._bearers: set[str] = set()
         self._sessions: dict[str, str] = {}  # session cookie -> CSRF token
         self.orders: dict[str, dict[str, Any]] = {}
+        # PurchaseOrderByCustomer -> numbers, so a look-up costs the same at 100k orders.
+        self._by_ref: dict[str, list[str]] = {}
         self.creates = 0  # POSTs that created an order
         self.csrf_fetches = 0
         self._next = 4000001
@@ -106,6 +109,7 @@ class SapSimulator:
         app.router.add_post("/_sim/knobs", self._set_knobs)
         app.router.add_get("/_sim/knobs", self._get_knobs)
         app.router.add_get("/_sim/orders", self._list_orders)
+        app.router.add_get("/_sim/refs", self._list_refs)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get(SERVICE_PATH + "/", self._fetch)
         app.router.add_get(SERVICE_PATH + "/$metadata", self._metadata)
@@ -164,6 +168,10 @@ class SapSimulator:
 
     async def _list_orders(self, _: web.Request) -> web.Response:
         return web.json_response({"creates": self.creates, "orders": list(self.orders.values())})
+
+    async def _list_refs(self, _: web.Request) -> web.Response:
+        counts = {ref: len(numbers) for ref, numbers in self._by_ref.items()}
+        return web.json_response({"creates": self.creates, "refs": counts})
 
     async def _reset(self, _: web.Request) -> web.Response:
         self.reset()
@@ -261,6 +269,7 @@ class SapSimulator:
             "to_Item": {"results": items},
         }
         self.orders[number] = order
+        self._by_ref.setdefault(str(body.get("PurchaseOrderByCustomer", "")), []).append(number)
         self.creates += 1
         return order
 
@@ -285,7 +294,7 @@ class SapSimulator:
             if m is None:
                 return envelope(400, "/IWBEP/CM_MGW_RT/001", "Invalid filter expression")
             ref = m.group(1).replace("''", "'")
-            found = [o for o in found if o.get("PurchaseOrderByCustomer") == ref]
+            found = [self.orders[n] for n in self._by_ref.get(ref, ())]
         top = int(request.query.get("$top", "100"))
         return web.json_response({"d": {"results": found[:top]}})
 

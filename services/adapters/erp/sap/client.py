@@ -1,7 +1,8 @@
 """The real OData V2 client of API_SALES_ORDER_SRV, over httpx.
 
 One `httpx.AsyncClient` per adapter process: connections are kept alive and reused (no
-per-call TCP or TLS set-up), the CSRF token is fetched once (`X-CSRF-Token: Fetch` on a
+per-call TCP or TLS set-up; up to MARQUE_ERP_ADAPTER_SAP_MAX_CONNECTIONS, in the small
+pools of sap/transport.py), the CSRF token is fetched once (`X-CSRF-Token: Fetch` on a
 HEAD of the service root, which also sets SAP's session cookie, kept by the client's cookie
 jar) and fetched again, once, when SAP answers 403 "CSRF token validation failed". Auth is
 Basic or an OAuth2 client-credentials bearer token, cached until shortly before it expires.
@@ -25,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from services.adapters.erp import metrics
 from services.adapters.erp.domain import errors, odata
 from services.adapters.erp.domain.config import ErpConfig
+from services.adapters.erp.sap.transport import ShardedTransport
 
 BACKEND = "sap"
 _CSRF = "X-CSRF-Token"
@@ -48,12 +50,8 @@ class ODataClient:
         self._http = httpx.AsyncClient(
             auth=auth,
             timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-            ),
             headers={"Accept": "application/json"},
-            transport=transport,
+            transport=transport or ShardedTransport(config.max_connections),
         )
         self._csrf: str | None = None
         self._csrf_lock = asyncio.Lock()
