@@ -80,6 +80,14 @@ def outbox_table(metadata: sa.MetaData, name: str = "outbox") -> sa.Table:
         sa.Column("lease_until", UtcDateTime(), nullable=True),
         # Pending rows in order (sent_time IS NULL, by seq), and the retention's range scan.
         sa.Index(f"ix_{name}_sent_time_seq", "sent_time", "seq"),
+        # The pending rows in seq order, only them: what the relay's claim reads (schema_v2;
+        # the index above also holds every sent row the retention has not swept yet).
+        sa.Index(
+            f"ix_{name}_pending",
+            "seq",
+            postgresql_where=sa.text("sent_time IS NULL"),
+            sqlite_where=sa.text("sent_time IS NULL"),
+        ),
         # The aggregates another relay is publishing right now: only leased pending rows,
         # a handful, so inserts never touch this index.
         sa.Index(

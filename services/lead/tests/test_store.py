@@ -81,7 +81,7 @@ async def count(engine: LeadEngine, table: sa.Table) -> int:
 
 async def test_migration_matches_the_tables(database_url: str) -> None:
     db = Database(database_url)
-    assert await db.migrate(MIGRATIONS) == "0005"
+    assert await db.migrate(MIGRATIONS) == "0006"
 
     def diff(conn: sa.Connection) -> list[object]:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})

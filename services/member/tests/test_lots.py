@@ -264,7 +264,7 @@ async def test_upgrade_fills_the_lots_from_the_ledger(database_url: str) -> None
                         lot_id="pt_a" if kind == "expire" else None,
                     )
                 )  # fmt: skip
-        assert await db.migrate(MIGRATIONS) == "0006"
+        assert await db.migrate(MIGRATIONS) == "0007"
         s = Direct(db)
         lots = await stored_lots(s, "m_old")
         assert [(lot.id, lot.remaining) for lot in lots] == [("pt_b", 70), ("pt_c", 100)]

@@ -165,7 +165,7 @@ async def test_upgrade_from_0001_recomputes_from_the_ledger(database_url: str) -
                 ),
                 {"t": T0, "exp": ledger.add_months(T0, 24)},
             )
-        assert await db.migrate(MIGRATIONS) == "0006"
+        assert await db.migrate(MIGRATIONS) == "0007"
         now = T0 + dt.timedelta(days=1)
         got = await s.get_member("m_old", now)
         assert (got.qualifying_points, got.tier) == (1200, "SILVER")

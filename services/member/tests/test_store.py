@@ -39,8 +39,8 @@ def w(request_id: str, now: dt.datetime = T0) -> W:
 async def test_migration_matches_the_tables(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert await db.migrate(MIGRATIONS) == "0006"
-        assert await db.migrate(MIGRATIONS) == "0006"  # idempotent
+        assert await db.migrate(MIGRATIONS) == "0007"
+        assert await db.migrate(MIGRATIONS) == "0007"  # idempotent
 
         def diff(conn: sa.Connection) -> list[object]:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})

@@ -13,8 +13,8 @@ from services.sales import store
 async def test_migration_matches_the_tables(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert await db.migrate(store.MIGRATIONS) == "0001"
-        assert await db.migrate(store.MIGRATIONS) == "0001"  # idempotent
+        assert await db.migrate(store.MIGRATIONS) == "0002"
+        assert await db.migrate(store.MIGRATIONS) == "0002"  # idempotent
 
         def diff(conn: sa.Connection) -> list[object]:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
