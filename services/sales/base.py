@@ -14,6 +14,7 @@ from mesh.idempotency import Request
 from mesh.identity import Caller
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.sales import store
+from services.sales.booking_writer import BookingWriter
 from services.sales.domain.config import SalesConfig
 from services.sales.domain.orders import RefundPolicy
 from services.sales.order_writer import OrderWriter
@@ -46,15 +47,20 @@ class EngineBase:
         self.gate = SlotGate()  # test-drive bookings of this process (slot_gate.py)
         self.refunds = RefundPolicy(allocated_forfeit=config.allocated_forfeit)
         self.order_writer = OrderWriter(db)  # CreateOrder, PayDeposit (order_writer.py)
+        self.booking_writer = BookingWriter(  # BookTestDrive (booking_writer.py)
+            db, config.test_drive_minutes, config.default_time_zone
+        )
 
     async def start(self) -> None:
-        """Load the price book and keep it fresh; start the order writer."""
+        """Load the price book and keep it fresh; start the writers."""
         await self.prices.start()
         self.order_writer.start()
+        self.booking_writer.start()
 
     async def stop(self) -> None:
-        """Finish the orders queued, stop the background refresh."""
+        """Finish the orders and bookings queued, stop the background refresh."""
         await self.order_writer.stop()
+        await self.booking_writer.stop()
         await self.prices.stop()
 
     def today(self) -> dt.date:

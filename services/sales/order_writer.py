@@ -3,8 +3,7 @@
 One transaction per call paid, per call, a pool checkout, BEGIN, a dozen statements (each
 several hand-overs to the SQLite thread), the outbox insert and a commit with its fsync,
 and on SQLite every call queued for the one writer. Here the calls go to one writer task
-per process (mesh/groupcommit.py) and each batch, on the writer's held connection (on
-SQLite holding `mesh.unit_of_work.writer_lock`, so units of work and batches take turns):
+per process and each batch is one transaction (batch_writer.py), which:
 1. reads what the batch needs, a query per table (store/order_batch.py): the request ids
    seen, the quotes, the opportunities and the orders to pay (locked on PostgreSQL);
 2. decides each call in arrival order on that in-memory state, with the same rules as a
@@ -14,9 +13,6 @@ SQLite holding `mesh.unit_of_work.writer_lock`, so units of work and batches tak
 3. writes it back, one executemany per table, with each call's events (OrderPlaced,
    OpportunityStageChanged, OrderConfirmed, with the call's own trace context) in the
    outbox, and commits; only then is any caller answered: acknowledged = committed.
-A batch that loses a race (a unique key, a serialization failure, a deadlock) runs again
-from its reads; one that keeps failing raises, and the group committer runs its calls one
-by one, so a poisoned call fails only its own caller.
 """
 
 from __future__ import annotations
@@ -28,15 +24,13 @@ from decimal import Decimal
 from typing import Any
 
 from opentelemetry.trace import SpanContext
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mesh.db import Database
 from mesh.errors import DomainError
-from mesh.groupcommit import GroupCommitter, HeldConnection
 from mesh.idempotency import Request, RequestIdReused
 from mesh.identity import Caller
-from mesh.unit_of_work import ATTEMPTS, begin, retryable, writer_lock
 from services.sales import events, metrics
+from services.sales.batch_writer import BatchWriter
 from services.sales.domain import opportunity as opportunity_rules
 from services.sales.domain import orders as rules
 from services.sales.domain import quoting
@@ -54,11 +48,6 @@ from services.sales.store.orders import OrderRow
 from services.sales.store.tables import OUTBOX
 
 CREATE_ORDER = "CreateOrder"
-# As the member writer: keep the connection while batches follow closely; linger a
-# millisecond for company while busy (PostgreSQL's commit_delay); a lone call never waits.
-WRITER_IDLE_SECONDS = 5.0
-WRITER_LINGER_SECONDS = 0.001
-WRITER_MAX_BATCH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,62 +104,19 @@ class _Batch:
     entered: list[str]
 
 
-class OrderWriter:
+class OrderWriter(BatchWriter[Item, Outcome, _Batch]):
     """The group-committed writer of CreateOrder and PayDeposit."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._held = HeldConnection(db, idle_seconds=WRITER_IDLE_SECONDS)
-        self._writer: GroupCommitter[Item, Outcome] = GroupCommitter(
-            self._process,
-            max_batch=WRITER_MAX_BATCH,
-            name="sales-order-writer",
-            linger=WRITER_LINGER_SECONDS,
-        )
+    name = "sales-order-writer"
 
-    def start(self) -> None:
-        """Start the writer task (on the running loop)."""
-        self._writer.start()
+    def committed(self, state: _Batch) -> None:
+        for entered in state.entered:
+            metrics.order_entered(entered)
+        if state.outbox_rows:
+            OUTBOX.notify()
 
-    async def stop(self) -> None:
-        """Finish what is queued, then stop and give the connection back."""
-        await self._writer.stop()
-        await self._held.close()
-
-    async def submit(self, item: Item) -> Outcome:
-        """Do `item` in the next batch; returns once it has committed (or raises its error)."""
-        return await self._writer.submit(item)
-
-    async def _process(self, items: Sequence[Item]) -> list[Outcome | BaseException]:
-        lock = writer_lock(self.db)
-        for attempt in range(1, ATTEMPTS + 1):
-            if lock is not None:
-                await lock.acquire()
-            try:
-                conn = await self._held.get()
-                try:
-                    await begin(conn)
-                    batch, outcomes = await self._decide(conn, items)
-                    await self._write(conn, batch)
-                    await conn.commit()
-                except BaseException as e:
-                    await self._held.drop()
-                    if isinstance(e, DBAPIError) and retryable(e) and attempt < ATTEMPTS:
-                        continue
-                    raise
-            finally:
-                if lock is not None:
-                    lock.release()
-            self._held.done()
-            for state in batch.entered:
-                metrics.order_entered(state)
-            if batch.outbox_rows:
-                OUTBOX.notify()
-            return outcomes
-        raise AssertionError("unreachable")
-
-    async def _decide(
-        self, conn: Any, items: Sequence[Item]
+    async def decide(
+        self, conn: AsyncConnection, items: Sequence[Item]
     ) -> tuple[_Batch, list[Outcome | BaseException]]:
         """Read what the batch needs, then decide each call in order."""
         new = [i for i in items if isinstance(i, NewOrder)]
@@ -198,8 +144,7 @@ class OrderWriter:
                 outcomes.append(e)
         return batch, outcomes
 
-    @staticmethod
-    async def _write(conn: Any, batch: _Batch) -> None:
+    async def write(self, conn: AsyncConnection, batch: _Batch) -> None:
         await order_batch.write(
             conn,
             request_id_rows=batch.request_id_rows,

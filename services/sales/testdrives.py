@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.idempotency import Request
 from mesh.identity import Caller
+from mesh.tracing import current_span_context
 from mesh.unit_of_work import UnitOfWork
-from services.sales import metrics
 from services.sales.base import new_id
+from services.sales.booking_writer import NewBooking, Refused, Retried
 from services.sales.domain import testdrive as rules
 from services.sales.domain import visibility as vis
 from services.sales.domain.errors import (
@@ -28,7 +29,6 @@ from services.sales.domain.errors import (
     TEST_DRIVE_NOT_FOUND,
     not_found,
 )
-from services.sales.domain.opportunity import Stage
 from services.sales.domain.testdrive import DriveState, OpeningHours, TestDrive, TestDriveCar
 from services.sales.opportunities import Opportunities
 from services.sales.slot_gate import Hold, Known
@@ -100,16 +100,11 @@ class TestDrives(Opportunities):
         hours = await self._hours(conn, dealer_id)
         return rules.slot(start, self.config.test_drive_minutes, hours, now)
 
-    async def _hold(
-        self, uow: UnitOfWork, drive: TestDrive, taken: list[TestDrive] | None = None
-    ) -> None:
-        """Refuse a taken car or consultant (the holders go to `taken`), then claim the
-        drive's quarter hours."""
+    async def _hold(self, uow: UnitOfWork, drive: TestDrive) -> None:
+        """Refuse a taken car or consultant, then claim the drive's quarter hours."""
         keys = rules.slot_keys(drive.vin, drive.consultant_id, drive.start, drive.end)
-        found = [d for d in await store.holders(uow.conn, keys) if d.id != drive.id]
-        if taken is not None:
-            taken.extend(found)
-        rules.conflicts(drive.start, drive.end, drive.vin, drive.consultant_id, found)
+        taken = [d for d in await store.holders(uow.conn, keys) if d.id != drive.id]
+        rules.conflicts(drive.start, drive.end, drive.vin, drive.consultant_id, taken)
         await store.claim(uow.conn, drive.id, keys)
 
     async def book_test_drive(
@@ -140,59 +135,26 @@ class TestDrives(Opportunities):
                 begin = start.astimezone(dt.UTC)
                 end = begin + dt.timedelta(minutes=self.config.test_drive_minutes)
                 rules.conflicts(begin, end, vin, consultant_id, known)
-            return await self._first_in_line(asked, caller, turn)
+            return await self._first_in_line(asked, keys, caller, turn)
 
-    async def _first_in_line(self, asked: Booking, caller: Caller, turn: Hold) -> TestDrive:
-        """The booking's write transaction checks it all (a retried request, the opportunity,
-        the car, the hours, the holders: no read before it, which a winner would pay for
-        nothing); the holders it was refused for, or the drive it booked, are handed on to
-        the bookings waiting behind it."""
-        taken: list[TestDrive] = []
-        try:
-            drive = await self._book(asked, caller, taken)
-        finally:
-            turn.hand_on(*(_known(d) for d in taken))
-        turn.hand_on(_known(drive, asked.req))
-        return drive
-
-    async def _book(self, asked: Booking, caller: Caller, taken: list[TestDrive]) -> TestDrive:
-        """The booking's write transaction; `taken` gets the drives that hold its slot."""
-        opp_id, vin, consultant_id, start = (
-            asked.opp_id, asked.vin, asked.consultant_id, asked.start,
+    async def _first_in_line(
+        self, asked: Booking, keys: list[str], caller: Caller, turn: Hold
+    ) -> TestDrive:
+        """The booking, group-committed with the others reaching the database now
+        (booking_writer.py checks it all: a retried request, the opportunity, the car, the
+        hours, the holders); the holders it was refused for, or the drive it booked, are
+        handed on to the bookings waiting behind it."""
+        outcome = await self.booking_writer.submit(
+            NewBooking(asked.opp_id, asked.vin, asked.consultant_id, asked.start, asked.req,
+                       caller, new_id("td"), asked.now, tuple(keys), current_span_context())
         )  # fmt: skip
-        req, now = asked.req, asked.now
-        drive_id, made = new_id("td"), list[TestDrive]()
-
-        async def work(uow: UnitOfWork) -> tuple[str, bool]:
-            made.clear()
-            taken.clear()
-
-            async def make() -> None:
-                opp = await self.opportunity_to_change(uow, opp_id, caller)
-                car = await store.car(uow.conn, vin)
-                if car is None or car[0] != opp.dealer_id or not car[2]:
-                    raise not_found(TEST_DRIVE_CAR_NOT_FOUND, "test-drive car", vin)
-                begin, end = await self._slot(uow.conn, opp.dealer_id, start, now)
-                drive = rules.book(
-                    id_=drive_id,
-                    dealer_id=opp.dealer_id,
-                    opportunity_id=opp.id,
-                    vin=vin,
-                    consultant_id=consultant_id,
-                    start=begin,
-                    end=end,
-                    now=now,
-                )
-                await store.insert(uow.conn, drive, ())
-                await self._hold(uow, drive, taken)
-                await self.advance(uow, opp, Stage.TEST_DRIVE, now)
-                uow.after_commit(metrics.TEST_DRIVES_BOOKED.inc)
-                made.append(drive)
-
-            return await self.once(uow, BOOK, req, drive_id, make)
-
-        done_id, created = await self.write(work)
-        return made[0] if created else await self.get_test_drive(done_id, caller=caller)
+        if isinstance(outcome, Refused):
+            turn.hand_on(*(_known(d) for d in outcome.taken))
+            raise outcome.error
+        if isinstance(outcome, Retried):
+            outcome = await self.get_test_drive(outcome.drive_id, caller=caller)
+        turn.hand_on(_known(outcome, asked.req))
+        return outcome
 
     async def _change(
         self,

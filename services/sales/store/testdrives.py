@@ -160,3 +160,34 @@ async def erase_feedback_of_member(conn: AsyncConnection, member_id: str) -> int
         .values(feedback="")
     )
     return int(done.rowcount or 0)
+
+
+async def cars_by_vin(conn: AsyncConnection, vins: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """(dealer, active) of these test-drive cars (a batch of bookings, booking_writer.py)."""
+    if not vins:
+        return {}
+    query = sa.select(_car.vin, _car.dealer_id, _car.active).where(_car.vin.in_(sorted(vins)))
+    return {r.vin: (r.dealer_id, bool(r.active)) for r in await conn.execute(query)}
+
+
+async def hours_by_dealer(
+    conn: AsyncConnection, dealers: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """(time zone, days as JSON) of these dealers, of those that set their hours."""
+    if not dealers:
+        return {}
+    h = opening_hours.c
+    query = sa.select(h.dealer_id, h.time_zone, h.days).where(h.dealer_id.in_(sorted(dealers)))
+    return {r.dealer_id: (r.time_zone, r.days) for r in await conn.execute(query)}
+
+
+async def insert_many(
+    conn: AsyncConnection, drives: Sequence[TestDrive], claims: Sequence[tuple[str, str]]
+) -> None:
+    """New bookings and their slot claims (slot, drive id), a statement per table (a claim
+    taken already fails the insert)."""
+    if drives:
+        await conn.execute(test_drives.insert(), [_row(d) for d in drives])
+    if claims:
+        rows = [{"slot": slot, "test_drive_id": drive_id} for slot, drive_id in claims]
+        await conn.execute(slot_claims.insert(), rows)
