@@ -31,7 +31,7 @@ from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
 from mesh.unit_of_work import UnitOfWork
-from services.sales import erp_events
+from services.sales import dms_events, erp_events
 from services.sales.domain import opportunity as rules
 from services.sales.domain.opportunity import Opportunity, Stage
 from services.sales.domain.orders import Order, OrderState
@@ -182,5 +182,7 @@ EVENTS = EventSpec(
     service="sales",
     outbox=OUTBOX,
     inbox=INBOX,
-    subscriptions=subscriptions_in(on_lead_created, on_lead_assigned, on_member_erased, erp_events),
+    subscriptions=subscriptions_in(
+        on_lead_created, on_lead_assigned, on_member_erased, erp_events, dms_events
+    ),
 )

@@ -35,7 +35,7 @@ import httpx
 from aiohttp import web
 
 from services.adapters.dms.domain import signature
-from services.adapters.dms.domain.config import DEV_SECRETS, SIMULATOR_PORT
+from services.adapters.dms.domain.config import SIMULATOR_PORT, dev_secret
 
 STAGES = (
     "VEHICLE_RECEIVED",
@@ -69,13 +69,20 @@ class DmsSimulator:
 
     def __init__(self, knobs: Knobs | None = None, secrets: dict[str, str] | None = None) -> None:
         self.knobs = knobs or Knobs()
-        self.secrets = dict(DEV_SECRETS if secrets is None else secrets)
+        # None: the local default, every dealer signing with its dev secret.
+        self.secrets = secrets
         # (dealer, collection, id) -> (reference, document)
         self.received: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self.posts = 0
         self.resends = 0
         self.traceparents: list[str] = []
         self._rng = random.Random(7)
+
+    def secret_of(self, dealer: str) -> str | None:
+        """The dealer's secret (its dev secret in the local default)."""
+        if self.secrets is None:
+            return dev_secret(dealer)
+        return self.secrets.get(dealer)
 
     def reset(self) -> None:
         """Forget everything (knobs back to their defaults)."""
@@ -110,7 +117,7 @@ class DmsSimulator:
         if key_field is None:
             return _error(404, "NOT_FOUND", "no such collection")
         body = await request.read()
-        secret = self.secrets.get(dealer)
+        secret = self.secret_of(dealer)
         refusal = (
             signature.Refusal(signature.BAD, "unknown dealer")
             if secret is None
@@ -176,7 +183,7 @@ class DmsSimulator:
         steps = await play_repair_order(
             str(spec["target"]),
             dealer,
-            self.secrets[dealer],
+            self.secret_of(dealer) or "",
             str(spec.get("repair_order_id", "RO-SIM-1")),
             vin=str(spec.get("vin", "")),
         )
@@ -277,9 +284,11 @@ async def play_repair_order(
         for n, stage in enumerate(STAGES, 1):
             doc = status_document(ro_id, n, stage, t0 + 600 * n)
             head = await send("/repair-status-events", doc, f"stage {stage}")
-            if n == 2:  # the DMS's retry of a post it thinks was lost: a resend
-                await send("/repair-status-events", doc, "resend")
-                await send("/repair-status-events", doc, "replay", head=head)
+            if n == 2:  # the DMS's retry of a post it thinks was lost, signed anew: a resend
+                body = json.dumps(doc).encode()
+                again = signature.headers(key, int(time.time()) + 1, body)
+                await send("/repair-status-events", body, "resend", head=again)
+                await send("/repair-status-events", doc, "replay", head=head)  # verbatim
             if n == 3:
                 body = json.dumps(doc).encode()
                 bad = signature.headers(b"not-the-dealers-secret-0", int(time.time()), body)
@@ -310,7 +319,7 @@ def bound_port(runner: web.AppRunner) -> int:
 async def _main(args: argparse.Namespace) -> None:
     if args.play:
         steps = await play_repair_order(
-            args.play, args.dealer, DEV_SECRETS[args.dealer], args.repair_order
+            args.play, args.dealer, dev_secret(args.dealer), args.repair_order
         )
         for s in steps:
             print(f"{s.name:28} {s.status} {s.reason or ('duplicate' if s.duplicate else 'ok')}")

@@ -21,8 +21,15 @@ PREFIX = "MARQUE_DMS_ADAPTER_"
 SIMULATOR_PORT = 50172
 DEFAULT_HTTP_PORT = 50162
 SIMULATOR_URL = f"http://127.0.0.1:{SIMULATOR_PORT}/star/v1"
-# The local default's dealers and secrets (dev only: production sets DEALER_SECRETS).
-DEV_SECRETS = {"D1": "dev-dms-secret-D1", "D2": "dev-dms-secret-D2"}
+# The local default (the simulator, no DEALER_SECRETS): every dealer signs with
+# "dev-dms-secret-<dealer>", which the simulator knows too. Never in production: the prod
+# overlay sets SIMULATOR=off, and then only DEALER_SECRETS count.
+DEV_SECRET_PREFIX = "dev-dms-secret-"
+
+
+def dev_secret(dealer_id: str) -> str:
+    """The local default's signing secret of a dealer."""
+    return DEV_SECRET_PREFIX + dealer_id
 
 
 def pairs(text: str) -> dict[str, str]:
@@ -53,6 +60,8 @@ class DmsConfig:
     max_connections: int = 32
     # Group commit of the inbound writes (mesh/groupcommit.py).
     max_batch: int = 256
+    # Every dealer has its dev secret (`dev_secret`): the local default only.
+    dev_secrets: bool = False
     # Whether `python -m services.adapters.dms` starts the simulator (the local default).
     start_simulator: bool = True
 
@@ -66,6 +75,8 @@ class DmsConfig:
     def secret_of(self, dealer_id: str) -> bytes | None:
         """The dealer's signing secret, None for a dealer we do not know."""
         secret = self.dealer_secrets.get(dealer_id)
+        if secret is None and self.dev_secrets and dealer_id:
+            secret = dev_secret(dealer_id)
         return None if secret is None else secret.encode()
 
     def url_of(self, dealer_id: str) -> str:
@@ -86,8 +97,6 @@ class DmsConfig:
                 f"{PREFIX}DEALER_URLS or {PREFIX}DEFAULT_URL is required when {PREFIX}SIMULATOR=off"
             )
         secrets = pairs(get("DEALER_SECRETS", ""))
-        if not secrets and get("SIMULATOR", "on") != "off":
-            secrets = dict(DEV_SECRETS)
         return cls(
             http_host=get("HTTP_HOST", "127.0.0.1"),
             http_port=int(get("HTTP_PORT", str(DEFAULT_HTTP_PORT))),
@@ -101,5 +110,6 @@ class DmsConfig:
             connect_timeout_seconds=float(get("CONNECT_TIMEOUT_SECONDS", "3")),
             max_connections=int(get("MAX_CONNECTIONS", "32")),
             max_batch=int(get("MAX_BATCH", "256")),
+            dev_secrets=not secrets and get("SIMULATOR", "on") != "off",
             start_simulator=simulated,
         )

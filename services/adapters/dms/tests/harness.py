@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 import grpc
 import httpx
@@ -85,15 +86,13 @@ class Harness:
 
 
 @asynccontextmanager
-async def serve(database_url: str, dms: Dms, **config: object) -> AsyncIterator[Harness]:
-    from dataclasses import replace
-
+async def serve(database_url: str, dms: Dms, **config: Any) -> AsyncIterator[Harness]:
     settings = Settings(service=NAME, grpc_port=0, metrics_port=0, database_url=database_url)
     clock = Clock()
     endpoint = Endpoint()
     spec = build_spec(
-        config=replace(dms.config, **config),  # type: ignore[arg-type]
-        client=dms.client(clock=clock),
+        config=replace(dms.config, **config),
+        client=dms.client(clock=clock, **config),
         events=False,
         endpoint=endpoint,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,14 +52,21 @@ class Dms:
     config: DmsConfig
     root: str
 
-    def client(self, *, clock: Clock | None = None, **config: Any) -> StarClient:
-        """A real STAR client (breakers with a test clock, never exported)."""
+    def client(
+        self,
+        *,
+        clock: Clock | None = None,
+        random: Callable[[], float] = lambda: 0.0,
+        **config: Any,
+    ) -> StarClient:
+        """A real STAR client (breakers with a test clock, never exported); the breakers'
+        `random` 0.0 rejects every call while their reject probability is above 0."""
         cfg = replace(self.config, **config)
         at = clock or Clock()
         return StarClient(
             cfg,
             breaker=lambda d: AdaptiveBreaker(
-                f"dms-test/{d}", clock=at, random=lambda: 0.0, export_metrics=False
+                f"dms-test/{d}", clock=at, random=random, export_metrics=False
             ),
         )
 
