@@ -9,6 +9,13 @@ Durability (DESIGN.md §5: nothing acknowledged may be lost):
   `MARQUE_SQLITE_SYNCHRONOUS=FULL` fsyncs every commit and survives those too, at the cost
   of one fsync per transaction.
 - PostgreSQL is durable on commit with its default `synchronous_commit=on`.
+
+SQLite's page cache is 32 MiB per connection (`MARQUE_SQLITE_CACHE_KIB`; SQLite's own
+default is 2,000 KiB): a million leads' tables and their ten indexes have some 12 MB of
+interior pages alone, and with 2 MB a merge into an old lead made ~57 read calls to the
+OS, with 32 MiB ~34 (issue 17, docs/performance.md). A connection's cache fills only with
+the pages it reads. `MARQUE_SQLITE_MMAP_MIB` reads the file through mmap instead (0, the
+default: off; the mapped pages count in the process's RSS).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from sqlalchemy.ext.asyncio import (
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# A connection's page cache and mmap window (see the module docstring).
+SQLITE_CACHE_KIB = 32768
+SQLITE_MMAP_MIB = 0
 
 
 def sqlite_synchronous(env: dict[str, str] | None = None) -> str:
@@ -42,7 +52,29 @@ def sqlite_synchronous(env: dict[str, str] | None = None) -> str:
     return level
 
 
+def _sqlite_size(env: dict[str, str] | None, name: str, default: int) -> int:
+    raw = (os.environ if env is None else env).get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a whole number >= 0")
+    return int(raw)
+
+
+def sqlite_cache_kib(env: dict[str, str] | None = None) -> int:
+    """Each SQLite connection's page cache, KiB: `MARQUE_SQLITE_CACHE_KIB`."""
+    return _sqlite_size(env, "MARQUE_SQLITE_CACHE_KIB", SQLITE_CACHE_KIB)
+
+
+def sqlite_mmap_mib(env: dict[str, str] | None = None) -> int:
+    """How much of the database file SQLite reads through mmap, MiB:
+    `MARQUE_SQLITE_MMAP_MIB` (0: none, reads through the page cache only)."""
+    return _sqlite_size(env, "MARQUE_SQLITE_MMAP_MIB", SQLITE_MMAP_MIB)
+
+
 def _on_sqlite_connect(synchronous: str) -> Any:
+    cache_kib, mmap_mib = sqlite_cache_kib(), sqlite_mmap_mib()
+
     def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
         # Pragmas are per connection, so they are set on every new pool connection.
         cursor = dbapi_connection.cursor()
@@ -51,6 +83,8 @@ def _on_sqlite_connect(synchronous: str) -> Any:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA cache_size=-{cache_kib}")
+            cursor.execute(f"PRAGMA mmap_size={mmap_mib << 20}")
         finally:
             cursor.close()
 
