@@ -43,8 +43,15 @@ def _csrf_failed(resp: httpx.Response) -> bool:
 class ODataClient:
     """Sales orders in SAP: create (deep insert), find by PurchaseOrderByCustomer, read."""
 
-    def __init__(self, config: ErpConfig, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        config: ErpConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._config = config
+        self._tracer = tracer or _tracer  # tests pass a private one
         self._base = config.sap_url.rstrip("/")
         auth = httpx.BasicAuth(config.user, config.password) if config.auth == "basic" else None
         self._http = httpx.AsyncClient(
@@ -68,7 +75,7 @@ class ODataClient:
         """One request, as a span and a metric, its transport failures as mesh errors."""
         started = time.monotonic()
         code = "error"
-        with _tracer.start_as_current_span(f"SAP {operation}", kind=SpanKind.CLIENT) as span:
+        with self._tracer.start_as_current_span(f"SAP {operation}", kind=SpanKind.CLIENT) as span:
             span.set_attribute("http.request.method", method)
             try:
                 resp = await self._http.request(method, url, **kw)
