@@ -30,7 +30,7 @@ def sap_backend(config: ErpConfig) -> SapBackend:
     """The real SAP backend of a configuration."""
     return SapBackend(
         ODataClient(config),
-        AdaptiveBreaker(BACKEND),
+        AdaptiveBreaker(BACKEND, k=config.breaker_k, window_seconds=config.breaker_window_seconds),
         attempts=config.create_attempts,
         backoff_seconds=config.retry_backoff_seconds,
     )

@@ -41,6 +41,10 @@ class ErpConfig:
     # How long a claimed order's SAP calls may take before another delivery may try it
     # (engine.py); 0: derived from the timeouts (every look-up and create timing out).
     claim_lease_seconds: float = 0.0
+    # The breaker (mesh/breaker.py): K (2 = the SRE book's; lower throttles harder) and
+    # the window over which requests and accepts are counted.
+    breaker_k: float = 2.0
+    breaker_window_seconds: float = 120.0
     sales_order_type: str = "OR"
     sales_organization: str = "1710"
     distribution_channel: str = "10"
@@ -61,6 +65,8 @@ class ErpConfig:
             raise ValueError(
                 "timeouts must be positive, create_attempts and max_connections at least 1"
             )
+        if self.breaker_k <= 0 or self.breaker_window_seconds <= 0:
+            raise ValueError(f"{PREFIX}BREAKER_K and ..._BREAKER_WINDOW_SECONDS must be positive")
         if 0 < self.claim_lease_seconds < self.worst_case_seconds:
             raise ValueError(
                 f"{PREFIX}CLAIM_LEASE_SECONDS must cover every call of one order "
@@ -105,6 +111,8 @@ class ErpConfig:
             create_attempts=int(get("CREATE_ATTEMPTS", "3")),
             retry_backoff_seconds=float(get("RETRY_BACKOFF_SECONDS", "0.2")),
             claim_lease_seconds=float(get("CLAIM_LEASE_SECONDS", "0")),
+            breaker_k=float(get("BREAKER_K", "2")),
+            breaker_window_seconds=float(get("BREAKER_WINDOW_SECONDS", "120")),
             sales_order_type=get("SALES_ORDER_TYPE", base.sales_order_type),
             sales_organization=get("SALES_ORGANIZATION", base.sales_organization),
             distribution_channel=get("DISTRIBUTION_CHANNEL", base.distribution_channel),
