@@ -46,6 +46,9 @@ from services.adapters.dms.store.tables import OUTBOX
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
 SWEEP_SECONDS = 60.0
+# While the writer is busy, it waits this long for more documents before its next batch: a
+# commit (one fsync) is the fixed cost a bigger batch shares (mesh/groupcommit.py).
+WRITER_LINGER_SECONDS = 0.002
 # Kinds whose revision is a status time: the same key with another content is a conflict.
 _TIMED = frozenset({Kind.REPAIR_STATUS_EVENT, Kind.RETAIL_DELIVERY_REPORT})
 
@@ -102,7 +105,10 @@ class Intake:
         self.clock = clock
         self.wall = wall
         self.writer: GroupCommitter[Pending, Outcome] = GroupCommitter(
-            self._write, max_batch=config.max_batch, name="dms-intake"
+            self._write,
+            max_batch=config.max_batch,
+            name="dms-intake",
+            linger=WRITER_LINGER_SECONDS,
         )
         self._sweeper: asyncio.Task[None] | None = None
 
