@@ -11,7 +11,7 @@ from marque.sales.v1 import sales_pb2
 from mesh.convert import EnumMap, timestamp
 from services.sales.convert import amount, cny, day, day_text
 from services.sales.domain.errors import invalid
-from services.sales.domain.financing import Instalment, Method
+from services.sales.domain.financing import Method, Row
 from services.sales.domain.quote import Discount, DiscountKind, Extra, ExtraKind, LoanRequest
 from services.sales.domain.quoting import Priced, Quote, QuoteSpec
 
@@ -103,14 +103,12 @@ def spec_pb(spec: QuoteSpec) -> sales_pb2.QuoteSpec:
     return msg
 
 
-_HUNDRED = Decimal(100)
 _Money = dict[str, str | int]
 
 
-def _money_fields(x: Decimal) -> _Money:
-    """The fields of a fen-exact amount's Money (as `cny`, without building the message:
-    a 60-month schedule has 240 of them, and upb builds a message from fields in one go)."""
-    fen = int(x * _HUNDRED)  # exact: every figure of a schedule is rounded to the fen
+def _money_fields(fen: int) -> _Money:
+    """The fields of an amount of fen's Money (as `cny`, without building the message: a
+    60-month schedule has 240 of them, and upb builds a message from fields in one go)."""
     if fen >= 0:
         units, cents = divmod(fen, 100)
     else:  # units and nanos share the amount's sign
@@ -119,25 +117,26 @@ def _money_fields(x: Decimal) -> _Money:
     return {"currency_code": "CNY", "units": units, "nanos": cents * 10_000_000}
 
 
-def _schedule_fields(instalments: Sequence[Instalment]) -> list[dict[str, object]]:
-    """The schedule's Instalment messages as fields (the payment repeats: made once)."""
-    made: dict[Decimal, _Money] = {}
+def _schedule_fields(rows: Sequence[Row]) -> list[dict[str, object]]:
+    """The schedule's Instalment messages as fields, from its months in fen (the payment
+    repeats: made once)."""
+    made: dict[int, _Money] = {}
 
-    def m(x: Decimal) -> _Money:
-        found = made.get(x)
+    def m(fen: int) -> _Money:
+        found = made.get(fen)
         if found is None:
-            found = made[x] = _money_fields(x)
+            found = made[fen] = _money_fields(fen)
         return found
 
     return [
         {
-            "month": i.month,
-            "payment": m(i.payment),
-            "principal": _money_fields(i.principal),
-            "interest": _money_fields(i.interest),
-            "balance": _money_fields(i.balance),
+            "month": month,
+            "payment": m(payment),
+            "principal": _money_fields(part),
+            "interest": _money_fields(interest),
+            "balance": _money_fields(balance),
         }
-        for i in instalments
+        for month, payment, part, interest, balance in rows
     ]
 
 
@@ -163,7 +162,7 @@ def figures_pb(priced: Priced) -> sales_pb2.QuoteFigures:
             down_payment=cny(f.down_payment),
             financed_amount=cny(f.financed_amount),
             total_interest=cny(f.schedule.total_interest),
-            schedule=_schedule_fields(f.schedule.instalments),
+            schedule=_schedule_fields(f.schedule.rows),
         )
         msg.MergeFrom(loan)
     return msg

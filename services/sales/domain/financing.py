@@ -11,7 +11,7 @@ so the terms bound only the months, the rate and the balloon.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import Decimal
 from enum import StrEnum
 
 from services.sales.domain.errors import invalid
@@ -24,10 +24,6 @@ MAX_APR = Decimal("0.36")
 # 0.0001% steps: more digits means the rate went through a float.
 APR_PLACES = 6
 _APR_STEP = Decimal(1).scaleb(-APR_PLACES)
-# Powers of (1 + r) over 60 months and balances up to 10^8 keep far more than 2 decimals;
-# its rounding is the one every `quantize(FEN)` below rounds with.
-_CTX = Context(prec=34, rounding=ROUND_HALF_UP)
-_TWELVE = Decimal(12)
 
 
 class Method(StrEnum):
@@ -59,16 +55,30 @@ class Instalment:
     balance: Decimal
 
 
+# One month in fen: (month, payment, principal, interest, balance).
+Row = tuple[int, int, int, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """All instalments and their totals (total_paid = principal + total_interest exactly)."""
+    """All instalments and their totals (total_paid = principal + total_interest exactly).
+    The months are kept as integers of fen (`rows`), which a reply is built from directly;
+    `instalments` gives them as `Decimal` yuan."""
 
-    instalments: tuple[Instalment, ...]
+    rows: tuple[Row, ...]
     total_interest: Decimal
     total_paid: Decimal
     first_payment: Decimal
     # Differs from the others by the rounding drift, and includes the balloon.
     last_payment: Decimal
+
+    @property
+    def instalments(self) -> tuple[Instalment, ...]:
+        """The months as `Instalment`s of `Decimal` yuan."""
+        return tuple(
+            Instalment(m, _yuan(pay), _yuan(part), _yuan(i), _yuan(b))
+            for m, pay, part, i, b in self.rows
+        )
 
 
 def validate_terms(terms: LoanTerms, field_prefix: str) -> None:
@@ -105,27 +115,52 @@ def schedule(terms: LoanTerms) -> Schedule:
 
 
 def schedule_of_valid(terms: LoanTerms) -> Schedule:
-    """The schedule of terms `validate_terms` accepted (skips checking them again)."""
-    with localcontext(_CTX):
-        r = terms.apr / _TWELVE
-        if terms.method is Method.EQUAL_INSTALMENT:
-            return _equal_instalment(terms.principal, terms.balloon, terms.months, r)
-        return _equal_principal(terms.principal, terms.balloon, terms.months, r)
+    """The schedule of terms `validate_terms` accepted (skips checking them again).
+
+    In integers of fen, exactly: the monthly rate is apr / 12 = a / (12 x 10^6) with `a` the
+    apr in millionths (at most 6 places, validated), so a month's interest fen(balance x
+    apr / 12) is balance x a / (12 x 10^6) rounded half up by integer division, and so is
+    the payment of the annuity formula: no per-month `Decimal` and no rounded powers."""
+    p, b, n = _fen(terms.principal), _fen(terms.balloon), terms.months
+    a = int(terms.apr.scaleb(APR_PLACES))
+    if terms.method is Method.EQUAL_INSTALMENT:
+        return _equal_instalment(p, b, n, a)
+    return _equal_principal(p, b, n, a)
 
 
-def _equal_instalment(p: Decimal, b: Decimal, n: int, r: Decimal) -> Schedule:
-    """Payment = fen(r (P g - B) / (g - 1)) with g = (1 + r)^n: it amortises P - B/g, so the
-    balance before the last month is about the balloon plus one payment."""
-    if r:
-        g = (1 + r) ** n
-        pay = (r * (p * g - b) / (g - 1)).quantize(FEN)
+_YEAR = 12 * 10**APR_PLACES  # the denominator of a monthly rate of `a` millionths a year
+
+
+def _half_up(num: int, den: int) -> int:
+    """num / den rounded half up (away from zero), den > 0: `quantize(FEN, ROUND_HALF_UP)`
+    of an exact quotient."""
+    if num < 0:
+        return -_half_up(-num, den)
+    q, r = divmod(num, den)
+    return q + (2 * r >= den)
+
+
+def _fen(x: Decimal) -> int:
+    return int(x.scaleb(2))  # exact: validated to whole fen
+
+
+def _yuan(fen: int) -> Decimal:
+    return Decimal(fen).scaleb(-2)
+
+
+def _equal_instalment(p: int, b: int, n: int, a: int) -> Schedule:
+    """Payment = fen(r (P g - B) / (g - 1)) with r = a / YEAR and g = (1 + r)^n, i.e.
+    a (P (YEAR + a)^n - B YEAR^n) / (YEAR ((YEAR + a)^n - YEAR^n)) exactly: it amortises
+    P - B/g, so the balance before the last month is about the balloon plus one payment."""
+    if a:
+        grown, base = (_YEAR + a) ** n, _YEAR**n
+        pay = _half_up(a * (p * grown - b * base), _YEAR * (grown - base))
     else:
-        pay = ((p - b) / n).quantize(FEN)
-    lines: list[Instalment] = []
-    balance = p
-    total_interest = ZERO
+        pay = _half_up(p - b, n)
+    rows: list[Row] = []
+    balance, total_interest = p, 0
     for month in range(1, n):
-        interest = (balance * r).quantize(FEN) if r else ZERO
+        interest = _half_up(balance * a, _YEAR) if a else 0
         part = pay - interest
         room = balance - b  # the balloon stays owed until the last month
         payment = pay
@@ -134,43 +169,35 @@ def _equal_instalment(p: Decimal, b: Decimal, n: int, r: Decimal) -> Schedule:
             payment = part + interest
         balance -= part
         total_interest += interest
-        lines.append(Instalment(month, payment, part, interest, balance))
-    return _close(lines, p, n=n, balance=balance, r=r, total_interest=total_interest)
+        rows.append((month, payment, part, interest, balance))
+    return _close(rows, p, n=n, balance=balance, a=a, total_interest=total_interest)
 
 
-def _equal_principal(p: Decimal, b: Decimal, n: int, r: Decimal) -> Schedule:
+def _equal_principal(p: int, b: int, n: int, a: int) -> Schedule:
     """The same principal part fen((P - B) / n) every month, interest on the falling balance."""
-    step = ((p - b) / n).quantize(FEN)
-    lines: list[Instalment] = []
-    balance = p
-    total_interest = ZERO
+    step = _half_up(p - b, n)
+    rows: list[Row] = []
+    balance, total_interest = p, 0
     for month in range(1, n):
-        interest = (balance * r).quantize(FEN) if r else ZERO
+        interest = _half_up(balance * a, _YEAR) if a else 0
         part = min(step, balance - b)
         balance -= part
         total_interest += interest
-        lines.append(Instalment(month, part + interest, part, interest, balance))
-    return _close(lines, p, n=n, balance=balance, r=r, total_interest=total_interest)
+        rows.append((month, part + interest, part, interest, balance))
+    return _close(rows, p, n=n, balance=balance, a=a, total_interest=total_interest)
 
 
 def _close(
-    lines: list[Instalment],
-    p: Decimal,
-    *,
-    n: int,
-    balance: Decimal,
-    r: Decimal,
-    total_interest: Decimal,
+    rows: list[Row], p: int, *, n: int, balance: int, a: int, total_interest: int
 ) -> Schedule:
     """The last instalment pays off the balance (balloon included) with its interest."""
-    interest = (balance * r).quantize(FEN) if r else ZERO
-    last = Instalment(n, balance + interest, balance, interest, ZERO)
-    lines.append(last)
+    interest = _half_up(balance * a, _YEAR) if a else 0
+    rows.append((n, balance + interest, balance, interest, 0))
     total_interest += interest
     return Schedule(
-        instalments=tuple(lines),
-        total_interest=total_interest,
-        total_paid=p + total_interest,
-        first_payment=lines[0].payment,
-        last_payment=last.payment,
+        rows=tuple(rows),
+        total_interest=_yuan(total_interest),
+        total_paid=_yuan(p + total_interest),
+        first_payment=_yuan(rows[0][1]),
+        last_payment=_yuan(rows[-1][1]),
     )

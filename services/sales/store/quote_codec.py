@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from services.sales.domain.financing import Instalment, Method, Schedule
+from services.sales.domain.financing import Method, Schedule
 from services.sales.domain.quote import (
     Discount,
     DiscountKind,
@@ -83,15 +83,16 @@ def _schedule(s: Schedule | None) -> Any:
     }
 
 
+def _fen(text: str) -> int:
+    return int(Decimal(text).scaleb(2))  # a kept figure is whole fen
+
+
 def _schedule_of(raw: Any) -> Schedule | None:
     if raw is None:
         return None
-    lines = tuple(
-        Instalment(m, Decimal(p), Decimal(pr), Decimal(i), Decimal(b))
-        for m, p, pr, i, b in raw["lines"]
-    )
+    rows = tuple((m, _fen(p), _fen(pr), _fen(i), _fen(b)) for m, p, pr, i, b in raw["lines"])
     return Schedule(
-        lines,
+        rows,
         Decimal(raw["interest"]),
         Decimal(raw["paid"]),
         Decimal(raw["first"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import ROUND_HALF_UP, Context, localcontext
 from decimal import Decimal as D
 
 import pytest
@@ -173,3 +174,24 @@ def test_equal_principal_pays_less_interest(terms: LoanTerms) -> None:
     ep = schedule(LoanTerms(terms.principal, terms.months, terms.apr, EP, terms.balloon))
     # Repaying principal sooner never costs more (allowing the fen roundings).
     assert ep.total_interest <= ei.total_interest + D("0.01") * terms.months
+
+
+@settings(max_examples=300, deadline=None)
+@given(loan_terms(), st.integers(0, 360_000))
+def test_every_line_is_the_exact_figure_rounded_half_up_once(terms: LoanTerms, micro: int) -> None:
+    # Any rate of the allowed 6 places (3.3333% repeats forever once divided by 12): each
+    # month's interest is fen(balance x apr / 12) of the exact quotient, and the payment the
+    # annuity formula's exact value rounded once, as Decimal at 60 digits computes them.
+    terms = dataclasses.replace(terms, apr=D(micro).scaleb(-6))
+    s = schedule(terms)
+    with localcontext(Context(prec=60, rounding=ROUND_HALF_UP)):
+        r = terms.apr / 12
+        balance = terms.principal
+        for line in s.instalments:
+            assert line.interest == (balance * r).quantize(D("0.01"))
+            balance -= line.principal
+        first = s.instalments[0]
+        if terms.method is EI and r and first.principal < terms.principal - terms.balloon:
+            g = (1 + r) ** terms.months  # (a tiny loan's first month may pay it all off)
+            pay = (r * (terms.principal * g - terms.balloon) / (g - 1)).quantize(D("0.01"))
+            assert first.payment == pay
