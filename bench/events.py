@@ -9,9 +9,10 @@ schema) hold everything; the figures are:
   process) beside the baseline: nats-py's own `publish_async` of as many messages with the
   same headers, no database. Target: >= 10,000 events/s.
 - consumer: the same events handled by a consumer with its inbox (batched commits and
-  acks; the handler inserts one row per event), beside the baseline: the same pulling and
-  acking with no database; then by a batch handler (`subscribe(..., batch=True)`) writing
-  the same rows with one executemany per batch. Target: >= 5,000 events/s.
+  acks), beside the baseline: the same pulling and acking with no database; by a per-event
+  handler doing nothing (the consumer's own cost), one inserting one row per event (a
+  statement each), and a batch handler (`subscribe(..., batch=True)`) writing the same rows
+  with one executemany per batch. Target: >= 5,000 events/s.
 - latency: `--rate` events/s (one unit of work each, as calls would) for `--seconds`;
   the consumer runs in another process, and each event's latency is from its emit to its
   handler's commit (p50, p99), beside the baseline: JetStream alone at the same rate
@@ -21,6 +22,7 @@ schema) hold everything; the figures are:
   Target: 100,000 in < 30 s.
 
     python -m bench.events [--events 50000] [--rate 1000] [--seconds 10] [--backlog 100000]
+        [--phases throughput,latency,backlog] [--backends sqlite,postgres]
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ def _event(number: int, aggregates: int = 1000) -> tuple[Any, str]:
     return ev.ThingHappened(thing_id=thing, number=number), thing
 
 
-def _handler() -> Any:
+def _handler(noop: bool = False) -> Any:
+    """A per-event handler: one INSERT per event (a statement built once, its parameters
+    per event: `.values(...)` per event costs ~140 us more to build and key), or nothing."""
+    insert = EFFECTS.insert()
+
     async def on_thing(uow: Any, event: Any, envelope: Any) -> None:
-        await uow.conn.execute(
-            EFFECTS.insert().values(thing_id=event.thing_id, number=event.number)
-        )
+        if not noop:
+            await uow.conn.execute(insert, {"thing_id": event.thing_id, "number": event.number})
 
     return on_thing
 
@@ -218,9 +223,9 @@ async def consumer_baseline(link: Any, producer: str, n: int) -> tuple[float, fl
 
 
 async def consumer_rate(
-    db: Any, link: Any, producer: str, n: int, *, batch: bool = False
+    db: Any, link: Any, producer: str, n: int, *, batch: bool = False, noop: bool = False
 ) -> tuple[float, float]:
-    consumer = _consumer(db, link, producer, batch=batch)
+    consumer = _consumer(db, link, producer, batch=batch, noop=noop)
     clock = Clock()
     consumer.start()
     try:
@@ -231,16 +236,18 @@ async def consumer_rate(
         await consumer.stop()
 
 
-def _consumer(db: Any, link: Any, producer: str, cls: Any = None, *, batch: bool = False) -> Any:
+def _consumer(
+    db: Any, link: Any, producer: str, cls: Any = None, *, batch: bool = False, noop: bool = False
+) -> Any:
     from marque.testing.v1 import testing_events_pb2 as ev
 
     from mesh.events.consumer import Consumer
     from mesh.events.subscriptions import subscribe, subscriptions_in
 
-    handler = _batch_handler() if batch else _handler()
+    handler = _batch_handler() if batch else _handler(noop)
     marked = subscribe(ev.ThingHappened, producer=producer, batch=batch)(handler)
     sub = subscriptions_in(marked)[0]
-    service = "bench-batch" if batch else "bench"
+    service = "bench-batch" if batch else ("bench-noop" if noop else "bench")
     return (cls or Consumer)(db, INBOX, link, sub, service=service)
 
 
@@ -293,11 +300,19 @@ async def role_consume(args: argparse.Namespace) -> None:
     from mesh.events.outbox import utc_now
 
     latencies: list[float] = []
+    handling: list[float] = []  # of which: from the batch taken to its commit
 
     class Timed(Consumer):
+        taken = utc_now()
+
+        async def handle_batch(self, msgs: Sequence[Any]) -> None:
+            self.taken = utc_now()
+            await super().handle_batch(msgs)
+
         async def _done(self, items: Sequence[Any], outcomes: Sequence[str]) -> None:
             now = utc_now()
             latencies.extend((now - i.envelope.time).total_seconds() * 1000 for i in items)
+            handling.extend([(now - self.taken).total_seconds() * 1000] * len(items))
             await super()._done(items, outcomes)
 
     db = Database(args.db)
@@ -311,7 +326,7 @@ async def role_consume(args: argparse.Namespace) -> None:
     await consumer.stop()
     await link.close()
     await db.dispose()
-    print(json.dumps(latencies), flush=True)
+    print(json.dumps({"latencies": latencies, "handling": handling}), flush=True)
 
 
 async def role_raw_consume(args: argparse.Namespace) -> None:
@@ -341,7 +356,7 @@ async def role_raw_consume(args: argparse.Namespace) -> None:
         latencies.append((utc_now() - sent).total_seconds() * 1000)
     task.cancel()
     await link.close()
-    print(json.dumps(latencies), flush=True)
+    print(json.dumps({"latencies": latencies, "handling": []}), flush=True)
 
 
 async def role_drain(args: argparse.Namespace) -> None:
@@ -429,17 +444,9 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
     link = await _link(nats_url, "bench")
     try:
         producer = f"b{uuid.uuid4().hex[:8]}"
-        base = await publish_baseline(link, args.events)
-        relay = await relay_rate(db, link, producer, args.events)
-        rows.append(_row(f"relay ({name})", relay, base, "events/s", ">= 10,000"))
-        cbase = await consumer_baseline(link, producer, args.events)
-        consumed = await consumer_rate(db, link, producer, args.events)
-        rows.append(_row(f"consumer+inbox ({name})", consumed, cbase, "events/s", ">= 5,000"))
-        batched = await consumer_rate(db, link, producer, args.events, batch=True)
-        label = f"consumer+inbox, batch handler ({name})"
-        rows.append(_row(label, batched, cbase, "events/s", ">= 5,000"))
-
-        for raw in (True, False):
+        if "throughput" in args.phases:
+            rows += await _throughput(db, link, name, args)
+        for raw in (True, False) if "latency" in args.phases else ():
             producer = f"l{uuid.uuid4().hex[:8]}"
             count = int(args.rate * args.seconds)
             await _ensure_stream(db, link, producer)
@@ -447,7 +454,8 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
             proc = _spawn(role, consumer_url, nats_url, producer, count)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
             await offered_load(db, link, producer, args.rate, args.seconds, raw=raw)
-            latencies = sorted(_last_json(proc, 150))
+            out = _last_json(proc, 150)
+            latencies, handling = sorted(out["latencies"]), sorted(out["handling"])
             if len(latencies) < count:
                 rows.append(f"  latency: only {len(latencies)} of {count} events arrived")
             label = "JetStream alone" if raw else f"emit -> handler committed ({name})"
@@ -456,7 +464,14 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
                 f"  latency at {args.rate:g}/s, {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
                 + ("" if raw else "  (target p50 < 20, p99 < 100)")
             )
+            if handling:
+                rows.append(
+                    f"    of which batch taken -> committed: p50 {percentile(handling, 0.5):.1f}"
+                    f" ms, p99 {percentile(handling, 0.99):.1f} ms"
+                )
 
+        if "backlog" not in args.phases:
+            return rows
         producer = f"d{uuid.uuid4().hex[:8]}"
         from mesh.events.outbox import Outbox
 
@@ -477,6 +492,24 @@ async def run_backend(name: str, url: str, nats_url: str, args: argparse.Namespa
     finally:
         await link.close()
         await db.dispose()
+    return rows
+
+
+async def _throughput(db: Any, link: Any, name: str, args: argparse.Namespace) -> list[str]:
+    """The relay's rate, then the consumer's: a per-event handler doing nothing (the
+    consumer's own cost), one INSERT per event, and the batch handler."""
+    producer = f"b{uuid.uuid4().hex[:8]}"
+    base = await publish_baseline(link, args.events)
+    relay = await relay_rate(db, link, producer, args.events)
+    rows = [_row(f"relay ({name})", relay, base, "events/s", ">= 10,000")]
+    cbase = await consumer_baseline(link, producer, args.events)
+    for label, options in (
+        ("per-event handler doing nothing", {"noop": True}),
+        ("per-event handler, one INSERT per event", {}),
+        ("batch handler, one executemany", {"batch": True}),
+    ):
+        got = await consumer_rate(db, link, producer, args.events, **options)
+        rows.append(_row(f"consumer+inbox, {label} ({name})", got, cbase, "events/s", ">= 5,000"))
     return rows
 
 
@@ -503,6 +536,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument(
+        "--phases", default="throughput,latency,backlog", help="a subset, comma-separated"
+    )
+    parser.add_argument("--backends", default="sqlite,postgres", help="a subset")
     parser.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--nats", help=argparse.SUPPRESS)
@@ -510,6 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--seconds-max", type=float, default=120.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.phases = set(args.phases.split(","))
     if args.role:
         role = {"consume": role_consume, "raw-consume": role_raw_consume, "drain": role_drain}
         asyncio.run(role[args.role](args))
@@ -528,6 +566,8 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
                 for name, url in urls:
+                    if name not in args.backends.split(","):
+                        continue
                     for row in asyncio.run(run_backend(name, url, server.url, args)):
                         print(row, flush=True)
         finally:

@@ -10,9 +10,6 @@
 - `release`: give back our lease of rows that were not acknowledged.
 - `refuse`: set aside rows JetStream kept refusing (lease_owner "refused", no lease time).
 - `count`, `oldest`: the pending rows, for the gauges.
-- `relay_transaction` (PostgreSQL): the first statement of a relay's transaction: the claim
-  lock, and `synchronous_commit = off` for this transaction only (a lease or mark lost in a
-  crash means a duplicate publish, which JetStream and the inboxes drop).
 """
 
 from __future__ import annotations
@@ -76,10 +73,6 @@ class OutboxStatements:
             t.update()
             .where(t.c.seq.in_(seqs), t.c.lease_owner == sa.bindparam("me"))
             .values(lease_owner=REFUSED, lease_until=None)
-        )
-        self.relay_transaction = sa.text(
-            "SELECT pg_advisory_xact_lock(CAST(:key AS bigint)), "
-            "set_config('synchronous_commit', 'off', true)"
         )
         pending = t.c.sent_time.is_(None)
         self.count = sa.select(sa.func.count()).select_from(t).where(pending)

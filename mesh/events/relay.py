@@ -21,7 +21,8 @@ One relay task runs per process. A cycle:
    again (JetStream's duplicate window and the inboxes drop them). On PostgreSQL the
    relay's own transactions commit with `synchronous_commit = off` for the same reason: a
    lost lease or mark costs a duplicate publish, never an event, and a WAL flush per claim
-   is not worth waiting for.
+   is not worth waiting for; the lock, that setting and the mark are one statement, the
+   claim the next, on a connection the relay keeps (pg_claims.py).
 
 While NATS is away the relay does not claim at all: it waits, with a capped backoff, and
 the outbox grows; when NATS is back it drains it, `batch` rows a cycle. A publish that fails
@@ -67,6 +68,7 @@ from mesh.events.envelope import (
 )
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
+from mesh.events.pg_claims import PgClaims
 from mesh.events.publisher import Publisher
 from mesh.events.settings import EventSettings
 from mesh.events.sqlite_claims import SqliteClaims
@@ -143,11 +145,13 @@ class Relay:
         self._sql = OutboxStatements(outbox.table)
         # SQLite: each statement with its transaction in one hand-over (sqlite_claims.py).
         self._sqlite = SqliteClaims(outbox.table, self._sql) if db.is_sqlite else None
+        # PostgreSQL: two statements on a held connection (pg_claims.py).
+        key = lock_hash(f"outbox-claim:{outbox.table.name}")
+        self._pg = None if db.is_sqlite else PgClaims(db, outbox.table, self._sql, key)
         self._publisher = Publisher(link)
         # Acknowledged rows the next claim marks sent (seqs, and when they were acked).
         self._unmarked: list[int] = []
         self._acked_at = utc_now()
-        self._claim_lock = lock_hash(f"outbox-claim:{outbox.table.name}")
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -171,6 +175,8 @@ class Relay:
             self._wakeup = None
         with contextlib.suppress(Exception):  # else their lease runs out: sent again
             await self.flush_marks()
+        if self._pg is not None:
+            await self._pg.close()
         await self._publisher.close()
 
     async def _run(self) -> None:
@@ -183,6 +189,8 @@ class Relay:
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                     await self._gauges()
                     continue
+                assert self._wakeup is not None
+                self._wakeup.clear()  # before the claim: a commit during the cycle wakes it
                 sent = await self.cycle(carry_marks=True)
                 delay = 0.05
             except asyncio.CancelledError:
@@ -202,8 +210,6 @@ class Relay:
                 continue
             await self._gauges()
             if sent < self._batch:  # drained: wait for a commit or the next poll
-                assert self._wakeup is not None
-                self._wakeup.clear()
                 wait = min(self._poll, MARK_LINGER_SECONDS) if self._unmarked else self._poll
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait)
@@ -216,7 +222,7 @@ class Relay:
         their lease is given back). `carry_marks`: leave this batch's marks to the next
         claim (the running relay; see the module docstring)."""
         await self.ensure_stream()
-        rows = await self._claim()
+        rows = await self._claim(hold=carry_marks)
         if not rows:
             return 0
         acked, failed = await self._publish(rows)
@@ -286,9 +292,10 @@ class Relay:
         if self._unmarked:
             await self._claim(limit=0)
 
-    async def _claim(self, limit: int | None = None) -> list[Any]:
+    async def _claim(self, limit: int | None = None, *, hold: bool = False) -> list[Any]:
         """Mark the rows published since the last claim, then lease up to `limit` (the
-        batch) pending rows, in one transaction."""
+        batch) pending rows, in one transaction (`hold`: PostgreSQL, on the connection the
+        running relay keeps)."""
         n = self._batch if limit is None else limit
         marks, acked_at = self._unmarked, self._acked_at
         if self._sqlite is not None:
@@ -301,19 +308,12 @@ class Relay:
             del marks[: len(marks)]  # committed (a new list may have grown meanwhile)
             return claimed
 
-        async def claim(uow: UnitOfWork) -> list[Any]:
-            now = utc_now()
-            await uow.conn.execute(self._sql.relay_transaction, {"key": self._claim_lock})
-            if marks:
-                await self._set(uow, self._sql.mark, marks, acked_at)
-            if not n:
-                return []
-            params = {"me": self.owner, "now": now, "until": now + self._lease, "n": n}
-            return list((await uow.conn.execute(self._sql.claim_pg, params)).all())
-
-        rows = await transaction(self._db, claim)
+        assert self._pg is not None
+        now = utc_now()
+        rows = await self._pg.claim(
+            self.owner, now, now + self._lease, n, marks=marks, acked_at=acked_at, hold=hold
+        )
         del marks[: len(marks)]
-        rows.sort(key=lambda r: r.seq)  # RETURNING promises no order
         return rows
 
     async def _set(
