@@ -5,15 +5,16 @@ delivery report (RDR) is the delivery confirmation of its order. Listed in event
 The order is the RDR's Marque order id when it carries one (`sales_transaction_number`),
 else the order the VIN is allocated to (the dealer's stock); it must be the reporting
 dealer's, and the car handed over must be the allocated one.
-- INVOICED: the RDR is the delivery: the order becomes DELIVERED at the RDR's time, with
-  OrderDelivered (member makes the buyer the owner, lead marks the lead WON) and the
-  opportunity at DELIVERED, as RecordDelivery does; the handover checklist stays as it was
-  (the DMS reports the handover, not its items).
+- INVOICED: the RDR is the delivery: the order becomes DELIVERED at the RDR's time (the
+  DMS's clock, kept between the invoice and now), with OrderDelivered (member makes the
+  buyer the owner, lead marks the lead WON) and the opportunity at DELIVERED, as
+  RecordDelivery does; the handover checklist stays as it was (the DMS reports the
+  handover, not its items).
 - DELIVERED: sales recorded the delivery itself; the RDR confirms it and changes nothing.
 - any other state, another dealer's order, an unknown VIN: nothing changes (logged by
-  event id only). A VIN that is not the allocated one, or a time before the invoice, is
-  the order's refusal (FAILED_PRECONDITION / INVALID_ARGUMENT): the event becomes a dead
-  letter for an operator, as any event sales cannot apply.
+  event id only). A VIN that is not the allocated one is the order's refusal
+  (FAILED_PRECONDITION VEHICLE_MISMATCH): the event becomes a dead letter for an operator,
+  as any event sales cannot apply.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ async def on_retail_delivery_reported(
         )
         return
     now = dt.datetime.now(dt.UTC)
-    at = min(datetime_of(event.delivery_time), now)  # a DMS clock ahead of ours: now
+    # The DMS's clock (often to the second): kept within [the invoice, now] of ours.
+    at = min(datetime_of(event.delivery_time), now)
+    if row.order.invoice_time is not None:
+        at = max(at, row.order.invoice_time)
     after = replace(row, order=rules.deliver(row.order, event.vin, at))
     await store.update(uow.conn, after)
     uow.emit(events.order_event(after.order, after.lead_id), subject=after.order.id)
