@@ -144,14 +144,14 @@ class ErpEngine:
 
         await transaction(self.db, release)
 
-    async def record(self, uow: UnitOfWork, reqs: Sequence[OrderRequest]) -> list[SalesOrder]:
+    async def record(self, uow: UnitOfWork, order_ids: Sequence[str]) -> list[SalesOrder]:
         """Step 2 (module docstring), in `uow`: the prepared orders recorded and announced
         (SalesOrderCreated); orders recorded before (a redelivery) are skipped; a failed
         or unprepared one raises (Unavailable waits, InvalidArgument becomes a dead letter
         in time)."""
         from services.adapters.erp import events  # events.py imports this module
 
-        ids = list(dict.fromkeys(r.order_id for r in reqs))
+        ids = list(dict.fromkeys(order_ids))
         known = await orders.recorded_among(uow.conn, ids)
         done: list[tuple[SalesOrder, bool]] = []
         for order_id in ids:

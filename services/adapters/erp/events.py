@@ -103,7 +103,7 @@ async def on_orders_confirmed(
     """Confirmed orders: their SAP sales orders (made by `prepare_orders`) recorded once
     each, and SalesOrderCreated."""
     engine = await _engine()
-    await engine.record(uow, [_request(engine, e) for e in events])
+    await engine.record(uow, [e.order.order_id for e in events])
 
 
 EVENTS = EventSpec(
