@@ -171,4 +171,10 @@ async def test_a_late_lead_created_does_not_undo_a_later_assignment(
 
 def test_the_wiring() -> None:
     names = sorted(s.name for s in EVENTS.subscriptions)
-    assert names == ["LeadAssigned", "LeadCreated", "MemberErased", "SalesOrderCreated"]
+    assert names == [
+        "LeadAssigned",
+        "LeadCreated",
+        "MemberErased",
+        "RetailDeliveryReported",
+        "SalesOrderCreated",
+    ]
