@@ -9,13 +9,13 @@ the document, its signature and its event in the outbox, and relaying the events
 nats-server the run starts, as `make run` has it). Every request is a distinct repair
 status event (its own id and stage time) signed by one of 20 dealers, so each is accepted
 (a resend or a replay would be the cheaper path); the client speaks HTTP/1.1 keep-alive on
-`--connections` connections, `--depth` requests pipelined on each (so 256 in flight: at
-2,000/s and 100 ms a request that many dealers' posts are open at once), from pre-signed
-bytes (a Python load client then costs less than the server). Every answer is checked: 200 and
-`"duplicate": false`. SQLite (WAL, synchronous=FULL), and PostgreSQL with
+`--connections` connections (256: at 2,000/s and 100 ms a request that many dealers' posts
+are open at once) shared by `--clients` load-client processes, `--depth` requests pipelined
+on each, from pre-signed bytes, so that the load client is not what limits the rate. Every
+answer is checked: 200 and `"duplicate": false`. SQLite (WAL, synchronous=FULL), and PostgreSQL with
 MARQUE_BENCH_POSTGRES_URL (a throwaway database). Bounded in time and count.
 
-    python -m bench.dms [--seconds 5] [--warmup 1] [--connections 64] [--depth 4] [--no-postgres]
+    python -m bench.dms [--seconds 5] [--warmup 1] [--connections 256] [--clients 2] [--no-postgres]
 """
 
 from __future__ import annotations
@@ -151,15 +151,16 @@ def _parse(buf: bytearray) -> tuple[int, bool] | None:
     return int(head[9:12]), b'"duplicate": false' in body
 
 
-async def drive(port: int, reqs: list[bytes], connections: int, depth: int, warmup: float,
-                seconds: float, pid: int, name: str) -> Result:  # fmt: skip
+async def drive(port: int, reqs: list[bytes], connections: int, depth: int, begin: float,
+                seconds: float, name: str) -> Result:  # fmt: skip
     """Send `reqs` on `connections` keep-alive connections, `depth` requests pipelined on
-    each (HTTP/1.1: the server answers them in order); count what the window holds."""
+    each (HTTP/1.1: the server answers them in order) from now on; count the answers to
+    requests sent in the window [begin, begin + seconds) (wall clock, shared by the client
+    processes)."""
     result = Result(name)
     queue = iter(reqs)
-    start = time.perf_counter() + warmup
+    start = time.perf_counter() + (begin - time.time())
     end = start + seconds
-    cpu: list[float] = []
 
     async def connection() -> None:
         reader, writer = await asyncio.open_connection(h.LOOPBACK, port)
@@ -188,15 +189,52 @@ async def drive(port: int, reqs: list[bytes], connections: int, depth: int, warm
         finally:
             writer.close()
 
-    async def clock() -> None:
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu.append(h.cpu_seconds_or_nan(pid))
-        await asyncio.sleep(max(0.0, end - time.perf_counter()))
-        cpu.append(h.cpu_seconds_or_nan(pid))
-
-    await asyncio.gather(clock(), *(connection() for _ in range(connections)))
+    await asyncio.gather(*(connection() for _ in range(connections)))
     result.seconds = seconds
-    result.cpu_seconds = cpu[1] - cpu[0]
+    return result
+
+
+def client_main(args: argparse.Namespace) -> None:
+    """One load-client process (`--drive`): sign its requests, drive, print its counts."""
+    count = int(args.max_rate / args.clients * (args.seconds + args.warmup + 2))
+    reqs = requests(count, args.run)
+    result = asyncio.run(
+        drive(args.port, reqs, args.connections, args.depth, args.begin, args.seconds, "client")
+    )
+    print(json.dumps({"calls": result.calls, "errors": result.errors}), flush=True)
+
+
+async def load(port: int, pid: int, name: str, args: argparse.Namespace,
+               env: dict[str, str]) -> Result:  # fmt: skip
+    """`--clients` client processes on one window; the server's CPU over that window."""
+    import subprocess
+    import sys
+
+    begin = time.time() + 2.0 + args.warmup  # the clients sign their requests meanwhile
+    cmd = [
+        sys.executable, *SERVER_CMD, "--drive", "--port", str(port), "--begin", str(begin),
+        "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+        "--clients", str(args.clients), "--max-rate", str(args.max_rate),
+        "--connections", str(args.connections // args.clients), "--depth", str(args.depth),
+    ]  # fmt: skip
+
+    def spawn(n: int) -> subprocess.Popen[str]:
+        run = f"{name[:3]}{n}{time.time_ns()}"
+        return subprocess.Popen(
+            [*cmd, "--run", run], stdout=subprocess.PIPE, text=True, cwd=h.ROOT, env=env
+        )
+
+    procs = [spawn(n) for n in range(args.clients)]
+    await asyncio.sleep(max(0.0, begin - time.time()))
+    cpu0 = h.cpu_seconds_or_nan(pid)
+    await asyncio.sleep(args.seconds)
+    cpu1 = h.cpu_seconds_or_nan(pid)
+    result = Result(name, seconds=args.seconds, cpu_seconds=cpu1 - cpu0)
+    for proc in procs:
+        out, _ = await asyncio.to_thread(proc.communicate)
+        counts = json.loads(out.strip().splitlines()[-1])
+        result.calls += counts["calls"]
+        result.errors += counts["errors"]
     return result
 
 
@@ -216,21 +254,10 @@ class ServerProcess:
 
 async def phase(kind: str, name: str, url: str, env: dict[str, str], core: int | None,
                 args: argparse.Namespace) -> Result:  # fmt: skip
-    """One server, driven for warmup + seconds."""
-    count = int(args.max_rate * (args.seconds + args.warmup))
-    reqs = requests(count, f"{kind}{os.getpid()}{time.monotonic_ns()}")
+    """One server, driven for warmup + seconds by the client processes."""
     server = ServerProcess(kind, url, core, env)
     try:
-        return await drive(
-            server.port,
-            reqs,
-            args.connections,
-            args.depth,
-            args.warmup,
-            args.seconds,
-            server.proc.pid,
-            name,
-        )
+        return await load(server.port, server.proc.pid, name, args, env)
     finally:
         server.stop()
 
@@ -276,14 +303,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dms", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=4, help="requests pipelined per connection")
+    parser.add_argument("--connections", type=int, default=256, help="over all clients")
+    parser.add_argument("--depth", type=int, default=1, help="requests pipelined per connection")
     parser.add_argument("--max-rate", type=float, default=12000.0, help="requests signed per s")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--clients", type=int, default=2, help="load-client processes")
     parser.add_argument("--serve", choices=["bare", "dms"], help=argparse.SUPPRESS)
+    parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--begin", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--run", default="", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.drive:
+        client_main(args)
+        return
     if args.serve:
         h.pin_to_core(args.core)
         asyncio.run(serve_bare() if args.serve == "bare" else serve_dms(args.url))

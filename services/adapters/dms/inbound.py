@@ -42,6 +42,7 @@ COLLECTIONS = {
     "retail-delivery-reports": Kind.RETAIL_DELIVERY_REPORT,
     "service-appointments": Kind.SERVICE_APPOINTMENT,
 }
+_TRACE_HEADERS = ("traceparent", "tracestate")
 _JSON_TYPES = frozenset({"application/json", "application/star+json"})
 _INTAKE: web.AppKey[Intake] = web.AppKey("intake", Intake)
 
@@ -80,7 +81,8 @@ async def _post(request: web.Request) -> web.Response:
         )
     dealer = request.match_info["dealer"][:32]
     started = time.monotonic()
-    parent = propagate.extract(dict(request.headers))
+    carrier = {k: v for k in _TRACE_HEADERS if (v := request.headers.get(k))}
+    parent = propagate.extract(carrier) if carrier else None
     with _tracer.start_as_current_span(
         f"POST {PREFIX}/{{dealer}}/{request.match_info['collection']}",
         context=parent,
