@@ -3,6 +3,11 @@
 The generated `add_XServicer_to_server` is given a proxy that captures the method handlers;
 each is wrapped by the chain (mesh/chain.py) once, here, before the real server sees it.
 Health and reflection are registered directly: not wrapped, not traced.
+
+A unary method may answer with its reply already encoded (`bytes` of the response message),
+which go out as they are (`_as_is`): a reply whose bulk the servicer encodes from plain
+integers (sales' CalculateQuote, a 60-month schedule of 240 amounts) is then not built as
+hundreds of messages only for grpc to serialise them again.
 """
 
 from __future__ import annotations
@@ -303,7 +308,12 @@ async def _register(
     capture = _Capture()
     servicer.add_to_server(servicer.instance(), capture)
     wrapped: dict[str, grpc.RpcMethodHandler] = {}
-    for name, handler in capture.handlers(service).items():
+    for name, generated in capture.handlers(service).items():
+        handler = generated
+        if not generated.response_streaming and generated.response_serializer is not None:
+            handler = generated._replace(  # type: ignore[attr-defined]
+                response_serializer=_as_is(generated.response_serializer)
+            )
         chain = MethodChain(
             f"/{service}/{name}",
             handler,
@@ -318,6 +328,15 @@ async def _register(
     server.add_generic_rpc_handlers((handlers,))
     generic.append(handlers)
     return service
+
+
+def _as_is(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A unary reply's serializer that sends a reply given as `bytes` unchanged."""
+
+    def encode(reply: Any) -> bytes:
+        return reply if type(reply) is bytes else serialize(reply)
+
+    return encode
 
 
 class _ChainHandlers(grpc.GenericRpcHandler):
