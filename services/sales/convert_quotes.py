@@ -106,7 +106,7 @@ def spec_pb(spec: QuoteSpec) -> sales_pb2.QuoteSpec:
 _Money = dict[str, str | int]
 
 
-def _money_fields(fen: int) -> _Money:
+def money_fields(fen: int) -> _Money:
     """The fields of an amount of fen's Money (as `cny`, without building the message: a
     60-month schedule has 240 of them, and upb builds a message from fields in one go)."""
     if fen >= 0:
@@ -125,23 +125,23 @@ def _schedule_fields(rows: Sequence[Row]) -> list[dict[str, object]]:
     def m(fen: int) -> _Money:
         found = made.get(fen)
         if found is None:
-            found = made[fen] = _money_fields(fen)
+            found = made[fen] = money_fields(fen)
         return found
 
     return [
         {
             "month": month,
             "payment": m(payment),
-            "principal": _money_fields(part),
-            "interest": _money_fields(interest),
-            "balance": _money_fields(balance),
+            "principal": money_fields(part),
+            "interest": money_fields(interest),
+            "balance": money_fields(balance),
         }
         for month, payment, part, interest, balance in rows
     ]
 
 
-def figures_pb(priced: Priced) -> sales_pb2.QuoteFigures:
-    """The message of a quote's figures, with its schedule month by month."""
+def figures_head(priced: Priced) -> sales_pb2.QuoteFigures:
+    """The figures' amounts (fields 1-13): all but the schedule and the trim's facts."""
     f, t = priced.figures, priced.figures.tax
     msg = sales_pb2.QuoteFigures(
         list_price=cny(f.list_price),
@@ -154,17 +154,22 @@ def figures_pb(priced: Priced) -> sales_pb2.QuoteFigures:
         extras_total=cny(f.extras_total),
         amount_due=cny(f.amount_due),
         due_at_signing=cny(f.amount_due_at_signing),
-        model_code=priced.model_code,
-        nev_listed=priced.nev_listed,
     )
     if f.schedule is not None and f.down_payment is not None and f.financed_amount is not None:
-        loan = sales_pb2.QuoteFigures(
-            down_payment=cny(f.down_payment),
-            financed_amount=cny(f.financed_amount),
-            total_interest=cny(f.schedule.total_interest),
-            schedule=_schedule_fields(f.schedule.rows),
-        )
-        msg.MergeFrom(loan)
+        msg.down_payment.CopyFrom(cny(f.down_payment))
+        msg.financed_amount.CopyFrom(cny(f.financed_amount))
+        msg.total_interest.CopyFrom(cny(f.schedule.total_interest))
+    return msg
+
+
+def figures_pb(priced: Priced) -> sales_pb2.QuoteFigures:
+    """The message of a quote's figures, with its schedule month by month
+    (CalculateQuote sends the same as bytes: schedule_wire.py)."""
+    msg = figures_head(priced)
+    msg.model_code, msg.nev_listed = priced.model_code, priced.nev_listed
+    schedule = priced.figures.schedule
+    if schedule is not None and priced.figures.down_payment is not None:
+        msg.MergeFrom(sales_pb2.QuoteFigures(schedule=_schedule_fields(schedule.rows)))
     return msg
 
 

@@ -18,7 +18,7 @@ from marque.sales.v1 import sales_service_pb2_grpc
 from mesh.convert import datetime_of
 from mesh.identity import current_caller
 from mesh.paging import decode_token, filter_hash, page_size, split_page
-from services.sales import convert, convert_quotes
+from services.sales import convert, convert_quotes, schedule_wire
 from services.sales.engine import SalesEngine
 from services.sales.servicer_deals import DealsServicer
 from services.sales.store.keyset import key_of
@@ -106,7 +106,7 @@ class SalesServicer(DealsServicer, sales_service_pb2_grpc.SalesServiceServicer):
     async def CalculateQuote(self, request: pb.CalculateQuoteRequest, context: Any) -> Any:
         spec = convert_quotes.spec_of(request.quote, self.engine.today())
         priced = self.engine.calculate(spec)
-        return pb.CalculateQuoteResponse(figures=convert_quotes.figures_pb(priced))
+        return schedule_wire.calculate_reply(priced)  # the reply's bytes (mesh/server.py)
 
     async def CreateQuote(self, request: pb.CreateQuoteRequest, context: Any) -> Any:
         spec = convert_quotes.spec_of(request.quote, self.engine.today())
