@@ -27,6 +27,8 @@ def _varint(v: int) -> bytes:
     """A non-negative integer's base-128 varint."""
     if v < 16384:
         return _SMALL[v]
+    if v < 1 << 21:
+        return bytes(((v & 127) | 128, ((v >> 7) & 127) | 128, v >> 14))
     out = bytearray()
     while v >= 128:
         out.append((v & 127) | 128)
@@ -35,19 +37,25 @@ def _varint(v: int) -> bytes:
     return bytes(out)
 
 
-# Money.nanos (field 3) of each number of cents, empty for 0.
+# Money.nanos (field 3) of each number of cents, empty for 0; Money.units (field 2) of
+# 0..16383 yuan, empty for 0.
 _NANOS = [b"" if c == 0 else b"\x18" + _varint(c * 10_000_000) for c in range(100)]
+_UNITS = [b"" if u == 0 else b"\x10" + _SMALL[u] for u in range(1 << 14)]
 _CNY = b"\n\x03CNY"  # Money.currency_code (field 1) = "CNY"
 
 
 def _money(fen: int) -> bytes:
-    """A Money of `fen`, length-delimited (the caller puts the field's tag before it)."""
+    """A Money of `fen`, length-delimited (the caller puts the field's tag before it);
+    its body is at most 21 bytes, so its length is one byte."""
     if fen < 0:  # not in a schedule; as upb writes a negative amount
         body = sales_pb2.Instalment(payment=money_fields(fen)).payment.SerializeToString()
+        return _varint(len(body)) + body
+    units, cents = divmod(fen, 100)
+    if units < 16384:
+        body = _CNY + _UNITS[units] + _NANOS[cents]
     else:
-        units, cents = divmod(fen, 100)
-        body = _CNY + b"\x10" + _varint(units) + _NANOS[cents] if units else _CNY + _NANOS[cents]
-    return _varint(len(body)) + body
+        body = _CNY + b"\x10" + _varint(units) + _NANOS[cents]
+    return _SMALL[len(body)] + body
 
 
 def schedule_bytes(rows: Sequence[Row]) -> bytes:
@@ -62,7 +70,7 @@ def schedule_bytes(rows: Sequence[Row]) -> bytes:
             (b"\x08", _varint(month), paid, b"\x1a", _money(part), b'"', _money(interest),
              b"*", _money(balance))
         )  # fmt: skip
-        out.append(b"r" + _varint(len(body)) + body)
+        out.append(b"r" + _varint(len(body)) + body)  # field 14, length-delimited
     return b"".join(out)
 
 
