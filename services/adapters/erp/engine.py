@@ -25,7 +25,6 @@ remembered across crashes) and the look-up before any create that might repeat o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 
@@ -109,15 +108,12 @@ class ErpEngine:
         got = await transaction(self.db, claim)
         outcomes: dict[str, Outcome] = {i: errors.in_progress() for i in got.held}
         todo = sorted(got.fresh | got.retried)
-        try:
-            results = await asyncio.gather(
-                *(self._call(*wanted[i], look_first=i in got.retried) for i in todo),
-                return_exceptions=True,
-            )
-        except BaseException:  # cancelled (the service stops): the next start goes on at once
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._release(todo))
-            raise
+        # Cancelled (the service stops), the leases are kept to their end: a create cut off
+        # mid-flight may still be committed by SAP, so no one may look it up at once.
+        results = await asyncio.gather(
+            *(self._call(*wanted[i], look_first=i in got.retried) for i in todo),
+            return_exceptions=True,
+        )
         failed = []
         for order_id, result in zip(todo, results, strict=True):
             outcomes[order_id] = result
