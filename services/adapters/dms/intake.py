@@ -188,8 +188,9 @@ class Intake:
     async def _decide(
         self, uow: UnitOfWork, batch: Sequence[Pending], now: dt.datetime
     ) -> list[Outcome | BaseException]:
-        found = await documents.by_natural_keys(uow.conn, [p.natural_key for p in batch])
-        replayed = await documents.seen(uow.conn, [p.signature for p in batch])
+        found, replayed = await documents.lookup(
+            uow.conn, [p.natural_key for p in batch], [p.signature for p in batch]
+        )
         results: list[Outcome | BaseException] = []
         new: list[tuple[InboundDocument, str]] = []
         signatures: list[str] = []

@@ -29,23 +29,31 @@ def _record(row: sa.Row[tuple[object, ...]]) -> InboundDocument:
     )
 
 
-async def by_natural_keys(
-    conn: AsyncConnection, keys: Sequence[str]
-) -> dict[str, tuple[InboundDocument, str]]:
-    """The documents already accepted under these natural keys, with their body digests."""
-    if not keys:
-        return {}
-    rows = await conn.execute(sa.select(inbound_documents).where(_d.natural_key.in_(list(keys))))
-    return {row.natural_key: (_record(row), row.body_sha256) for row in rows}
-
-
-async def seen(conn: AsyncConnection, signatures: Sequence[str]) -> set[str]:
-    """Which of these signatures were accepted before."""
-    if not signatures:
-        return set()
+async def lookup(
+    conn: AsyncConnection, keys: Sequence[str], signatures: Sequence[str]
+) -> tuple[dict[str, tuple[InboundDocument, str]], set[str]]:
+    """In ONE statement (one round trip, one hand-over to the SQLite thread): the documents
+    already accepted under these natural keys (with their content digests), and which of
+    these signatures were accepted before."""
     s = seen_signatures.c
-    rows = await conn.execute(sa.select(s.signature).where(s.signature.in_(list(signatures))))
-    return {row.signature for row in rows}
+    docs = sa.select(sa.literal("d").label("what"), *[c for c in inbound_documents.c]).where(
+        _d.natural_key.in_(list(keys))
+    )
+    sigs = sa.select(
+        sa.literal("s").label("what"),
+        *[
+            (s.signature if c.name == "natural_key" else sa.null()).label(c.name)
+            for c in inbound_documents.c
+        ],
+    ).where(s.signature.in_(list(signatures)))
+    found: dict[str, tuple[InboundDocument, str]] = {}
+    seen: set[str] = set()
+    for row in await conn.execute(sa.union_all(docs, sigs)):
+        if row.what == "s":
+            seen.add(row.natural_key)
+        else:
+            found[row.natural_key] = (_record(row), row.body_sha256)
+    return found, seen
 
 
 async def insert(
