@@ -284,7 +284,12 @@ async def offered_load(
                     uow.emit(event, subject=thing)
 
                 await transaction(db, work, outbox=outbox)
+        deadline = time.monotonic() + 60  # what was emitted is published before the stop
+        while not raw and (await relay.pending())[0] and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
+        if not raw and relay.published < count:
+            print(f"  (the relay published {relay.published} of {count})", file=sys.stderr)
         return count
     finally:
         await relay.stop()
