@@ -4,6 +4,8 @@ unclear timeout, a dealer without a DMS) and the per-dealer breaker; GetDelivery
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -12,7 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
 from mesh.errors import InvalidArgument, Unavailable
-from services.adapters.dms.domain import errors
+from services.adapters.dms.domain import errors, outbound, star
+from services.adapters.dms.domain.model import Kind
 from services.adapters.dms.events import delivered_order
 from services.adapters.dms.store import deliveries
 from services.adapters.dms.tests.harness import D1, D2, OEM, delivered, fails, md, serve
@@ -130,3 +133,24 @@ async def test_nothing_is_recorded_when_the_rdr_is_not_taken(database_url: str, 
         async with h.db.engine.connect() as conn:
             rows = (await conn.execute(sa.text("SELECT count(*) FROM inbox"))).scalar_one()
         assert rows == 0 and await _count(h) == 0
+
+
+async def test_what_we_send_is_star_our_own_endpoint_would_accept(dms: Dms) -> None:
+    order = delivered_order(delivered("ord_7"))
+    report = star.parse(Kind.RETAIL_DELIVERY_REPORT, outbound.rdr(order)).document
+    assert (report.vin, report.order_id) == (VIN, "ord_7")  # type: ignore[union-attr]
+    start = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC)
+    booked = outbound.BookedAppointment(
+        "appt_1", "D1", VIN, ("SCHEDULED_SERVICE",), start, start + dt.timedelta(hours=1)
+    )
+    document = outbound.appointment(booked)
+    parsed = star.parse(Kind.SERVICE_APPOINTMENT, document)
+    assert parsed.source_id == "appt_1"
+    client = dms.client()
+    try:
+        first = await client.send_service_appointment("D1", document, "appt_1")
+        again = await client.send_service_appointment("D1", document, "appt_1")
+    finally:
+        await client.aclose()
+    assert (first.http_status, again.http_status) == (201, 200)
+    assert first.reference == again.reference and dms.sim.resends == 1
