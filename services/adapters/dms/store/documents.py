@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mesh.schema import sqlite_time
+from mesh.unit_of_work import on_sqlite_thread
 from services.adapters.dms.domain.model import InboundDocument, Kind
 from services.adapters.dms.store.tables import inbound_documents, seen_signatures
 
@@ -56,33 +59,58 @@ async def lookup(
     return found, seen
 
 
+_DOC_COLUMNS = tuple(c.name for c in inbound_documents.c)
+_SQLITE_DOCS = (
+    f"INSERT INTO inbound_documents ({', '.join(_DOC_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})"
+)
+_SQLITE_SIGNATURES = "INSERT INTO seen_signatures (signature, seen_time) VALUES (?, ?)"
+
+
+def _values(d: InboundDocument, key: str) -> dict[str, object]:
+    return {
+        "document_id": d.document_id,
+        "natural_key": key,
+        "dealer_id": d.dealer_id,
+        "kind": d.kind.value,
+        "source_id": d.source_id,
+        "revision": d.revision,
+        "event_type": d.event_type,
+        "event_id": d.event_id,
+        "body_sha256": d.body_sha256,
+        "receive_time": d.receive_time,
+    }
+
+
 async def insert(
     conn: AsyncConnection,
     docs: Sequence[tuple[InboundDocument, str]],
     signatures: Sequence[str],
     now: dt.datetime,
 ) -> None:
-    """Record accepted documents (with their natural keys) and the signatures of the batch,
+    """Record accepted documents (with their natural keys) and the signatures of the batch:
+    on SQLite both in ONE hand-over to its thread, as the column types store them (the
+    per-row work of SQLAlchemy's executemany was a third of a batch's time); on PostgreSQL
     one statement each."""
+    if conn.dialect.name == "sqlite":
+        doc_rows = [
+            tuple(
+                sqlite_time(v) if isinstance(v, dt.datetime) else v for v in _values(d, k).values()
+            )
+            for d, k in docs
+        ]
+        sig_rows = [(sig, sqlite_time(now)) for sig in signatures]
+
+        def write(raw: Any) -> None:
+            if doc_rows:
+                raw.executemany(_SQLITE_DOCS, doc_rows)
+            if sig_rows:
+                raw.executemany(_SQLITE_SIGNATURES, sig_rows)
+
+        await on_sqlite_thread(conn, write)
+        return
     if docs:
-        await conn.execute(
-            inbound_documents.insert(),
-            [
-                {
-                    "document_id": d.document_id,
-                    "natural_key": key,
-                    "dealer_id": d.dealer_id,
-                    "kind": d.kind.value,
-                    "source_id": d.source_id,
-                    "revision": d.revision,
-                    "event_type": d.event_type,
-                    "event_id": d.event_id,
-                    "body_sha256": d.body_sha256,
-                    "receive_time": d.receive_time,
-                }
-                for d, key in docs
-            ],
-        )
+        await conn.execute(inbound_documents.insert(), [_values(d, k) for d, k in docs])
     if signatures:
         await conn.execute(
             seen_signatures.insert(), [{"signature": s, "seen_time": now} for s in signatures]
