@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHAPED = ["lead", "member", "sales", "adapters/erp", "adapters/dms"]  # services moved onto the one service shape
+# The services moved onto the one service shape.
+SHAPED = ["lead", "member", "sales", "adapters/erp", "adapters/dms"]
 MAX_MODULE_LINES = 420
 
 
