@@ -133,6 +133,13 @@ def bodies(method: MethodDescriptor, gen: Generator) -> list[bytes | list[bytes]
     return found
 
 
+@pytest.fixture(autouse=True)
+def _free_side_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service's own HTTP endpoint (the DMS adapter's inbound STAR port) on a free port, so
+    the test does not depend on the default port being unused on this machine."""
+    monkeypatch.setenv("MARQUE_DMS_ADAPTER_HTTP_PORT", "0")
+
+
 @pytest.mark.parametrize("entry", existing(), ids=lambda e: e.name)
 async def test_no_rpc_fails_internally_on_hostile_input(
     entry: ServiceEntry, database_url: str, caplog: pytest.LogCaptureFixture
