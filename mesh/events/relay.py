@@ -14,15 +14,11 @@ One relay task runs per process. A cycle:
    published twice, after a crash between publish and mark, is dropped by JetStream as a
    duplicate within its window) and awaits every ack;
 3. marks the acknowledged rows sent, and gives back the lease of the others. The running
-   relay marks them in the transaction of its next claim (mark first, then claim: one
-   transaction and, on SQLite, one hand-over a cycle instead of two), which follows at
-   once when a commit woke it and after `MARK_LINGER_SECONDS` otherwise; until then the
-   rows stay leased by this relay, and a relay that dies in between only publishes them
-   again (JetStream's duplicate window and the inboxes drop them). On PostgreSQL the
-   relay's own transactions commit with `synchronous_commit = off` for the same reason: a
-   lost lease or mark costs a duplicate publish, never an event, and a WAL flush per claim
-   is not worth waiting for; the lock, that setting and the mark are one statement, the
-   claim the next, on a connection the relay keeps (pg_claims.py).
+   relay marks them in its next claim's transaction (one a cycle; at once when a commit
+   woke it, else after `MARK_LINGER_SECONDS`): a relay dying in between only publishes
+   them again, dropped by JetStream's duplicate window and the inboxes. For the same
+   reason PostgreSQL commits the relay's transactions with `synchronous_commit = off`
+   (sqlite_claims.py and pg_claims.py: one hand-over, or two statements, a claim).
 
 While NATS is away the relay does not claim at all: it waits, with a capped backoff, and
 the outbox grows; when NATS is back it drains it, `batch` rows a cycle. A publish that fails
