@@ -5,8 +5,9 @@ document, written by intake.py in the transaction that records the document:
 RepairOrderReceived (estimate lines), RepairStatusChanged (stage), RetailDeliveryReported
 (sales delivers or confirms the order: services/sales/dms_events.py) and
 ServiceAppointmentReceived. aftersales does not exist yet: its consumers come later.
-Consumed (`marque.sales.v1`): OrderDelivered -> the RDR to the dealer's DMS
-(engine.deliver), recorded with the inbox row. While the DMS is down (or the breaker
+Consumed (`marque.sales.v1`): OrderDelivered -> the RDR to the dealer's DMS, sent before
+the unit of work (`prepare_deliveries`, engine.prepare) and recorded with the inbox row
+(engine.deliver). While the DMS is down (or the breaker
 refuses) the handler raises `mesh.errors.Unavailable`: the consumer naks the event with a
 growing delay and never makes it a dead letter, so deliveries wait in the stream. A
 dealer without an endpoint, or a DMS that refuses the RDR (4xx), is InvalidArgument: a
@@ -20,6 +21,7 @@ here (`bind`) and a handler that finds none yet raises Unavailable (retried).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
@@ -27,6 +29,7 @@ from marque.dms.v1 import dms_events_pb2
 from marque.sales.v1 import sales_events_pb2
 
 from mesh.convert import datetime_of, decimal_of, money, timestamp
+from mesh.events import spans
 from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
@@ -147,11 +150,21 @@ def delivered_order(event: sales_events_pb2.OrderDelivered) -> DeliveredOrder:
     )
 
 
-@subscribe(sales_events_pb2.OrderDelivered)
+async def prepare_deliveries(
+    events: Sequence[sales_events_pb2.OrderDelivered], envelopes: Sequence[Envelope]
+) -> None:
+    """The batch's RDRs sent before (outside) the consumer's unit of work, each HTTP call in
+    the trace of the event that caused it."""
+    engine = await _engine()
+    parents = [spans.remote_context(env.traceparent, env.tracestate) for env in envelopes]
+    await engine.prepare([delivered_order(e) for e in events], parents)
+
+
+@subscribe(sales_events_pb2.OrderDelivered, prepare=prepare_deliveries)
 async def on_order_delivered(
     uow: UnitOfWork, event: sales_events_pb2.OrderDelivered, envelope: Envelope
 ) -> None:
-    """A delivered order: its RDR to the dealer's DMS, once."""
+    """A delivered order: its RDR (sent by `prepare_deliveries`) recorded, once."""
     engine = await _engine()
     await engine.deliver(uow, delivered_order(event))
 

@@ -28,7 +28,7 @@ from mesh.keys import mint_token
 from mesh.server import start
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.adapters.dms.app import NAME, Endpoint, build_spec
-from services.adapters.dms.events import on_order_delivered
+from services.adapters.dms.events import on_order_delivered, prepare_deliveries
 from services.adapters.dms.store.tables import OUTBOX, outbox
 from services.adapters.dms.tests.helpers import VIN, Clock, Dms
 
@@ -66,10 +66,16 @@ class Harness:
     base: str
     breaker_clock: Clock
 
-    async def deliver(self, event: sales_events_pb2.OrderDelivered) -> None:
+    async def deliver(
+        self, event: sales_events_pb2.OrderDelivered, *, prepared: bool = True
+    ) -> None:
+        """As the consumer does: the subscription's prepare (the RDR sent), then the handler
+        in a unit of work (`prepared=False`: the handler alone, which then sends it)."""
         envelope = Envelope(
             id=f"ev-{event.order.order_id}", source="sales", type="t", subject="s", time=T0
         )
+        if prepared:
+            await prepare_deliveries([event], [envelope])
 
         async def work(uow: UnitOfWork) -> None:
             await on_order_delivered(uow, event, envelope)

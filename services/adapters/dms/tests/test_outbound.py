@@ -4,7 +4,9 @@ unclear timeout, a dealer without a DMS) and the per-dealer breaker; GetDelivery
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 
 import grpc
 import pytest
@@ -14,10 +16,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
 from mesh.errors import InvalidArgument, Unavailable
+from mesh.unit_of_work import UnitOfWork, transaction
+from services.adapters.dms import events as dms_events
 from services.adapters.dms.domain import errors, outbound, star
 from services.adapters.dms.domain.model import Kind
 from services.adapters.dms.events import delivered_order
 from services.adapters.dms.store import deliveries
+from services.adapters.dms.store.tables import deliveries as delivery_rows
 from services.adapters.dms.tests.harness import D1, D2, OEM, delivered, fails, md, serve
 from services.adapters.dms.tests.helpers import VIN, Clock, Dms
 
@@ -154,3 +159,35 @@ async def test_what_we_send_is_star_our_own_endpoint_would_accept(dms: Dms) -> N
         await client.aclose()
     assert (first.http_status, again.http_status) == (201, 200)
     assert first.reference == again.reference and dms.sim.resends == 1
+
+
+async def test_no_transaction_is_open_while_the_dms_answers(database_url: str, dms: Dms) -> None:
+    """The RDR (here 600 ms to answer) is sent before the unit of work: no database
+    connection is held meanwhile (PostgreSQL: none idle in a transaction), and another
+    writer commits at once (SQLite: the write lock is free)."""
+    async with serve(database_url, dms) as h:
+        dms.sim.knobs.latency_ms = 600
+        delivering = asyncio.ensure_future(h.deliver(delivered("ord_7")))
+        await asyncio.sleep(0.3)
+        [engine] = dms_events._bound
+        assert engine.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        started = time.monotonic()
+
+        async def write(uow: UnitOfWork) -> None:  # SQLite: BEGIN IMMEDIATE, the write lock
+            await uow.conn.execute(sa.delete(delivery_rows).where(delivery_rows.c.order_id == "-"))
+
+        await transaction(engine.db, write)
+        assert time.monotonic() - started < 0.25 and not delivering.done()
+        await delivering
+        assert dms.sim.posts == 1 and await _count(h) == 1
+
+
+async def test_a_handler_prepare_did_not_run_for_still_sends_once(
+    database_url: str, dms: Dms
+) -> None:
+    """A batch run again event by event (or the replay command) calls the handler alone:
+    it sends the RDR itself, and a redelivery after that sends nothing."""
+    async with serve(database_url, dms) as h:
+        await h.deliver(delivered("ord_8"), prepared=False)
+        await h.deliver(delivered("ord_8"))
+        assert dms.sim.posts == 1 and await _count(h) == 1
