@@ -19,7 +19,6 @@ here (`bind`) and a handler that finds none yet raises Unavailable (retried).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from marque.sales.v1 import sales_events_pb2
 from mesh.convert import decimal_of, money, timestamp
 from mesh.events import spans
 from mesh.events.envelope import Envelope
+from mesh.events.late import LateBound
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
 from mesh.unit_of_work import UnitOfWork
@@ -40,23 +40,13 @@ from services.adapters.erp.store.tables import INBOX, OUTBOX
 if TYPE_CHECKING:
     from services.adapters.erp.engine import ErpEngine
 
-_bound: list[ErpEngine] = []
-_WAIT_SECONDS = 5.0
+ENGINE: LateBound[ErpEngine] = LateBound(errors.not_ready)
+_engine = ENGINE.get
 
 
 def bind(engine: ErpEngine | None) -> None:
     """The engine the handlers use (None: none, while the service stops)."""
-    _bound.clear()
-    if engine is not None:
-        _bound.append(engine)
-
-
-async def _engine() -> ErpEngine:
-    for _ in range(int(_WAIT_SECONDS / 0.05)):
-        if _bound:
-            return _bound[0]
-        await asyncio.sleep(0.05)
-    raise errors.not_ready()
+    ENGINE.bind(engine)
 
 
 def sales_order_created(order: SalesOrder) -> erp_events_pb2.SalesOrderCreated:

@@ -169,7 +169,8 @@ async def test_no_transaction_is_open_while_the_dms_answers(database_url: str, d
         dms.sim.knobs.latency_ms = 600
         delivering = asyncio.ensure_future(h.deliver(delivered("ord_7")))
         await asyncio.sleep(0.3)
-        [engine] = dms_events._bound
+        engine = dms_events.ENGINE.current
+        assert engine is not None
         assert engine.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         started = time.monotonic()
 

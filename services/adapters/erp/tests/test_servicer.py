@@ -72,7 +72,8 @@ async def test_no_transaction_is_open_while_sap_answers(erp: Harness) -> None:
     erp.sap.sim.knobs.latency_ms = 600
     confirming = asyncio.ensure_future(erp.confirm(confirmed("ord_1")))
     await asyncio.sleep(0.3)
-    [engine] = events._bound
+    engine = events.ENGINE.current
+    assert engine is not None
     assert engine.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     started = time.monotonic()
 
