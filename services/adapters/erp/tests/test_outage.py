@@ -1,11 +1,13 @@
-"""A SAP outage under load, across a real nats-server: sales' OrderConfirmed events wait
-(retried past MARQUE_EVENTS_MAX_DELIVER, never dead letters) and once SAP is back every
-order reaches SAP exactly once, unclear timeouts during the recovery included, with one
-SalesOrderCreated each. Both back ends for the adapter's database."""
+"""A 60 s SAP outage under load, across a real nats-server: sales confirms orders all through
+the outage, their OrderConfirmed events wait (retried past MARQUE_EVENTS_MAX_DELIVER, never
+dead letters), and once SAP is back every order reaches SAP exactly once, unclear timeouts
+during the recovery included, with one SalesOrderCreated each. Both back ends for the
+adapter's database. MARQUE_TEST_OUTAGE_SECONDS shortens the outage while iterating."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random as _random
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +32,8 @@ from services.adapters.erp.tests.helpers import Clock, Sap
 from tests.natsfixture import private_nats
 
 __all__ = ["private_nats"]
-ORDERS = 40
+ORDERS = 120
+OUTAGE_SECONDS = float(os.environ.get("MARQUE_TEST_OUTAGE_SECONDS", "60"))
 
 
 async def _count(db: Database, query: sa.Select[int]) -> int:
@@ -71,15 +74,19 @@ async def test_an_outage_under_load_delays_orders_and_doubles_none(
     db = Database(database_url)
     try:
         sap.sim.knobs.outage = True
-        for n in range(ORDERS):
+        down = asyncio.get_running_loop().time()
+        for n in range(ORDERS):  # confirmed all through the outage's first 90%
             event = confirmed(f"ord_{n}", price=str(Decimal(200000 + n)))
 
             async def work(uow: UnitOfWork, event: object = event, n: int = n) -> None:
                 uow.emit(event, subject=f"ord_{n}")  # type: ignore[arg-type]
 
             await transaction(sales_db, work, outbox=sales_outbox)
-        await asyncio.sleep(4)  # deliveries 1..3 refused: past max_deliver
+            await asyncio.sleep(0.9 * OUTAGE_SECONDS / ORDERS)
+        # The first orders' deliveries were refused past max_deliver by now.
+        await asyncio.sleep(max(0.0, down + OUTAGE_SECONDS - asyncio.get_running_loop().time()))
         assert sap.sim.creates == 0
+        assert await _count(db, sa.select(sa.func.count()).select_from(sap_orders)) == 0
         sap.sim.knobs.outage = False
         sap.sim.knobs.hang_after_create = 2  # two unclear creates during the recovery
         sap.sim.knobs.hang_seconds = 3.0
@@ -88,7 +95,7 @@ async def test_an_outage_under_load_delays_orders_and_doubles_none(
         async def all_there() -> bool:
             return await _count(db, sa.select(sa.func.count()).select_from(sap_orders)) == ORDERS
 
-        await _until(all_there, 90)
+        await _until(all_there, 90 + OUTAGE_SECONDS)  # the nak delays grow to 60 s
     finally:
         await running.stop(1.0)
         await relay.stop()
