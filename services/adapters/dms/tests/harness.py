@@ -67,12 +67,21 @@ class Harness:
     breaker_clock: Clock
 
     async def deliver(
-        self, event: sales_events_pb2.OrderDelivered, *, prepared: bool = True
+        self,
+        event: sales_events_pb2.OrderDelivered,
+        *,
+        prepared: bool = True,
+        traceparent: str = "",
     ) -> None:
         """As the consumer does: the subscription's prepare (the RDR sent), then the handler
         in a unit of work (`prepared=False`: the handler alone, which then sends it)."""
         envelope = Envelope(
-            id=f"ev-{event.order.order_id}", source="sales", type="t", subject="s", time=T0
+            id=f"ev-{event.order.order_id}",
+            source="sales",
+            type="t",
+            subject="s",
+            time=T0,
+            traceparent=traceparent,
         )
         if prepared:
             await prepare_deliveries([event], [envelope])

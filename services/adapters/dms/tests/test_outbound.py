@@ -192,3 +192,13 @@ async def test_a_handler_prepare_did_not_run_for_still_sends_once(
         await h.deliver(delivered("ord_8"), prepared=False)
         await h.deliver(delivered("ord_8"))
         assert dms.sim.posts == 1 and await _count(h) == 1
+
+
+async def test_each_rdr_is_sent_in_the_trace_of_its_event(database_url: str, dms: Dms) -> None:
+    """prepare sends outside the consumer's span: each HTTP call carries the trace of the
+    event that caused it (its envelope's traceparent), not whatever is current."""
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with serve(database_url, dms) as h:
+        with _tracer.start_as_current_span("elsewhere"):
+            await h.deliver(delivered("ord_9"), traceparent=f"00-{trace}-00f067aa0ba902b7-01")
+        assert dms.sim.posts == 1 and dms.sim.traceparents[0].split("-")[1] == trace
