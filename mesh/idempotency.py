@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,6 +79,17 @@ class Request:
     def of(cls, caller: Caller, request_id: str, *asked: object) -> Request:
         """The request `caller` sent with `request_id`, asking `asked` (hashed)."""
         return cls(scope_of(caller), request_id, fingerprint(*asked))
+
+    def replayed_in(self, claimed: Mapping[tuple[str, str], tuple[str, str]]) -> str | None:
+        """The first call's result when this request id is in `claimed` ((scope, request id)
+        -> (fingerprint, result): a batch's claims, read or made earlier in the batch);
+        RequestIdReused when it came with other arguments; None for a new request."""
+        if not self.request_id or (self.scope, self.request_id) not in claimed:
+            return None
+        first, result = claimed[(self.scope, self.request_id)]
+        if first != self.fingerprint:
+            raise RequestIdReused()
+        return result
 
 
 def request_ids_table(

@@ -3,7 +3,7 @@ in line for each slot at the gate, slot_gate.py) share one transaction.
 
 One transaction per booking cost each winner a dozen statements, several hand-overs to the
 SQLite thread apiece, and on SQLite a place in the one writer's queue: ten winners at once
-queued ~6 ms each behind each other. Here a batch (batch_writer.py) reads what all its
+queued ~6 ms each behind each other. Here a batch (mesh/batch_writer.py) reads what all its
 bookings need, a query per table: the request ids seen, the opportunities (locked on
 PostgreSQL), the cars, the dealers' hours and the drives holding any of the quarter hours
 asked; decides each booking in arrival order with the rules of a booking alone (a retried
@@ -26,11 +26,11 @@ from typing import Any
 from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mesh.batch_writer import BatchWriter
 from mesh.errors import DomainError
-from mesh.idempotency import Request, RequestIdReused
+from mesh.idempotency import Request
 from mesh.identity import Caller
 from services.sales import events, metrics
-from services.sales.batch_writer import BatchWriter
 from services.sales.domain import opportunity as opportunity_rules
 from services.sales.domain import testdrive as rules
 from services.sales.domain import visibility as vis
@@ -147,11 +147,9 @@ class BookingWriter(BatchWriter[NewBooking, Outcome, _Batch]):
         """One booking on the batch's state (as a booking's own transaction would do it)."""
         req = item.req
         key = (req.scope, req.request_id)
-        if req.request_id and key in batch.claimed:
-            fingerprint, result = batch.claimed[key]
-            if fingerprint != req.fingerprint:
-                raise RequestIdReused()
-            return Retried(result)
+        first = req.replayed_in(batch.claimed)
+        if first is not None:
+            return Retried(first)
         opp = batch.opps.get(item.opp_id)
         if opp is None or not vis.may_change(item.caller, opp.dealer_id):
             raise not_found(OPPORTUNITY_NOT_FOUND, "opportunity", item.opp_id)

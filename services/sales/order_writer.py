@@ -3,7 +3,7 @@
 One transaction per call paid, per call, a pool checkout, BEGIN, a dozen statements (each
 several hand-overs to the SQLite thread), the outbox insert and a commit with its fsync,
 and on SQLite every call queued for the one writer. Here the calls go to one writer task
-per process and each batch is one transaction (batch_writer.py), which:
+per process and each batch is one transaction (mesh/batch_writer.py), which:
 1. reads what the batch needs, a query per table (store/order_batch.py): the request ids
    seen, the quotes, the opportunities and the orders to pay (locked on PostgreSQL);
 2. decides each call in arrival order on that in-memory state, with the same rules as a
@@ -26,11 +26,11 @@ from typing import Any
 from opentelemetry.trace import SpanContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mesh.batch_writer import BatchWriter
 from mesh.errors import DomainError
-from mesh.idempotency import Request, RequestIdReused
+from mesh.idempotency import Request
 from mesh.identity import Caller
 from services.sales import events, metrics
-from services.sales.batch_writer import BatchWriter
 from services.sales.domain import opportunity as opportunity_rules
 from services.sales.domain import orders as rules
 from services.sales.domain import quoting
@@ -159,11 +159,9 @@ def _create(batch: _Batch, item: NewOrder) -> Outcome:
     """One CreateOrder on the batch's state (as orders.py's unit of work would do it)."""
     req = item.req
     key = (req.scope, req.request_id)
-    if req.request_id and key in batch.claimed:
-        fingerprint, result = batch.claimed[key]
-        if fingerprint != req.fingerprint:
-            raise RequestIdReused()
-        return Retried(result)
+    first = req.replayed_in(batch.claimed)
+    if first is not None:
+        return Retried(first)
     quote = batch.quotes.get(item.quote_id)
     if quote is None or not vis.may_change(item.caller, quote.dealer_id):
         raise not_found(QUOTE_NOT_FOUND, "quote", item.quote_id)

@@ -1,5 +1,6 @@
-"""The loop the sales service's group-committed writers share (order_writer.py,
-booking_writer.py): one writer task per process (mesh/groupcommit.py) whose every batch
+"""A group-committed writer's loop, for a service whose batches are decided in memory and
+written one statement per table (sales' order_writer.py and booking_writer.py): one writer
+task per process (mesh/groupcommit.py) whose every batch
 runs in ONE transaction on the writer's held connection, on SQLite holding
 `mesh.unit_of_work.writer_lock` so units of work and batches take turns.
 
@@ -15,6 +16,7 @@ its own caller.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -36,10 +38,10 @@ WRITER_LINGER_SECONDS = 0.001
 WRITER_MAX_BATCH = 128
 
 
-class BatchWriter(Generic[ItemT, OutcomeT, StateT]):
+class BatchWriter(ABC, Generic[ItemT, OutcomeT, StateT]):
     """A group-committed writer: subclasses give `decide`, `write` and `committed`."""
 
-    name = "sales-writer"
+    name = "batch-writer"
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -64,15 +66,15 @@ class BatchWriter(Generic[ItemT, OutcomeT, StateT]):
         """Do `item` in the next batch; returns once it has committed (or raises its error)."""
         return await self._writer.submit(item)
 
+    @abstractmethod
     async def decide(
         self, conn: AsyncConnection, items: Sequence[ItemT]
     ) -> tuple[StateT, list[OutcomeT | BaseException]]:
         """The batch's reads, then each item decided in order."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def write(self, conn: AsyncConnection, state: StateT) -> None:
         """The batch's rows, one statement per table."""
-        raise NotImplementedError
 
     def committed(self, state: StateT) -> None:
         """After the commit (metrics, the relay's wake-up)."""
