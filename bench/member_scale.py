@@ -52,7 +52,14 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from bench.harness import ROOT, LatencyResult, bearer_metadata, bench_postgres_url, server_env
+from bench.harness import (
+    ROOT,
+    LatencyResult,
+    bearer_metadata,
+    bench_postgres_url,
+    quiet_collector,
+    server_env,
+)
 from bench.lead_submit import _pin_client
 from bench.member_earn import Result, ServerProcess, drive, throwaway_postgres
 
@@ -243,10 +250,11 @@ async def _timed(
     while time.perf_counter() < end_warmup:
         await once()
     latencies: list[float] = []
-    start = time.perf_counter()
-    while (t0 := time.perf_counter()) < start + args.seconds:
-        await once()
-        latencies.append(time.perf_counter() - t0)
+    with quiet_collector():
+        start = time.perf_counter()
+        while (t0 := time.perf_counter()) < start + args.seconds:
+            await once()
+            latencies.append(time.perf_counter() - t0)
     return Result(name, len(latencies), 0, time.perf_counter() - start, latencies)
 
 
