@@ -39,8 +39,9 @@ def _claimed_row(cursor: Any) -> Any:
     connection's zone may be another; SQLAlchemy's UtcDateTime did this before)."""
 
     def make(values: Sequence[Any]) -> Claimed:
-        *head, create_time, attempts = values
-        return Claimed(*head, create_time.astimezone(dt.UTC), attempts)
+        seq, id_, subject, aggregate, type_, payload, parent, state, created, attempts = values
+        return Claimed(seq, id_, subject, aggregate, type_, bytes(payload), parent, state,
+                       created.astimezone(dt.UTC), attempts)  # fmt: skip
 
     return make
 
