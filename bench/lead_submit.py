@@ -19,10 +19,12 @@ more than one; the load client runs on the others):
   `lead, outbox only`: the rows written, no relay (what writing them costs).
 
 The client drives SubmitLead with distinct mobiles at a fixed concurrency for a bounded
-time after a warm-up and prints QPS, p50, p99 and the ratios. Then it streams 100k
-generated rows (a few bad, some repeated mobiles) through ImportLeads on a fresh lead
-server and prints rows/s, seconds and that server's peak RSS (getrusage in the server),
-beside the bare server counting the same rows and the naive one importing the first
+time after a warm-up and prints QPS, p50, p99 and the ratios; the three lead forms run in
+`--rounds` interleaved rounds (each on a fresh database; every other round in the reverse
+order) and their medians are the figures, the events' cost being the ratio of the medians.
+Then it streams 100k generated rows (a few bad, some repeated mobiles) through ImportLeads
+on a fresh lead server and prints rows/s, seconds and that server's peak RSS (getrusage in
+the server), beside the bare server counting the same rows and the naive one importing the first
 5000 of them (one commit per row: all 100k would take minutes).
 
 PostgreSQL runs when `MARQUE_BENCH_POSTGRES_URL` or `MARQUE_TEST_POSTGRES_URL` is set: a
@@ -629,16 +631,8 @@ async def run_submit(
         bare.stop()
     _print_result(bare_result, None, None)
     for backend, base_url in backends:
-        with (
-            throwaway_postgres(base_url, "naive") as naive_pg,
-            throwaway_postgres(base_url, "lead") as lead_pg,
-            throwaway_postgres(base_url, "before") as before_pg,
-            throwaway_postgres(base_url, "rows") as rows_pg,
-        ):
+        with throwaway_postgres(base_url, "naive") as naive_pg:
             naive_url = naive_pg or f"sqlite+aiosqlite:///{tmp / 'naive.db'}"
-            lead_url = lead_pg or f"sqlite+aiosqlite:///{tmp / 'lead.db'}"
-            before_url = before_pg or f"sqlite+aiosqlite:///{tmp / 'before.db'}"
-            rows_url = rows_pg or f"sqlite+aiosqlite:///{tmp / 'rows.db'}"
             naive = ServerProcess("naive", naive_url, server_core, env)
             try:
                 naive_result = await submit_phase(
@@ -646,35 +640,46 @@ async def run_submit(
                 )
             finally:
                 naive.stop()
-            _print_result(naive_result, None, bare_result)
-            before = await _lead_phase(
-                "lead-no-events",
-                f"lead, no events ({backend})",
-                before_url,
-                args,
-                env,
-                token,
-                server_core,
-            )
-            before.result.batches = before.batches
-            _print_result(before.result, naive_result, bare_result)
-            written = await _lead_phase(
-                "lead-outbox-only",
-                f"lead, outbox only ({backend})",
-                rows_url,
-                args,
-                env,
-                token,
-                server_core,
-            )
-            written.result.batches = written.batches
-            _print_result(written.result, naive_result, bare_result)
-            lead = await _lead_phase(
-                "lead", f"lead ({backend})", lead_url, args, env, token, server_core
-            )
-            lead.result.batches = lead.batches
-            _print_result(lead.result, naive_result, bare_result)
-            _print_events(lead, before.result)
+        _print_result(naive_result, None, bare_result)
+        rounds: dict[str, list[LeadPhase]] = {kind: [] for kind, _ in LEAD_KINDS}
+        for n in range(args.rounds):
+            # Every other round runs the forms in the reverse order, so a drift of the
+            # machine's speed across the run does not favour the form that always goes first.
+            for kind, label in LEAD_KINDS if n % 2 == 0 else LEAD_KINDS[::-1]:
+                with throwaway_postgres(base_url, f"{kind.replace('-', '')}{n}") as pg:
+                    url = pg or f"sqlite+aiosqlite:///{tmp / f'{kind}-{n}.db'}"
+                    phase = await _lead_phase(
+                        kind, f"{label} ({backend})", url, args, env, token, server_core
+                    )
+                phase.result.batches = phase.batches
+                rounds[kind].append(phase)
+                _print_result(phase.result, naive_result, bare_result)
+            _print_events(rounds["lead"][-1], rounds["lead-no-events"][-1].result)
+        if args.rounds > 1:
+            _print_medians(backend, rounds, naive_result, bare_result)
+
+
+# The lead service's three forms, in the order each round runs them (see the docstring).
+LEAD_KINDS = (
+    ("lead-no-events", "lead, no events"),
+    ("lead-outbox-only", "lead, outbox only"),
+    ("lead", "lead"),
+)
+
+
+def _print_medians(
+    backend: str, rounds: dict[str, list[LeadPhase]], naive: Result, bare: Result
+) -> None:
+    """Each form's round of median QPS (its p99 and CPU with it), and the events' cost as
+    the ratio of the medians: one round's ratio moves by +-0.15 on this shared machine,
+    as the other processes' demand comes and goes between two phases."""
+    print(f"  median of {len(rounds['lead'])} interleaved rounds ({backend}):", flush=True)
+    medians: dict[str, LeadPhase] = {}
+    for kind, _ in LEAD_KINDS:
+        ranked = sorted(rounds[kind], key=lambda phase: phase.result.qps)
+        medians[kind] = ranked[len(ranked) // 2]
+        _print_result(medians[kind].result, naive, bare)
+    _print_events(medians["lead"], medians["lead-no-events"].result)
 
 
 async def run_import(
@@ -752,6 +757,12 @@ def main(argv: list[str] | None = None) -> None:
         help="rows the naive service imports (it commits each; 0: skip it)",
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of the lead phases (their medians are the figures)",
+    )
     parser.add_argument("--phases", default="submit,import", help="comma-separated: submit, import")
     parser.add_argument(
         "--serve",
