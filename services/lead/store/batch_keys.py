@@ -36,7 +36,7 @@ class Wanted:
 
 def priors_found(rows: Iterable[Sequence[Any]], wanted: set[RequestKey]) -> dict[RequestKey, Prior]:
     """(scope, request id, result, fingerprint) rows as the earlier calls of the wanted
-    requests (the query crosses every scope with every id)."""
+    requests."""
     return {
         (scope, rid): Prior(result, fp) for scope, rid, result, fp in rows if (scope, rid) in wanted
     }
