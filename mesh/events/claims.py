@@ -14,12 +14,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.sql.selectable import NamedFromClause
 
 REFUSED = "refused"  # lease_owner of a row the relay gave up on (see `refuse`)
+
+
+class Claimed(NamedTuple):
+    """A claimed row, as the relay reads it (the columns `claim_*` return, in order; times
+    in UTC), whichever back end claimed it."""
+
+    seq: int
+    id: str
+    subject: str
+    aggregate: str
+    type: str
+    payload: bytes
+    traceparent: str
+    tracestate: str
+    create_time: dt.datetime
+    attempts: int
 
 
 class OutboxStatements:

@@ -29,8 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
-from mesh.events.claims import OutboxStatements
-from mesh.events.sqlite_claims import Claimed
+from mesh.events.claims import Claimed, OutboxStatements
 from mesh.groupcommit import HeldConnection
 
 

@@ -14,32 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from mesh.db import Database
-from mesh.events.claims import REFUSED, OutboxStatements
+from mesh.events.claims import REFUSED, Claimed, OutboxStatements
 from mesh.schema import sqlite_time
 from mesh.unit_of_work import on_sqlite_thread, writer_lock
 
 T = TypeVar("T")
-
-
-class Claimed(NamedTuple):
-    """A claimed row, as the relay reads it."""
-
-    seq: int
-    id: str
-    subject: str
-    aggregate: str
-    type: str
-    payload: bytes
-    traceparent: str
-    tracestate: str
-    create_time: dt.datetime
-    attempts: int
 
 
 def _parsed_time(text: str) -> dt.datetime:

@@ -337,19 +337,27 @@ async def test_postgres_touchpoints_by_lead(pg_conn: AsyncConnection) -> None:
     assert_indexed(await pg_plan(pg_conn, *sent[0]), "ix_touchpoints_lead_id_id")
 
 
-@pytest.mark.postgres
-async def test_postgres_batch_lookups(pg_conn: AsyncConnection) -> None:
-    """The intake batch's reads (store/batch_postgres.py) with a batch's worth of keys,
-    without the `enable_seqscan = off` the batch sets for tables still growing."""
+def batch_params(
+    chans: list[str], extra_contacts: tuple[str, ...] | list[str] = ()
+) -> dict[str, Any]:
+    """The named parameters of the intake batch's lookups (batch_postgres._pg_lookup_params)
+    for a batch of 32 spread over the loaded rows."""
     n = range(1000, 1000 + 32 * 97, 97)
-    params = {
+    return {
         "method": "SubmitLead",
         "req_scopes": ["service:bench"] * len(n),
         "req_ids": [f"r-{i}" for i in n],
         "clids": [f"ch-{i}" for i in n],
-        "chans": ["AUTOHOME", "YICHE"],
-        "contacts": [f"+86139{i:08d}" for i in n] + ["+8613900000000"],
+        "chans": chans,
+        "contacts": [f"+86139{i:08d}" for i in n] + list(extra_contacts),
     }
+
+
+@pytest.mark.postgres
+async def test_postgres_batch_lookups(pg_conn: AsyncConnection) -> None:
+    """The intake batch's reads (store/batch_postgres.py) with a batch's worth of keys,
+    without the `enable_seqscan = off` the batch sets for tables still growing."""
+    params = batch_params(["AUTOHOME", "YICHE"], extra_contacts=["+8613900000000"])
     assert_indexed(
         await pg_plan(pg_conn, batch_postgres._PG_TPS, params),
         "ix_touchpoints_lead_id_id",
@@ -371,15 +379,7 @@ async def test_postgres_request_ids_are_searched_by_id(pg_conn: AsyncConnection)
     """Every request id of a batch is an index condition on request_ids' primary key, in
     the request lookup and in the subqueries finding the leads and their touchpoints, on a
     table the planner has no statistics of; never a filter over the caller's history."""
-    n = range(1000, 1000 + 32 * 97, 97)
-    params = {
-        "method": "SubmitLead",
-        "req_scopes": ["service:bench"] * len(n),
-        "req_ids": [f"r-{i}" for i in n],
-        "clids": [f"ch-{i}" for i in n],
-        "chans": ["AUTOHOME"],
-        "contacts": [f"+86139{i:08d}" for i in n],
-    }
+    params = batch_params(["AUTOHOME"])
     for sql in (batch_postgres._PG_REQUESTS, batch_postgres._PG_LEADS, batch_postgres._PG_TPS):
         nodes = await pg_plan(pg_conn, sql, params)
         scans = [n for n in nodes if n.get("Relation Name") == "request_ids"]
