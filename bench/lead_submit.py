@@ -240,6 +240,10 @@ async def serve_lead(url: str, *, events: bool = True, rows: bool = True) -> Non
     async def stop() -> None:
         if events:  # the relay catches up first: what was emitted is published
             await _drain_outbox(url)
+            from services.lead.store.tables import OUTBOX
+
+            # How many went to the relay from memory (born leased, never claimed).
+            print(f"HANDED {OUTBOX.handover.given if OUTBOX.handover else 0}", flush=True)
         await running.stop(1.0)
 
     await _serve_until_term(stop, running.port, stats)
@@ -289,6 +293,7 @@ class ServerProcess:
         self.peak_rss_mb = 0.0
         self.batches: tuple[int, int] | None = None
         self.events: tuple[int, int] | None = None  # published, still pending at stop
+        self.handed = 0  # of them, handed to the relay from memory
 
     @property
     def target(self) -> str:
@@ -306,6 +311,8 @@ class ServerProcess:
             elif line.startswith("EVENTS "):
                 _, sent, pending = line.split()
                 self.events = (int(sent), int(pending))
+            elif line.startswith("HANDED "):
+                self.handed = int(line.split()[1])
         return self.peak_rss_mb
 
 
@@ -529,6 +536,7 @@ class LeadPhase:
     result: Result
     batches: tuple[int, int] | None
     events: tuple[int, int] | None
+    handed: int = 0  # events the relay took from memory (mesh/events/handover.py)
 
 
 async def _lead_phase(
@@ -546,7 +554,7 @@ async def _lead_phase(
         result = await submit_phase(label, server, token, args, prefix)
     finally:
         server.stop()
-    return LeadPhase(result, server.batches, server.events)
+    return LeadPhase(result, server.batches, server.events, server.handed)
 
 
 def _print_events(lead: LeadPhase, before: Result) -> None:
@@ -555,7 +563,7 @@ def _print_events(lead: LeadPhase, before: Result) -> None:
     ratio = lead.result.qps / before.qps if before.qps else 0.0
     print(
         f"  {'events':<22} {ratio:8.2f}x the QPS without events; {sent} events published"
-        f" to NATS by the relay, {pending} pending at stop",
+        f" to NATS by the relay ({lead.handed} from memory), {pending} pending at stop",
         flush=True,
     )
 

@@ -48,7 +48,9 @@ class UtcDateTime(sa.TypeDecorator[dt.datetime]):
 def sqlite_time(value: dt.datetime) -> str:
     """UtcDateTime's text on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff", UTC), for raw SQL that
     bypasses the type (one hand-over batches, mesh/events/sqlite_claims.py)."""
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 # An autoincrementing 64-bit key: BIGINT identity on PostgreSQL, the rowid on SQLite.

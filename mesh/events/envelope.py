@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import pkgutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +38,14 @@ class EnvelopeError(ValueError):
 
 
 def new_event_id() -> str:
-    """A fresh, unique event id (CloudEvents `id`; unique per source)."""
-    return str(uuid.uuid4())
+    """A fresh, unique event id (CloudEvents `id`; unique per source): a random UUID
+    (version 4), spelt out from 16 random bytes (`str(uuid.uuid4())` costs three times
+    more, once for every event a busy service emits)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = "89ab"  # the RFC 4122 variant's first hex digit
 
 
 def source_of(service: str) -> str:
@@ -85,7 +91,9 @@ def rfc3339(time: dt.datetime) -> str:
     """`2026-12-02T07:50:49.123456Z` (UTC, microseconds)."""
     if time.tzinfo is None:
         raise ValueError("naive datetime given as an event time")
-    return time.astimezone(dt.UTC).replace(tzinfo=None).isoformat("T", "microseconds") + "Z"
+    if time.tzinfo is not dt.UTC:
+        time = time.astimezone(dt.UTC)
+    return f"{time.replace(tzinfo=None).isoformat('T', 'microseconds')}Z"
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -144,6 +152,30 @@ def header_pairs(  # noqa: PLR0917 (the attributes in CloudEvents order, on the 
 def header_block(pairs: list[tuple[str, str]]) -> bytes:
     """Headers as the NATS protocol carries them (`NATS/1.0`, a line each, a blank line)."""
     return ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in pairs) + "\r\n").encode()
+
+
+def event_header_block(  # noqa: PLR0917 (header_pairs' arguments, in its order)
+    id_: str,
+    source: str,
+    type_: str,
+    subject: str,
+    time: dt.datetime,
+    traceparent: str = "",
+    tracestate: str = "",
+    extra: str = "",
+) -> bytes:
+    """`header_block(header_pairs(...))`, with `extra` (`"Name: value\\r\\n"` lines) after
+    them, in one f-string: the relay's per-event cost (a third of the two steps)."""
+    trace = ""
+    if traceparent:
+        trace = f"traceparent: {_one_line(traceparent)}\r\n"
+        if tracestate:
+            trace += f"tracestate: {_one_line(tracestate)}\r\n"
+    return (
+        f"NATS/1.0\r\nce-specversion: {SPECVERSION}\r\nce-id: {id_}\r\nce-source: {source}\r\n"
+        f"ce-type: {type_}\r\nce-subject: {_one_line(subject)}\r\nce-time: {rfc3339(time)}\r\n"
+        f"content-type: {CONTENT_TYPE}\r\n{MSG_ID}: {id_}\r\n{trace}{extra}\r\n"
+    ).encode()
 
 
 @dataclass(frozen=True, slots=True)

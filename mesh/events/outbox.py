@@ -12,7 +12,11 @@ A hot path that writes in raw SQL (a group-committed batch) builds the same rows
 `outbox.row(...)` and inserts them in its own statements: `sqlite_insert_sql` +
 `sqlite_values(row)` for sqlite3's `executemany`, or `postgres_insert_sql` with
 `postgres_json(rows)` as its one parameter (json_populate_recordset, like the lead's batch);
-then it calls `outbox.notify()` after its commit so the relay publishes at once.
+then it calls `outbox.notify()` after its commit so the relay publishes at once. Such a
+writer may also write the rows of aggregates its own transaction creates *born leased* to
+this process's relay (`lease=outbox.direct_lease(now)`) and hand them over after the commit
+(`outbox.hand_over(rows, seqs)`: `postgres_insert_sql` returns the seqs), so the relay
+publishes them from memory without claiming them (mesh/events/handover.py).
 
 Rows: `seq` orders them (the relay publishes in that order); `id` is the event id
 (CloudEvents id, `Nats-Msg-Id`); `sent_time` is NULL while the event is pending; the relay
@@ -43,6 +47,7 @@ from mesh.events.envelope import (
     tracestate_of,
     type_of,
 )
+from mesh.events.handover import Handover, Lease
 from mesh.schema import BigId, UtcDateTime, sqlite_time
 from mesh.tracing import current_span_context
 
@@ -57,7 +62,10 @@ COLUMNS: tuple[str, ...] = (
     "tracestate",
     "create_time",
     "attempts",
+    "lease_owner",
+    "lease_until",
 )
+_TIMES = ("create_time", "lease_until")
 
 
 def outbox_table(metadata: sa.MetaData, name: str = "outbox") -> sa.Table:
@@ -124,9 +132,12 @@ class Outbox:
         self.postgres_insert_sql = (
             f"INSERT INTO {table.name} ({cols}) SELECT {cols} "
             f"FROM json_populate_recordset(NULL::{table.name}, CAST(%s AS json)) "
-            "WITH ORDINALITY AS r ORDER BY r.ordinality"
+            "WITH ORDINALITY AS r ORDER BY r.ordinality RETURNING seq"
         )
         self._wakeups: set[asyncio.Event] = set()
+        self.handover: Handover | None = None
+        # An ordinary row was committed in this process since the relay's last claim.
+        self.claim_wanted = True
 
     def row(
         self,
@@ -136,10 +147,12 @@ class Outbox:
         now: dt.datetime | None = None,
         event_id: str | None = None,
         context: SpanContext | None = None,
+        lease: Lease | None = None,
     ) -> dict[str, Any]:
         """The outbox row of `event` about aggregate `subject`, carrying the trace context
         of the code that emits it (the call being served), or `context`: the call's, taken
-        in its own task, when a batch writer builds the row for it."""
+        in its own task, when a batch writer builds the row for it. `lease`: born leased
+        to the relay (`direct_lease`; only for an aggregate the transaction creates)."""
         if not subject:
             raise ValueError("an event needs the id of the aggregate it is about (subject)")
         ctx = current_span_context() if context is None else context
@@ -152,7 +165,9 @@ class Outbox:
             "traceparent": traceparent_of(ctx),
             "tracestate": tracestate_of(ctx),
             "create_time": now or utc_now(),
-            "attempts": 0,
+            "attempts": 0 if lease is None else 1,  # as a claim leaves it
+            "lease_owner": None if lease is None else lease.owner,
+            "lease_until": None if lease is None else lease.until,
         }
 
     def envelope(self, row: Mapping[Any, Any]) -> Envelope:
@@ -170,7 +185,20 @@ class Outbox:
     @staticmethod
     def sqlite_values(row: Mapping[str, Any]) -> tuple[Any, ...]:
         """A row's values in `COLUMNS` order, as the column types store them on SQLite."""
-        return tuple(sqlite_time(row[c]) if c == "create_time" else row[c] for c in COLUMNS)
+        until = row["lease_until"]
+        return (  # COLUMNS, spelt out: this runs for every event of a busy writer
+            row["id"],
+            row["subject"],
+            row["aggregate"],
+            row["type"],
+            row["payload"],
+            row["traceparent"],
+            row["tracestate"],
+            sqlite_time(row["create_time"]),
+            row["attempts"],
+            row["lease_owner"],
+            None if until is None else sqlite_time(until),
+        )
 
     @staticmethod
     def postgres_json(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -179,7 +207,9 @@ class Outbox:
         for row in rows:
             values = dict(row)
             values["payload"] = "\\x" + row["payload"].hex()
-            values["create_time"] = row["create_time"].astimezone(dt.UTC).isoformat()
+            for c in _TIMES:
+                if row[c] is not None:
+                    values[c] = row[c].astimezone(dt.UTC).isoformat()
             out.append({c: values[c] for c in COLUMNS})
         return json.dumps(out)
 
@@ -192,8 +222,27 @@ class Outbox:
 
     def notify(self) -> None:
         """Events were committed: wake this process's relay (others poll)."""
+        self.claim_wanted = True
         for event in self._wakeups:
             event.set()
+
+    def attach(self, handover: Handover | None) -> None:
+        """The relay of this process takes born-leased rows through `handover` (None: no
+        longer)."""
+        self.handover = handover
+
+    def direct_lease(self, now: dt.datetime) -> Lease | None:
+        """The lease to write rows of new aggregates with, born leased to this process's
+        relay; None when no relay takes rows from memory (write ordinary rows)."""
+        return None if self.handover is None else self.handover.lease(now)
+
+    def hand_over(self, rows: Sequence[Mapping[str, Any]], seqs: Sequence[int]) -> None:
+        """After the commit of `rows` (their seqs in the same order): the born-leased
+        ones go to the relay; ordinary ones wake it to claim them."""
+        handover = self.handover
+        taken = handover.give(rows, seqs) if handover is not None else 0
+        if taken < len(rows):
+            self.notify()
 
     def wakeup(self) -> asyncio.Event:
         """An event `notify` sets (for the relay)."""

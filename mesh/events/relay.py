@@ -27,7 +27,11 @@ aggregate that came behind it (JetStream keeps no order across a failed publish)
 consumer's inbox keeps the effect exactly once either way.
 
 The relay is woken by `Outbox.notify()` (the unit of work calls it after a commit that
-emitted), and polls every `poll` seconds for rows committed by other processes. It makes
+emitted), and polls every `poll` seconds for rows committed by other processes. Rows a
+group-committing writer of this process hands over (mesh/events/handover.py: born leased
+to the relay, about aggregates the writer's transaction created) are published from memory
+without a claim; a claim then runs only when one is due (a notify, the poll, acknowledged
+rows waiting `MARK_LINGER_SECONDS` to be marked). It makes
 sure its stream exists (subjects `marque.<service>.>`, file storage, the duplicate window)
 before the first publish, and sets `marque_outbox_pending` and
 `marque_outbox_oldest_pending_seconds` about once a second.
@@ -56,12 +60,12 @@ from mesh.db import Database
 from mesh.events import metrics, spans
 from mesh.events.claims import OutboxStatements
 from mesh.events.envelope import (
-    header_block,
-    header_pairs,
+    event_header_block,
     stream_name,
     stream_subjects,
     traceparent_of,
 )
+from mesh.events.handover import Handover
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
 from mesh.events.pg_claims import PgClaims
@@ -82,10 +86,11 @@ MAX_REFUSALS = 5
 MAX_BACKOFF_SECONDS = 5.0
 # How long acknowledged rows wait for the next claim to mark them before a transaction of
 # their own does (a commit that wakes the relay sooner carries them at once).
-MARK_LINGER_SECONDS = 0.05
+MARK_LINGER_SECONDS = 0.25
 GAUGE_EVERY_SECONDS = 1.0
 ANALYZE_PENDING = 10_000  # PostgreSQL: analyse the outbox when a backlog reaches this
 EXPECTED_STREAM = "Nats-Expected-Stream"
+_ODD_HEX = frozenset("13579bdfBDF")
 _STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
 
 
@@ -148,6 +153,11 @@ class Relay:
         # Acknowledged rows the next claim marks sent (seqs, and when they were acked).
         self._unmarked: list[int] = []
         self._acked_at = utc_now()
+        self._acked_mono = 0.0
+        # Rows this process's writers commit born leased to us (handover.py).
+        self.handover = Handover(self.owner, self._lease, self._wake)
+        self._claimed_at = 0.0  # monotonic time of the last claim
+        self.claims = 0  # claim transactions run, for tests and benchmarks
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -155,6 +165,7 @@ class Relay:
         """Relay in the background on the running loop until `stop`."""
         if self._task is None:
             self._wakeup = self.outbox.wakeup()
+            self.outbox.attach(self.handover)
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"relay-{self.outbox.service}"
             )
@@ -166,6 +177,14 @@ class Relay:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        self.handover.open = False
+        if self.outbox.handover is self.handover:
+            self.outbox.attach(None)
+        with contextlib.suppress(Exception):  # what was handed over: out, else given back
+            while self._link.connected and len(self.handover):
+                await self._publish_handed()
+        with contextlib.suppress(Exception):
+            await self._give_back_handed()
         if self._wakeup is not None:
             self.outbox.forget(self._wakeup)
             self._wakeup = None
@@ -180,6 +199,8 @@ class Relay:
         while True:
             try:
                 if not self._link.connected:
+                    self.handover.open = False
+                    await self._give_back_handed()
                     await self.flush_marks()
                     await self._link.wait_connected(min(delay, self._poll))
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
@@ -187,11 +208,21 @@ class Relay:
                     continue
                 assert self._wakeup is not None
                 self._wakeup.clear()  # before the claim: a commit during the cycle wakes it
-                sent = await self.cycle(carry_marks=True)
+                sent = 0
+                if self._claim_due():
+                    self.outbox.claim_wanted = False
+                    sent = await self.cycle(carry_marks=True)
+                    self._claimed_at = time.monotonic()
+                self.handover.open = True
+                await self._publish_handed()
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self.handover.open = False  # writers write ordinary rows meanwhile
+                self.outbox.claim_wanted = True
+                with contextlib.suppress(Exception):
+                    await self._give_back_handed()
                 log.warning(
                     "relay of %s: %s; retrying in %.1f s",
                     self.outbox.service,
@@ -205,10 +236,55 @@ class Relay:
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 continue
             await self._gauges()
-            if sent < self._batch:  # drained: wait for a commit or the next poll
-                wait = min(self._poll, MARK_LINGER_SECONDS) if self._unmarked else self._poll
+            if sent < self._batch and not len(self.handover):  # drained: wait
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                    await asyncio.wait_for(self._wakeup.wait(), self._until_claim_due())
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _claim_due(self) -> bool:
+        """A claim is due when this process committed ordinary rows, the poll came round
+        (rows of other processes), or acknowledged rows have waited long enough to be
+        marked; rows handed over need none."""
+        now = time.monotonic()
+        if self.outbox.claim_wanted or now - self._claimed_at >= self._poll:
+            return True
+        return bool(self._unmarked) and now - self._acked_mono >= MARK_LINGER_SECONDS
+
+    def _until_claim_due(self) -> float:
+        due = self._claimed_at + self._poll
+        if self._unmarked:
+            due = min(due, self._acked_mono + MARK_LINGER_SECONDS)
+        return max(0.0, due - time.monotonic())
+
+    async def _publish_handed(self) -> None:
+        """Publish (up to a batch of) the rows handed over, from memory: no claim."""
+        rows = self.handover.take(self._batch)
+        if not rows:
+            return
+        try:
+            await self.ensure_stream()
+            acked, failed = await self._publish(rows)
+        except BaseException:
+            self.handover.put_back(rows)  # given back, or published by stop()
+            raise
+        if acked:
+            self._unmarked.extend(acked)
+            self._acked_at = utc_now()
+            self._acked_mono = time.monotonic()
+        if failed:
+            await self._give_back(failed, self.handover.owner)
+            raise PublishFailed(f"{len(failed)} of {len(rows)} events were not acknowledged")
+
+    async def _give_back_handed(self) -> None:
+        """Clear the lease of every row handed over and not yet published: a claim
+        publishes them."""
+        rows = self.handover.take(len(self.handover))
+        if rows:
+            await self._give_back([r.seq for r in rows], self.handover.owner)
+            self.outbox.claim_wanted = True
 
     # ------------------------------------------------------------------------ one cycle
 
@@ -227,17 +303,21 @@ class Relay:
         if acked:
             self._unmarked.extend(acked)
             self._acked_at = now
+            self._acked_mono = time.monotonic()
             if not carry_marks:
                 await self.flush_marks()
         if failed:  # given back: published again by a later cycle
-            if self._sqlite is not None:
-                await self._sqlite.release(self._db, failed, self.owner)
-            else:
-                await transaction(
-                    self._db, lambda uow: self._set(uow, self._sql.release, failed, now)
-                )
+            await self._give_back(failed, self.owner)
             raise PublishFailed(f"{len(failed)} of {len(rows)} events were not acknowledged")
         return len(rows)
+
+    async def _give_back(self, seqs: list[int], owner: str) -> None:
+        """Clear `owner`'s lease of rows that were not published."""
+        if self._sqlite is not None:
+            await self._sqlite.release(self._db, seqs, owner)
+        else:
+            stmt, now = self._sql.release, utc_now()
+            await transaction(self._db, lambda uow: self._set(uow, stmt, seqs, now, owner))
 
     async def _set_aside(self, rows: Sequence[Any], failed: list[int]) -> list[int]:
         """Of the failed rows, those JetStream refused at their MAX_REFUSALS-th claim are
@@ -294,6 +374,7 @@ class Relay:
         running relay keeps)."""
         n = self._batch if limit is None else limit
         marks, acked_at = self._unmarked, self._acked_at
+        self.claims += 1
         if self._sqlite is not None:
             now = utc_now()
             claimed = list(
@@ -313,18 +394,25 @@ class Relay:
         return rows
 
     async def _set(
-        self, uow: UnitOfWork, statement: Any, seqs: Sequence[int], now: dt.datetime
+        self,
+        uow: UnitOfWork,
+        statement: Any,
+        seqs: Sequence[int],
+        now: dt.datetime,
+        owner: str | None = None,
     ) -> None:
-        await uow.conn.execute(statement, {"seqs": list(seqs), "now": now, "me": self.owner})
+        me = owner or self.owner
+        await uow.conn.execute(statement, {"seqs": list(seqs), "now": now, "me": me})
 
     async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], list[int]]:
         """Publish every row, then wait for the acks; (acked seqs, failed seqs)."""
         messages = []
         started: list[Any] = []
-        source, expected = self.outbox.source, (EXPECTED_STREAM, self.stream)
+        source, expected = self.outbox.source, f"{EXPECTED_STREAM}: {self.stream}\r\n"
         for row in rows:
             traceparent, span = row.traceparent, None
-            if traceparent:
+            # Sampled (the low bit of the W3C trace flags, the last hex digit): a span.
+            if traceparent and traceparent[-1] in _ODD_HEX:
                 span = spans.start(
                     self._tracer,
                     f"publish {row.subject}",
@@ -335,7 +423,7 @@ class Relay:
                 if span is not None:
                     traceparent = traceparent_of(span.get_span_context())
             started.append(span)
-            headers = header_pairs(
+            headers = event_header_block(
                 row.id,
                 source,
                 row.type,
@@ -343,9 +431,9 @@ class Relay:
                 row.create_time,
                 traceparent,
                 row.tracestate,
+                expected,
             )
-            headers.append(expected)
-            messages.append((row.subject, row.payload, header_block(headers)))
+            messages.append((row.subject, row.payload, headers))
         oks = await self._publisher.publish(messages, self._ack_timeout)
         self._refused_now = [
             row.seq for row, no in zip(rows, self._publisher.refused, strict=False) if no

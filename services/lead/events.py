@@ -30,6 +30,7 @@ from marque.lead.v1 import lead_events_pb2
 from marque.member.v1 import member_events_pb2
 from marque.sales.v1 import sales_events_pb2, sales_pb2
 
+from mesh.convert import timestamp
 from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
@@ -56,8 +57,8 @@ def _config() -> LeadConfig:
 
 
 def _ts(when: dt.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
+    stamp = timestamp(when)
+    assert stamp is not None
     return stamp
 
 

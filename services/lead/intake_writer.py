@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mesh.db import Database
 from mesh.errors import DomainError
+from mesh.events.handover import Lease
 from mesh.groupcommit import HeldConnection
 from mesh.idempotency import RequestIdReused
 from services.lead import events, store
@@ -103,6 +104,8 @@ class _Batch:
     touchpoints: list[tuple[str, store.Touchpoint]] = field(default_factory=list)
     remembered: list[store.Remembered] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The lease rows about leads this batch creates are born with (handover.py), or None.
+    lease: Lease | None = None
 
     def selling(self, brand_key: str) -> list[Dealer]:
         """The dealers selling a brand (what routing needs), once per brand per batch:
@@ -146,8 +149,11 @@ class _Batch:
         found: list[Any] = (
             [events.created(after)] if before is None else events.changes(before, after)
         )
+        # A lead this transaction creates has no older event anywhere: its events may go to
+        # the relay from memory.
+        lease = self.lease if before is None or after.id in self.created else None
         self.events += [
-            OUTBOX.row(e, subject=after.id, now=after.update_time, context=sub.context)
+            OUTBOX.row(e, subject=after.id, now=after.update_time, context=sub.context, lease=lease)
             for e in found
             if e is not None
         ]
@@ -210,12 +216,12 @@ class IntakeWriter:
     ) -> list[Submitted | BaseException]:
         now = self.clock()
         found, load_ids = await self._look_up(conn, batch, dealers, now.date())
-        state = _Batch(found, dealers, dict(found.key_db))
+        state = _Batch(found, dealers, dict(found.key_db), lease=OUTBOX.direct_lease(now))
         results: list[Submitted | BaseException] = [self._decide(state, sub, now) for sub in batch]
         write = store.postgres_batch_write if self._is_postgres else store.sqlite_batch_write
-        await write(conn, state.writes(now))
+        seqs = await write(conn, state.writes(now))
         if state.events:
-            OUTBOX.notify()  # committed: wake the relay
+            OUTBOX.hand_over(state.events, seqs)  # committed: to the relay
         self._load_rows.update((d, now.date()) for d in load_ids)
         return results
 

@@ -24,6 +24,7 @@ from marque.lead.v1 import lead_events_pb2, lead_pb2
 from marque.member.v1 import member_events_pb2
 from marque.sales.v1 import sales_events_pb2
 
+from mesh.convert import timestamp
 from mesh.events.envelope import Envelope
 from mesh.events.runtime import EventSpec
 from mesh.events.subscriptions import subscribe, subscriptions_in
@@ -34,8 +35,8 @@ from services.member.domain.relations import DealerRelation, Relation, relation_
 
 
 def _ts(when: dt.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
+    stamp = timestamp(when)
+    assert stamp is not None
     return stamp
 
 

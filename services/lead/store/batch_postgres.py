@@ -270,9 +270,10 @@ async def postgres_batch_lookup(
     return BatchFound(by_request, by_channel, key_db, found, loads)
 
 
-async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
+async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> list[int]:
     """Every write of a batch in ONE statement (`_PG_WRITE_BATCH`) and its events' outbox
-    rows, pipelined with the commit; rolled back whole on any error."""
+    rows, pipelined with the commit; rolled back whole on any error. Returns the events'
+    seqs, in their order."""
     raw = await conn.get_raw_connection()
     pg: Any = raw.driver_connection
     tps = [touchpoint_row(i, t) for i, t in w.touchpoints]
@@ -292,12 +293,17 @@ async def postgres_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
             loads,
         )
     )
+    events = None
     try:
         async with pg.pipeline():
             await pg.execute(_PG_WRITE_BATCH, params)
             if w.events:  # the outbox rows, in the same transaction
-                await pg.execute(OUTBOX.postgres_insert_sql, (OUTBOX.postgres_json(w.events),))
+                events = await pg.execute(
+                    OUTBOX.postgres_insert_sql, (OUTBOX.postgres_json(w.events),)
+                )
             await pg.commit()
     except BaseException:
         await pg.rollback()
         raise
+    # Given in the order of the array (WITH ORDINALITY), returned in no promised order.
+    return sorted(r[0] for r in await events.fetchall()) if events is not None else []

@@ -264,11 +264,12 @@ async def sqlite_batch_lookup(
     return result
 
 
-async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
+async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> list[int]:
     """Every write of a batch and the commit, in one call on the SQLite thread: new leads,
     changed leads written back whole, touchpoints, (contact, brand) keys pointed at their
     current lead, request ids remembered, dealer counts raised, the batch's events into the
-    outbox; rolled back whole on any error."""
+    outbox; rolled back whole on any error. Returns the events' seqs, in their order (one
+    writer inserting into a rowid table: consecutive, ending at the last rowid)."""
     new_rows = [sqlite_lead_values(lead) for lead in w.created]
     changed_rows = []
     for lead in w.changed:
@@ -297,7 +298,8 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
     load_rows = [(n, d, day_text) for d, n in sorted(w.added.items())]
     event_rows = [OUTBOX.sqlite_values(row) for row in w.events]
 
-    def run(db: Any) -> None:
+    def run(db: Any) -> list[int]:
+        seqs: list[int] = []
         try:
             for sql, rows in (
                 (_SQL_INSERT_LEAD, new_rows),
@@ -311,9 +313,13 @@ async def sqlite_batch_write(conn: AsyncConnection, w: BatchWrites) -> None:
             ):
                 if rows:
                     db.executemany(sql, rows)
+            if event_rows:
+                last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                seqs = list(range(last - len(event_rows) + 1, last + 1))
             db.commit()
         except BaseException:
             db.rollback()
             raise
+        return seqs
 
-    await _on_sqlite_thread(conn, run)
+    return await _on_sqlite_thread(conn, run)

@@ -4,6 +4,7 @@ member's events link a person's leads to the member and erase them (checked on t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from marque.member.v1 import member_events_pb2
 
 from mesh import contact
 from mesh.events.envelope import Envelope
+from mesh.events.handover import Handover
 from mesh.identity import Caller, Kind
 from mesh.unit_of_work import UnitOfWork, transaction
 from services.lead import events, store
@@ -219,3 +221,40 @@ async def test_a_lost_opportunity_loses_the_lead_with_its_reason(engine: LeadEng
     assert (after.status, after.lost_reason) == (LeadStatus.LOST, "bought elsewhere")
     unknown = sales_events_pb2.OrderDelivered(order=sales_events_pb2.OrderFacts(lead_id="nope"))
     await handle(engine, events.on_order_delivered, unknown)  # nothing to follow, no error
+
+
+async def test_new_leads_events_go_to_the_relay_from_memory(engine: LeadEngine) -> None:
+    """With a relay taking rows from memory (mesh/events/handover.py), a batch's events
+    about leads it creates are born leased and handed over with the seqs the database gave
+    them; an event about a lead that existed before is an ordinary row, for a claim."""
+    woken: list[bool] = []
+    handover = Handover("test-relay", dt.timedelta(seconds=30), lambda: woken.append(True))
+    handover.open = True
+    outbox_ = store.tables.OUTBOX
+    outbox_.attach(handover)
+    try:
+        first = await engine.submit(lead_input(request_id="r0"), SERVICE, "sha256:0")
+        together = await asyncio.gather(  # one batch of several new leads
+            *(
+                engine.submit(lead_input(f"1390013900{i}", request_id=f"n{i}"), SERVICE, f"s{i}")
+                for i in range(5)
+            )
+        )
+        other = "SH2" if first.lead.dealer_id == "SH1" else "SH1"
+        await engine.assign(first.lead.id, other, "closer", "a1", OEM)  # an existing lead
+        handed = handover.take(100)
+    finally:
+        outbox_.attach(None)
+    t = store.tables.outbox
+    async with engine.db.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(t).order_by(t.c.seq))).all()
+    by_seq = {r.seq: r for r in rows}
+    created = [first.lead.id] + [s.lead.id for s in together]
+    assert sorted(c.aggregate for c in handed) == sorted(created)
+    for c in handed:  # what the relay got is what was committed, under that seq
+        row = by_seq[c.seq]
+        assert (row.id, row.aggregate, row.payload) == (c.id, c.aggregate, c.payload)
+        assert (row.lease_owner, row.attempts) == (handover.owner, 1)
+    assert woken
+    [assigned] = [r for r in rows if r.type.endswith("LeadAssigned")]
+    assert (assigned.lease_owner, assigned.attempts) == (None, 0)  # for a claim

@@ -316,11 +316,11 @@ async def test_a_failed_batch_drops_the_writer_connection(
     real = getattr(store, name)
     calls: list[int] = []
 
-    async def fails_once(conn: object, w: store.BatchWrites) -> None:
+    async def fails_once(conn: object, w: store.BatchWrites) -> list[int]:
         calls.append(len(w.created))
         if len(calls) == 1:
             raise sa.exc.OperationalError("INSERT", {}, Exception("connection lost"))
-        await real(conn, w)
+        return await real(conn, w)
 
     monkeypatch.setattr(store, name, fails_once)
     seen = _pool_events(engine)
