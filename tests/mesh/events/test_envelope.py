@@ -74,3 +74,44 @@ def test_settings_from_the_environment() -> None:
     assert EventSettings.from_env({}).nats_url == "nats://127.0.0.1:4222"
     with pytest.raises(ValueError, match="MARQUE_EVENTS_MAX_DELIVER"):
         EventSettings.from_env({"MARQUE_EVENTS_MAX_DELIVER": "0"})
+
+
+@pytest.mark.parametrize(
+    ("subject", "traceparent", "tracestate", "time"),
+    [
+        ("lead_1", "", "", dt.datetime(2026, 12, 4, 9, 30, 1, 5, tzinfo=dt.UTC)),
+        (
+            "a\r\nb",
+            "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+            "",
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        ),
+        (
+            "m_9",
+            "00-" + "1" * 32 + "-" + "2" * 16 + "-00",
+            "vendor=x",
+            dt.datetime(2026, 6, 1, 8, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        ),
+    ],
+)
+def test_the_relays_header_block_is_the_envelopes(
+    subject: str, traceparent: str, tracestate: str, time: dt.datetime
+) -> None:
+    """The relay's one-f-string block says exactly what header_pairs + header_block say."""
+    args = ("id-1", "/marque/lead", "marque.lead.v1.LeadCreated", subject, time)
+    pairs = e.header_pairs(*args, traceparent, tracestate)
+    pairs.append(("Nats-Expected-Stream", "MARQUE_LEAD"))
+    fast = e.event_header_block(
+        *args, traceparent, tracestate, "Nats-Expected-Stream: MARQUE_LEAD\r\n"
+    )
+    assert fast == e.header_block(pairs)
+
+
+def test_event_ids_are_random_uuids() -> None:
+    import uuid
+
+    ids = {e.new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for i in list(ids)[:200]:
+        parsed = uuid.UUID(i)
+        assert (str(parsed), parsed.version, parsed.variant) == (i, 4, uuid.RFC_4122)
