@@ -243,7 +243,7 @@ async def serve_lead(url: str, *, events: bool = True, rows: bool = True) -> Non
             from services.lead.store.tables import OUTBOX
 
             # How many went to the relay from memory (born leased, never claimed).
-            print(f"HANDED {OUTBOX.handover.given if OUTBOX.handover else 0}", flush=True)
+            print(f"HANDED {OUTBOX.handed_over}", flush=True)
         await running.stop(1.0)
 
     await _serve_until_term(stop, running.port, stats)

@@ -138,6 +138,7 @@ class Outbox:
         self.handover: Handover | None = None
         # An ordinary row was committed in this process since the relay's last claim.
         self.claim_wanted = True
+        self.handed_over = 0  # rows its relay took from memory, for benchmarks
 
     def row(
         self,
@@ -241,6 +242,7 @@ class Outbox:
         ones go to the relay; ordinary ones wake it to claim them."""
         handover = self.handover
         taken = handover.give(rows, seqs) if handover is not None else 0
+        self.handed_over += taken
         if taken < len(rows):
             self.notify()
 
