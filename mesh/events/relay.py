@@ -50,24 +50,22 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from nats.js import api
 from nats.js.errors import BadRequestError
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mesh.db import Database
-from mesh.events import metrics, spans
+from mesh.events import metrics
 from mesh.events.claims import OutboxStatements
 from mesh.events.envelope import (
-    event_header_block,
     stream_name,
     stream_subjects,
-    traceparent_of,
 )
+from mesh.events.gauges import OutboxGauges
 from mesh.events.handover import Handover
 from mesh.events.link import Link
 from mesh.events.outbox import Outbox, utc_now
+from mesh.events.outgoing import Outgoing
 from mesh.events.pg_claims import PgClaims
 from mesh.events.publisher import Publisher
 from mesh.events.settings import EventSettings
@@ -87,10 +85,6 @@ MAX_BACKOFF_SECONDS = 5.0
 # How long acknowledged rows wait for the next claim to mark them before a transaction of
 # their own does (a commit that wakes the relay sooner carries them at once).
 MARK_LINGER_SECONDS = 0.25
-GAUGE_EVERY_SECONDS = 1.0
-ANALYZE_PENDING = 10_000  # PostgreSQL: analyse the outbox when a backlog reaches this
-EXPECTED_STREAM = "Nats-Expected-Stream"
-_ODD_HEX = frozenset("13579bdfBDF")
 _STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
 
 
@@ -136,14 +130,11 @@ class Relay:
         self._stream_ready_generation = -1
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
-        self._gauges_at = 0.0
-        self._pending_gauge = metrics.outbox_pending.labels(outbox.source)
-        self._oldest_gauge = metrics.outbox_oldest_pending_seconds.labels(outbox.source)
-        self._published: dict[str, Any] = {}
+        self._outgoing = Outgoing(self._tracer, outbox.source, self.stream)
         self._refused_now: list[int] = []  # seqs JetStream refused in the last publish
-        self._analyzed_pending = 0  # pending rows when the outbox was last analysed
         self.published = 0  # events acknowledged by JetStream, for tests and benchmarks
         self._sql = OutboxStatements(outbox.table)
+        self.gauges = OutboxGauges(db, outbox, self._sql)
         # SQLite: each statement with its transaction in one hand-over (sqlite_claims.py).
         self._sqlite = SqliteClaims(outbox.table, self._sql) if db.is_sqlite else None
         # PostgreSQL: two statements on a held connection (pg_claims.py).
@@ -406,89 +397,18 @@ class Relay:
 
     async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], list[int]]:
         """Publish every row, then wait for the acks; (acked seqs, failed seqs)."""
-        messages = []
-        started: list[Any] = []
-        source, expected = self.outbox.source, f"{EXPECTED_STREAM}: {self.stream}\r\n"
-        for row in rows:
-            traceparent, span = row.traceparent, None
-            # Sampled (the low bit of the W3C trace flags, the last hex digit): a span.
-            if traceparent and traceparent[-1] in _ODD_HEX:
-                span = spans.start(
-                    self._tracer,
-                    f"publish {row.subject}",
-                    SpanKind.PRODUCER,
-                    spans.remote_context(traceparent, row.tracestate),
-                    spans.messaging_attributes(row.subject, row.id, "publish"),
-                )
-                if span is not None:
-                    traceparent = traceparent_of(span.get_span_context())
-            started.append(span)
-            headers = event_header_block(
-                row.id,
-                source,
-                row.type,
-                row.aggregate,
-                row.create_time,
-                traceparent,
-                row.tracestate,
-                expected,
-            )
-            messages.append((row.subject, row.payload, headers))
+        messages, started = self._outgoing.messages(rows)
         oks = await self._publisher.publish(messages, self._ack_timeout)
         self._refused_now = [
             row.seq for row, no in zip(rows, self._publisher.refused, strict=False) if no
         ]
-        acked: list[int] = []
-        failed: list[int] = []
-        counts: dict[str, int] = {}
-        for row, ok, span in zip(rows, oks, started, strict=True):
-            if ok:
-                acked.append(row.seq)
-                counts[row.type] = counts.get(row.type, 0) + 1
-            else:
-                failed.append(row.seq)
-            if span is not None:
-                if not ok:
-                    span.set_status(Status(StatusCode.ERROR, "not acknowledged"))
-                span.end()
-        for type_, n in counts.items():
-            counter = self._published.get(type_)
-            if counter is None:
-                counter = self._published[type_] = metrics.events_published_total.labels(type_)
-            counter.inc(n)
+        acked, failed = self._outgoing.settle(rows, oks, started)
         self.published += len(acked)
         return acked, failed
 
     async def _gauges(self) -> None:
-        now = time.monotonic()
-        if now - self._gauges_at < GAUGE_EVERY_SECONDS:
-            return
-        self._gauges_at = now
-        pending, oldest = await self.pending()
-        self._pending_gauge.set(pending)
-        self._oldest_gauge.set(
-            0.0 if oldest is None else max(0.0, (utc_now() - oldest).total_seconds())
-        )
-        await self._keep_plans(pending)
-
-    async def _keep_plans(self, pending: int) -> None:
-        """PostgreSQL: ANALYZE the outbox when its pending rows have grown far beyond what
-        the planner last saw (a backlog after an outage or a bulk load). Without it the
-        claim reads and sorts every pending row each cycle (79 ms a claim at 100,000
-        pending, 0.5 ms once analysed; worse with the dead versions the marks leave), and
-        autovacuum runs late or not at all."""
-        if self._db.is_sqlite:
-            return
-        if pending < ANALYZE_PENDING // 10:
-            self._analyzed_pending = 0  # drained: the next backlog is analysed again
-        elif pending >= ANALYZE_PENDING and pending >= 2 * self._analyzed_pending:
-            async with self._db.engine.begin() as conn:
-                await conn.execute(sa.text(f"ANALYZE {self.outbox.table.name}"))
-            self._analyzed_pending = pending
+        await self.gauges.update()
 
     async def pending(self) -> tuple[int, dt.datetime | None]:
         """How many events wait, and when the oldest of them was committed."""
-        async with self._db.engine.connect() as conn:
-            count = int((await conn.execute(self._sql.count)).scalar_one())
-            oldest = (await conn.execute(self._sql.oldest)).scalar_one_or_none() if count else None
-        return count, oldest
+        return await self.gauges.pending()

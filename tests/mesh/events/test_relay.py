@@ -196,7 +196,7 @@ async def test_a_large_backlog_is_analysed_so_claims_stay_an_index_range(
         await asyncio.sleep(0.1)
     assert await analysed() == before + 1
     await relay._gauges()  # the same backlog: not analysed again
-    relay._gauges_at = 0.0
+    relay.gauges.updated_at = 0.0
     await relay._gauges()
     await asyncio.sleep(0.5)
     assert await analysed() == before + 1
