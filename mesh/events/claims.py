@@ -38,6 +38,22 @@ class Claimed(NamedTuple):
     create_time: dt.datetime
     attempts: int
 
+    @classmethod
+    def of_row(cls, row: Any, seq: int) -> Claimed:
+        """The claimed form of an `Outbox.row` committed under `seq` (handed over)."""
+        return cls(
+            seq,
+            row["id"],
+            row["subject"],
+            row["aggregate"],
+            row["type"],
+            row["payload"],
+            row["traceparent"],
+            row["tracestate"],
+            row["create_time"],
+            row["attempts"],
+        )
+
 
 class OutboxStatements:
     """The relay's statements on one outbox table."""

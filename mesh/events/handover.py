@@ -50,7 +50,6 @@ class Handover:
         self._wake = wake
         self._rows: list[Claimed] = []
         self.open = False  # the relay takes rows from memory (connected, not failing)
-        self.given = 0  # rows handed over, for tests and benchmarks
 
     def lease(self, now: dt.datetime) -> Lease | None:
         """The lease to write born-leased rows with, or None: write ordinary rows."""
@@ -62,23 +61,11 @@ class Handover:
         if len(rows) != len(seqs):
             raise ValueError(f"{len(rows)} rows but {len(seqs)} seqs")
         taken = [
-            Claimed(
-                seq,
-                row["id"],
-                row["subject"],
-                row["aggregate"],
-                row["type"],
-                row["payload"],
-                row["traceparent"],
-                row["tracestate"],
-                row["create_time"],
-                row["attempts"],
-            )
+            Claimed.of_row(row, seq)
             for row, seq in zip(rows, seqs, strict=True)
             if row.get("lease_owner") == self.owner
         ]
         if taken:
-            self.given += len(taken)
             self._rows.extend(taken)
             self._wake()
         return len(taken)

@@ -152,7 +152,7 @@ class Outbox:
         self.handover: Handover | None = None
         # An ordinary row was committed in this process since the relay's last claim.
         self.claim_wanted = True
-        self.handed_over = 0  # rows its relay took from memory, for benchmarks
+        self.handed_over = 0  # rows its relay took from memory, for tests and benchmarks
         self._names: dict[type[Message], tuple[str, str]] = {}  # (subject, type) by class
 
     def row(

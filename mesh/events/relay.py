@@ -148,7 +148,6 @@ class Relay:
         # Rows this process's writers commit born leased to us (handover.py).
         self.handover = Handover(self.owner, self._lease, self._wake)
         self._claimed_at = 0.0  # monotonic time of the last claim
-        self.claims = 0  # claim transactions run, for tests and benchmarks
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -239,10 +238,7 @@ class Relay:
         """A claim is due when this process committed ordinary rows, the poll came round
         (rows of other processes), or acknowledged rows have waited long enough to be
         marked; rows handed over need none."""
-        now = time.monotonic()
-        if self.outbox.claim_wanted or now - self._claimed_at >= self._poll:
-            return True
-        return bool(self._unmarked) and now - self._acked_mono >= MARK_LINGER_SECONDS
+        return self.outbox.claim_wanted or self._until_claim_due() <= 0.0
 
     def _until_claim_due(self) -> float:
         due = self._claimed_at + self._poll
@@ -365,7 +361,6 @@ class Relay:
         running relay keeps)."""
         n = self._batch if limit is None else limit
         marks, acked_at = self._unmarked, self._acked_at
-        self.claims += 1
         if self._sqlite is not None:
             now = utc_now()
             claimed = list(

@@ -98,7 +98,7 @@ async def test_rows_handed_over_go_out_from_memory_and_are_marked_sent(
         await consumer.stop()
         await relay.stop()
     assert [e.event_id for e in effects] == [r["id"] for r in rows]
-    assert relay.handover.given == 20
+    assert outbox.handed_over == 20
     stored = await outbox_rows(db)
     # A claim would have raised attempts to 2: these never went through one.
     assert {(s.attempts, s.lease_owner) for s in stored} == {(1, None)}
@@ -202,5 +202,5 @@ async def test_rows_handed_over_through_a_nats_outage_lose_nothing_and_double_no
     stored = await outbox_rows(db)
     assert all(s.sent_time is not None for s in stored)
     ordinary = sum(1 for r in written if r["lease_owner"] is None)
-    assert 0 < relay.handover.given < len(written)  # some from memory, not all
+    assert 0 < outbox.handed_over < len(written)  # some from memory, not all
     assert ordinary > 0  # written while the relay was closed: claimed
